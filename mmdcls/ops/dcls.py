@@ -1,0 +1,232 @@
+"""DCLS convolution modules and functions, drop-in for the official ``dcls`` 0.1.1 ones.
+
+Same constructor arguments, defaults, parameter names, shapes and initialisation as
+``DCLS.construct.modules.Dcls{1,2,3}d``, so an official state dict loads unchanged. The kernel is
+built by :func:`construct_kernel` (fast, exact) and convolved by
+:func:`mmdcls.ops.conv_backend.conv_nd`.
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn import init
+
+from .construct import VERSIONS_WITH_SIGMA, check_version, construct_kernel
+from .conv_backend import conv_nd
+
+PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
+_INPUT_LAYOUTS = {1: '(N, C, L)', 2: '(N, C, H, W)', 3: '(N, C, D, H, W)'}
+
+
+def as_ntuple(value, ndim: int, name: str) -> Tuple[int, ...]:
+    """``value`` as an ndim-tuple of ints (an int is repeated), or a clear error."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * ndim
+    if isinstance(value, (tuple, list)) and len(value) == ndim and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise TypeError(f'{name} must be an int or a tuple of {ndim} ints, got {value!r}')
+
+
+def same_padding(dilated_kernel_size: Sequence[int]) -> Tuple[int, ...]:
+    """Padding that keeps the spatial size at stride 1 (needs odd sizes)."""
+    if any(s % 2 == 0 for s in dilated_kernel_size):
+        raise ValueError('padding="same" needs an odd dilated_kernel_size on every axis, got '
+                         f'{tuple(dilated_kernel_size)}')
+    return tuple(s // 2 for s in dilated_kernel_size)
+
+
+def _check_input(input: Tensor, ndim: int, channels: int, owner: str) -> None:
+    if input.dim() != ndim + 2:
+        raise ValueError(f'{owner} expects input of shape {_INPUT_LAYOUTS[ndim]} '
+                         f'({ndim + 2}-D), got a {input.dim()}-D tensor {tuple(input.shape)}')
+    if input.shape[1] != channels:
+        raise ValueError(f'{owner} expects input with {channels} channels (dim 1), got '
+                         f'{tuple(input.shape)}')
+
+
+def _dcls_conv(input: Tensor, weight: Tensor, P: Tensor, SIG: Optional[Tensor],
+               bias: Optional[Tensor], stride, padding, dilated_kernel_size, groups: int,
+               version: str, padding_mode: str, conv_algo: Optional[str], ndim: int) -> Tensor:
+    sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
+    stride = as_ntuple(stride, ndim, 'stride')
+    padding = same_padding(sizes) if padding == 'same' else as_ntuple(padding, ndim, 'padding')
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f'padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}')
+    _check_input(input, ndim, weight.shape[1] * groups, f'dcls_conv{ndim}d')
+    kernel = construct_kernel(weight, P, SIG, sizes, version)
+    if padding_mode != 'zeros':
+        input = F.pad(input, [p for p in reversed(padding) for _ in range(2)], mode=padding_mode)
+        padding = (0,) * ndim
+    return conv_nd(input, kernel, bias, stride, padding, groups, algo=conv_algo)
+
+
+def dcls_conv1d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
+                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+                conv_algo=None):
+    """1-D DCLS convolution. input (N, C_in, L); weight (C_out, C_in / groups, K);
+    P / SIG (1, C_out, C_in / groups, K) -> (N, C_out, L_out)."""
+    return _dcls_conv(input, weight, P, SIG, bias, stride, padding, dilated_kernel_size, groups,
+                      version, padding_mode, conv_algo, 1)
+
+
+def dcls_conv2d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
+                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+                conv_algo=None):
+    """2-D DCLS convolution. input (N, C_in, H, W); weight (C_out, C_in / groups, K);
+    P / SIG (2, C_out, C_in / groups, K) -> (N, C_out, H_out, W_out)."""
+    return _dcls_conv(input, weight, P, SIG, bias, stride, padding, dilated_kernel_size, groups,
+                      version, padding_mode, conv_algo, 2)
+
+
+def dcls_conv3d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
+                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+                conv_algo=None):
+    """3-D DCLS convolution. input (N, C_in, D, H, W); weight (C_out, C_in / groups, K);
+    P / SIG (3, C_out, C_in / groups, K) -> (N, C_out, D_out, H_out, W_out)."""
+    return _dcls_conv(input, weight, P, SIG, bias, stride, padding, dilated_kernel_size, groups,
+                      version, padding_mode, conv_algo, 3)
+
+
+class _DclsNd(nn.Module):
+    """Shared body of :class:`Dcls1d`, :class:`Dcls2d`, :class:`Dcls3d`.
+
+    Parameters (as ``dcls`` 0.1.1): ``weight`` (out, in / groups, kernel_count), ``P``
+    (ndim, out, in / groups, kernel_count), ``SIG`` like ``P`` for ``gauss`` / ``max``,
+    ``bias`` (out).
+    """
+    _ndim: int
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_count: int,
+                 stride: Union[int, Tuple[int, ...]] = 1,
+                 padding: Union[int, Tuple[int, ...], str] = 0,
+                 dilated_kernel_size: Union[int, Tuple[int, ...]] = 1, groups: int = 1,
+                 bias: bool = True, padding_mode: str = 'zeros', version: str = 'gauss', *,
+                 conv_algo: Optional[str] = None) -> None:
+        super().__init__()
+        ndim = self._ndim
+        for name, value in (('in_channels', in_channels), ('out_channels', out_channels),
+                            ('kernel_count', kernel_count), ('groups', groups)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'{name} must be a positive int, got {value!r}')
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
+                             f'must both be divisible by groups ({groups})')
+        check_version(version)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f'padding_mode must be one of {PADDING_MODES}, '
+                             f'got {padding_mode!r}')
+        sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
+        if any(s < 1 for s in sizes):
+            raise ValueError(f'dilated_kernel_size must be positive, got {sizes}')
+        self.stride = as_ntuple(stride, ndim, 'stride')
+        if any(s < 1 for s in self.stride):
+            raise ValueError(f'stride must be positive, got {self.stride}')
+        self.padding = (same_padding(sizes) if padding == 'same' else
+                        as_ntuple(padding, ndim, 'padding'))
+        if any(p < 0 for p in self.padding):
+            raise ValueError(f'padding must be non-negative, got {self.padding}')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_count = kernel_count
+        self.dilated_kernel_size = sizes
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.version = version
+        self.conv_algo = conv_algo
+        # nn.Conv-like attributes read by mmcv's ConvModule and FLOP counters.
+        self.kernel_size = sizes
+        self.dilation = (1,) * ndim
+        self.transposed = False
+        self.output_padding = (0,) * ndim
+
+        shape = (out_channels, in_channels // groups, kernel_count)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.P = nn.Parameter(torch.empty(ndim, *shape))
+        if version in VERSIONS_WITH_SIGMA:
+            self.SIG = nn.Parameter(torch.empty(ndim, *shape))
+        else:
+            self.register_parameter('SIG', None)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter('bias', None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The official initialisation, drawn in the same order (same seed -> same values)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+        with torch.no_grad():
+            for i, size in enumerate(self.dilated_kernel_size):
+                init.normal_(self.P.select(0, i), 0, 0.5).clamp_(-(size // 2), size // 2)
+            if self.SIG is not None:
+                init.constant_(self.SIG, 0.23 if self.version == 'gauss' else 0.0)
+
+    @torch.no_grad()
+    def clamp_parameters(self) -> None:
+        """Clamps each position component into +- dilated_kernel_size[i] // 2, in place."""
+        for i, size in enumerate(self.dilated_kernel_size):
+            self.P.select(0, i).clamp_(-(size // 2), size // 2)
+
+    def construct_kernel(self) -> Tensor:
+        """The dense kernel (out, in / groups, *dilated_kernel_size)."""
+        return construct_kernel(self.weight, self.P, self.SIG, self.dilated_kernel_size,
+                                self.version)
+
+    def forward(self, input: Tensor) -> Tensor:
+        _check_input(input, self._ndim, self.in_channels, type(self).__name__)
+        kernel = self.construct_kernel()
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            input = F.pad(input, [p for p in reversed(padding) for _ in range(2)],
+                          mode=self.padding_mode)
+            padding = (0,) * self._ndim
+        return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
+                       algo=self.conv_algo)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for name, param in self.named_parameters(recurse=False):
+            key = prefix + name
+            if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
+                raise ValueError(
+                    f'{key}: checkpoint shape {tuple(state_dict[key].shape)} does not match '
+                    f'{tuple(param.shape)} of {type(self).__name__}({self.extra_repr()}); '
+                    'check in/out channels, groups, kernel_count and the number of dimensions')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        s = (f'{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, '
+             f'dilated_kernel_size={self.dilated_kernel_size}, stride={self.stride}, '
+             f'padding={self.padding}, version={self.version}')
+        if self.groups != 1:
+            s += f', groups={self.groups}'
+        if self.bias is None:
+            s += ', bias=False'
+        if self.padding_mode != 'zeros':
+            s += f', padding_mode={self.padding_mode}'
+        if self.conv_algo is not None:
+            s += f', conv_algo={self.conv_algo}'
+        return s
+
+
+class Dcls1d(_DclsNd):
+    """1-D DCLS convolution: input (N, C_in, L) -> (N, C_out, L_out)."""
+    _ndim = 1
+
+
+class Dcls2d(_DclsNd):
+    """2-D DCLS convolution: input (N, C_in, H, W) -> (N, C_out, H_out, W_out)."""
+    _ndim = 2
+
+
+class Dcls3d(_DclsNd):
+    """3-D DCLS convolution: input (N, C_in, D, H, W) -> (N, C_out, D_out, H_out, W_out)."""
+    _ndim = 3
