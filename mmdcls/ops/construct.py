@@ -28,9 +28,6 @@ VERSIONS = ('v0', 'v1', 'gauss', 'max')
 VERSIONS_WITH_SIGMA = ('gauss', 'max')
 _SIGMA_FLOOR = {'gauss': 0.27, 'max': 1.0}
 _NORMALISATION_EPS = 1e-7
-# Chunks keep the per-axis profiles (and their recomputation graph in backward) well below the
-# size of the constructed kernel; tiny kernels still get one chunk of this many elements.
-_MIN_CHUNK_ELEMENTS = 1 << 16
 
 
 def check_version(version: str) -> None:
@@ -169,8 +166,7 @@ def _chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int], version: str
         per_row_temp = 4 * kernel_count * sum(sizes)
         if len(sizes) == 3:
             per_row_temp += 2 * kernel_count * max(sizes[0] * sizes[1], sizes[1] * sizes[2])
-    budget = max(rows * per_row_kernel, _MIN_CHUNK_ELEMENTS)
-    return max(1, min(rows, budget // per_row_temp))
+    return max(1, min(rows, rows * per_row_kernel // per_row_temp))
 
 
 class _ConstructChunked(torch.autograd.Function):

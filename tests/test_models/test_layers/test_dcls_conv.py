@@ -1,0 +1,69 @@
+"""DCLS conv layers through mmcv's build_conv_layer and mmdet's ResNet ``dcn`` slot."""
+import pytest
+import torch
+from mmcv.cnn import ConvModule, build_conv_layer
+
+import mmdcls  # noqa: F401  registers DCLS1d/2d/3d
+from mmdcls.models.layers import DCLSConv2d
+from mmdcls.ops import Dcls2d
+
+
+@pytest.mark.parametrize('ndim', [1, 2, 3])
+def test_build_conv_layer_keeps_output_size(ndim):
+    cfg = dict(type=f'DCLS{ndim}d', dilated_kernel_size=5)
+    layer = build_conv_layer(cfg, 4, 6, kernel_size=3, stride=1, padding=1, dilation=1,
+                             groups=2, bias=False)
+    assert layer.kernel_count == 3 ** ndim  # same number of weights as the replaced conv
+    assert layer.padding == (2,) * ndim and layer.bias is None and layer.version == 'v0'
+    x = torch.randn(1, 4, *[7] * ndim)
+    assert layer(x).shape == (1, 6, *[7] * ndim)
+
+
+def test_config_overrides_and_dilated_replaced_conv():
+    layer = build_conv_layer(
+        dict(type='DCLS2d', dilated_kernel_size=(9, 7), kernel_count=5, version='gauss'),
+        3, 3, kernel_size=3, stride=2, padding=2, dilation=2)
+    assert isinstance(layer, Dcls2d)
+    assert layer.kernel_count == 5 and layer.version == 'gauss'
+    # replaced extent 5 (3 taps, dilation 2, padding 2) -> padding 4 and 3 keep the size
+    assert layer.padding == (4, 3) and layer.stride == (2, 2)
+    reference = torch.nn.Conv2d(3, 3, 3, stride=2, padding=2, dilation=2)
+    x = torch.randn(1, 3, 11, 10)
+    assert layer(x).shape == reference(x).shape
+
+
+def test_conv_module_accepts_dcls():
+    module = ConvModule(4, 8, 3, padding=1, conv_cfg=dict(type='DCLS2d', dilated_kernel_size=7),
+                        norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'))
+    assert isinstance(module.conv, DCLSConv2d)
+    assert module(torch.randn(2, 4, 9, 9)).shape == (2, 8, 9, 9)
+
+
+@pytest.mark.parametrize('cfg,message', [
+    (dict(type='DCLS2d'), 'needs dilated_kernel_size'),
+    (dict(type='DCLS2d', dilated_kernel_size=6), 'cannot keep the output size'),
+    (dict(type='DCLS2d', dilated_kernel_size=(7, 7, 7)), 'a tuple of 2 ints'),
+    (dict(type='DCLS2d', dilated_kernel_size=7, version='sinc'), 'version must be one of'),
+    (dict(type='DCLS2d', dilated_kernel_size=-3), 'dilated_kernel_size must be positive'),
+])
+def test_bad_configs_name_the_parameter(cfg, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build_conv_layer(cfg, 4, 4, kernel_size=3, padding=1)
+
+
+def test_mmdet_resnet50_with_dcls_dcn_trains():
+    from mmdet.models.backbones import ResNet
+    torch.manual_seed(0)
+    model = ResNet(depth=50, dcn=dict(type='DCLS2d', dilated_kernel_size=7),
+                   stage_with_dcn=(False, True, True, True), out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    dcls_layers = [m for m in model.modules() if isinstance(m, DCLSConv2d)]
+    assert len(dcls_layers) == 4 + 6 + 3  # every bottleneck conv2 of stages 2-4
+    assert all(m.kernel_count == 9 and m.padding == (3, 3) for m in dcls_layers)
+    model.train()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [256, 512, 1024, 2048]
+    assert outs[-1].shape[-2:] == (2, 2)
+    sum(o.mean() for o in outs).backward()
+    for layer in dcls_layers:
+        assert torch.isfinite(layer.P.grad).all() and layer.P.grad.abs().sum() > 0

@@ -1,0 +1,140 @@
+"""Benchmark DCLS kernel construction: official ``dcls`` 0.1.1 vs mmdcls, side by side.
+
+Runs both implementations in one process on the four ConvNeXt-T stage shapes (512x512 input,
+batch 2: 96x128x128, 192x64x64, 384x32x32, 768x16x16), forward + backward, and prints a table:
+
+    stage, version, official construction ms, mmdcls construction ms, speed-up,
+    mmdcls construction share of the whole DCLS layer (construction + convolution),
+    peak extra memory of mmdcls construction (forward + backward) / size of the kernel.
+
+Targets (exit status 1 if one is missed): speed-up >= 20x for every version, construction
+<= 10% of the layer's time, peak extra memory <= 2x the kernel.
+
+    python tools/analysis/benchmark_ops.py [--threads 2] [--repeats 5]
+"""
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from mmdcls.ops import Dcls2d, construct_kernel
+
+# (channels, feature-map side) of ConvNeXt-T stages for a 512x512 input.
+STAGES = [(96, 128), (192, 64), (384, 32), (768, 16)]
+# (version, dilated_kernel_size, kernel_count): the release's v0 and Gaussian settings, and the
+# v0 setting for the other interpolations.
+SETTINGS = [('v0', 17, 34), ('v1', 17, 34), ('max', 17, 34), ('gauss', 23, 26)]
+TARGET_SPEEDUP = 20.0
+TARGET_SHARE = 0.10
+TARGET_MEMORY = 2.0
+
+
+def timed(fn, repeats):
+    """Median wall time (ms) of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def peak_extra_bytes(fn):
+    """Peak bytes allocated on the CPU while ``fn`` runs, from the profiler's memory events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    events.sort(key=lambda e: e.start_ns())
+    current = peak = 0
+    for event in events:
+        current += event.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+def make_official(channels, size, count, version):
+    from DCLS.construct.modules import ConstructKernel2d
+    return ConstructKernel2d(channels, channels, channels, count, (size, size), version)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--stages', type=int, nargs='+', default=[0, 1, 2, 3],
+                        help='ConvNeXt-T stage indices to run')
+    parser.add_argument('--versions', nargs='+', default=[s[0] for s in SETTINGS],
+                        choices=[s[0] for s in SETTINGS])
+    parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    header = (f'{"stage":>5} {"shape":>14} {"version":>7} {"kernel":>6} {"official ms":>11} '
+              f'{"mmdcls ms":>9} {"speed-up":>8} {"layer ms":>8} {"share":>6} {"memory":>6}')
+    print(f'torch {torch.__version__}, {args.threads} threads, batch 2, forward + backward')
+    print(header)
+    print('-' * len(header))
+    failures = []
+    for stage in args.stages:
+        channels, side = STAGES[stage]
+        for version, size, count in SETTINGS:
+            if version not in args.versions:
+                continue
+            layer = Dcls2d(channels, channels, count, padding=size // 2, dilated_kernel_size=size,
+                           groups=channels, version=version)
+            weight, P, SIG = layer.weight, layer.P, layer.SIG
+            grad_kernel = torch.randn(channels, 1, size, size)
+
+            def ours():
+                kernel = construct_kernel(weight, P, SIG, (size, size), version)
+                kernel.backward(grad_kernel)
+
+            official_module = make_official(channels, size, count, version)
+
+            def official():
+                kernel = official_module(weight, P, SIG)
+                kernel.backward(grad_kernel)
+
+            x = torch.randn(2, channels, side, side, requires_grad=True)
+            grad_out = torch.randn(2, channels, side, side)
+
+            def whole_layer():
+                layer(x).backward(grad_out)
+
+            official_ms = timed(official, max(1, args.repeats // 2))
+            ours_ms = timed(ours, args.repeats)
+            layer_ms = timed(whole_layer, args.repeats)
+            kernel_bytes = channels * size * size * 4
+            memory = peak_extra_bytes(ours) / kernel_bytes - 1.0  # the kernel itself excluded
+            speedup = official_ms / ours_ms
+            share = ours_ms / layer_ms
+            print(f'{stage + 1:>5} {f"{channels}x{side}x{side}":>14} {version:>7} '
+                  f'{f"{size}/{count}":>6} {official_ms:>11.1f} {ours_ms:>9.2f} '
+                  f'{speedup:>7.1f}x {layer_ms:>8.1f} {share:>6.1%} {memory:>5.2f}x', flush=True)
+            if speedup < TARGET_SPEEDUP:
+                failures.append(f'stage {stage + 1} {version}: speed-up {speedup:.1f}x < '
+                                f'{TARGET_SPEEDUP}x')
+            if share > TARGET_SHARE:
+                failures.append(f'stage {stage + 1} {version}: construction {share:.1%} of the '
+                                f'layer > {TARGET_SHARE:.0%}')
+            if memory > TARGET_MEMORY:
+                failures.append(f'stage {stage + 1} {version}: peak extra memory {memory:.2f}x '
+                                f'the kernel > {TARGET_MEMORY}x')
+    print('"kernel" = dilated size / kernel_count; "share" = mmdcls construction / whole mmdcls '
+          'layer (construction + convolution); "memory" = peak memory of construction beyond '
+          'the kernel it returns, in kernel sizes.')
+    if failures:
+        print('\nTargets missed:\n  ' + '\n  '.join(failures))
+        return 0 if args.no_check else 1
+    print('\nAll targets met: speed-up >= 20x, construction <= 10% of the layer, '
+          'peak extra memory <= 2x the kernel.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
