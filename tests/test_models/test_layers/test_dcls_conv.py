@@ -55,7 +55,8 @@ def test_mmdet_resnet50_with_dcls_dcn_trains():
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
     model = ResNet(depth=50, dcn=dict(type='DCLS2d', dilated_kernel_size=7),
-                   stage_with_dcn=(False, True, True, True), out_indices=(0, 1, 2, 3))
+                   stage_with_dcn=(False, True, True, True), out_indices=(0, 1, 2, 3),
+                   zero_init_residual=False)  # else no gradient reaches conv2
     model.init_weights()
     dcls_layers = [m for m in model.modules() if isinstance(m, DCLSConv2d)]
     assert len(dcls_layers) == 4 + 6 + 3  # every bottleneck conv2 of stages 2-4
