@@ -12,5 +12,8 @@ if importlib.util.find_spec('mmengine') is not None:
     # Not a try/except: with mmengine present, a broken registration must fail loudly here
     # rather than surface later as "type not found".
     from . import engine, models  # noqa: F401
+    from .utils.compat import register_safe_globals
+
+    register_safe_globals()  # torch.load(weights_only=True) of mmengine / release checkpoints
 
 __all__ = ['__version__', 'version_info']
