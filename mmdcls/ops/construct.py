@@ -18,6 +18,7 @@ Conventions copied exactly from ``dcls`` 0.1.1 (see ``position_axes``):
 * ``gauss`` uses sigma = |SIG| + 0.27, ``max`` (triangle) half-width |SIG| + 1, and both, like
   ``v1``, divide by (sum of the interpolation weights + 1e-7).
 """
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -44,25 +45,24 @@ def position_axes(version: str, ndim: int) -> Tuple[int, ...]:
 
 
 def _axis_profile(offset: Tensor, sigma: Optional[Tensor], version: str) -> Tensor:
-    """Interpolation weights of ``v1`` / ``gauss`` / ``max`` on one kernel axis, in place.
-
-    Args:
-        offset: (R, K, G) grid index minus position; overwritten.
-        sigma: (R, K, 1) widths (floor added) for ``gauss`` / ``max``, else None.
-    Returns:
-        (R, K, G) profile (the storage of ``offset``).
-    """
-    if version == 'v1':
-        return offset.abs_().neg_().add_(1).relu_()
+    """Interpolation weights on one kernel axis. offset (R, K, T): grid index minus position;
+    sigma (R, K, 1) widths with their floor for ``gauss`` / ``max``, else None."""
+    if version in ('v0', 'v1'):
+        return (1 - offset.abs()).relu()
     if version == 'max':
-        return offset.abs_().neg_().add_(sigma).relu_()
-    return offset.div_(sigma).square_().mul_(-0.5).exp_()
+        return (sigma - offset.abs()).relu()
+    return (-0.5 * (offset / sigma).square()).exp()
 
 
 def _axis_derivatives(offset: Tensor, profile: Tensor, sigma: Optional[Tensor],
                       version: str) -> Tuple[Tensor, Optional[Tensor]]:
-    """d profile / d position and d profile / d sigma, with torch's subgradients at kinks
-    (``abs'(0) = 0``, ``relu'(0) = 0``) so that gradients match autograd through ``dcls``."""
+    """d profile / d position and d profile / d sigma, with the subgradients autograd takes
+    through ``dcls`` at the kinks (``abs'(0) = 0``, ``relu'(0) = 0``)."""
+    if version == 'v0':
+        # dcls differentiates (1 - frac, frac) with frac = P - floor(P): -1 on the lower tap,
+        # +1 on the upper one, also when P sits exactly on a grid point.
+        d_position = torch.tensor([-1.0, 1.0], dtype=offset.dtype, device=offset.device)
+        return d_position.expand_as(offset), None
     if version == 'gauss':
         d_position = profile * offset / sigma.square()
         return d_position, d_position * offset / sigma
@@ -71,120 +71,309 @@ def _axis_derivatives(offset: Tensor, profile: Tensor, sigma: Optional[Tensor],
     return d_position, (active if version == 'max' else None)
 
 
-def _outer(profiles: Sequence[Tensor], rows: int, kernel_count: int, like: Tensor) -> Tensor:
-    """(R, K, prod G) outer product over the axes of ``profiles`` (ones for no axis)."""
-    if not profiles:
-        return like.new_ones(rows, kernel_count, 1)
-    result = profiles[0]
-    for profile in profiles[1:]:
-        result = (result.unsqueeze(-1) * profile.unsqueeze(-2)).flatten(2)
+def _outer(profiles: Sequence[Tensor]) -> Tensor:
+    """(R, K, T0, T1, ...) outer product of (R, K, Ti) profiles."""
+    ndim = len(profiles)
+    result = None
+    for axis, profile in enumerate(profiles):
+        shape = profile.shape[:2] + (1,) * axis + profile.shape[2:] + (1,) * (ndim - 1 - axis)
+        result = profile.view(shape) if result is None else result * profile.view(shape)
     return result
 
 
-class _SeparableKernel:
-    """Per-axis profiles of one chunk of rows for ``v1`` / ``gauss`` / ``max``."""
+class _Interpolation:
+    """Per-axis interpolation profiles of one chunk of rows.
+
+    ``window=None`` evaluates every grid point of each axis (``gauss``: its support is the
+    whole kernel) and contracts with ``bmm``. Otherwise only ``window`` consecutive grid points
+    around each position are evaluated (bilinear versions: 2; triangles of half-width up to
+    sigma: 2 * ceil(sigma)); everything outside is exactly zero with zero gradient, and the
+    window's outer product is scattered into the kernel with ``index_add_``.
+    """
 
     def __init__(self, P: Tensor, SIG: Optional[Tensor], sizes: Sequence[int], version: str,
-                 keep_offsets: bool):
+                 window: Optional[int]):
         ndim = len(sizes)
+        rows, kernel_count = P.shape[1:]
+        self.version, self.sizes, self.window = version, tuple(sizes), window
         self.axes = position_axes(version, ndim)
         self.profiles: List[Optional[Tensor]] = [None] * ndim
         self.offsets: List[Optional[Tensor]] = [None] * ndim
         self.sigmas: List[Optional[Tensor]] = [None] * ndim
-        self.sums: List[Optional[Tensor]] = [None] * ndim
+        self.grids: List[Optional[Tensor]] = [None] * ndim
+        self.insides: List[Optional[Tensor]] = [None] * ndim
         for component, axis in enumerate(self.axes):
             position = (P[component] + sizes[component] // 2).unsqueeze(-1)
-            grid = torch.arange(sizes[axis], device=P.device, dtype=P.dtype)
+            if window is None:
+                grid = torch.arange(sizes[axis], device=P.device, dtype=P.dtype)
+            else:
+                first = position.floor() - (window // 2 - 1)
+                grid = first + torch.arange(window, device=P.device, dtype=P.dtype)
             offset = grid - position
             sigma = None
             if version in VERSIONS_WITH_SIGMA:
                 sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
-            if keep_offsets:
-                self.offsets[axis] = offset.clone()
             profile = _axis_profile(offset, sigma, version)
-            self.profiles[axis], self.sigmas[axis] = profile, sigma
-            self.sums[axis] = profile.sum(-1)
-        self.normaliser = self.sums[0]
-        for total in self.sums[1:]:
-            self.normaliser = self.normaliser * total
-        self.normaliser = self.normaliser + _NORMALISATION_EPS
+            if window is not None:
+                # grid points outside the kernel do not exist: no weight, no gradient
+                inside = (grid >= 0) & (grid < sizes[axis])
+                profile = profile * inside
+                self.insides[axis] = inside
+                self.grids[axis] = grid.clamp(0, sizes[axis] - 1).to(torch.int32)
+            self.profiles[axis], self.offsets[axis], self.sigmas[axis] = profile, offset, sigma
+        self.sums = [profile.sum(-1) for profile in self.profiles]
+        self.normaliser = None
+        if version != 'v0':
+            self.normaliser = self.sums[0]
+            for total in self.sums[1:]:
+                self.normaliser = self.normaliser * total
+            self.normaliser = self.normaliser + _NORMALISATION_EPS
 
-    def kernel(self, weight: Tensor, out: Tensor) -> None:
+    def _scale(self, weight: Tensor) -> Tensor:
+        return weight if self.normaliser is None else weight / self.normaliser
+
+    def _flat_index(self, first_row: int) -> Tensor:
+        """(R, K, T0, ...) int32 positions of the window points in the flattened kernel."""
+        rows = self.profiles[0].shape[0]
+        per_row = math.prod(self.sizes)
+        strides = [math.prod(self.sizes[axis + 1:]) for axis in range(len(self.sizes))]
+        row_base = torch.arange(first_row, first_row + rows, device=self.grids[0].device,
+                                dtype=torch.int32) * per_row
+        return row_base.view(rows, 1, *[1] * len(self.sizes)) + _outer_sum(
+            [grid * stride for grid, stride in zip(self.grids, strides)])
+
+    def accumulate_kernel(self, weight: Tensor, kernel: Tensor, first_row: int) -> None:
+        """Writes rows [first_row, first_row + R) of ``kernel`` (R_total, *sizes)."""
         rows, kernel_count = weight.shape
-        scale = (weight / self.normaliser).unsqueeze(-1)
-        if len(self.profiles) == 1:
-            leading = scale
-        else:
-            leading = _outer(self.profiles[:-1], rows, kernel_count, weight) * scale
+        scale = self._scale(weight)
+        if self.window is not None:
+            values = _outer(self.profiles) * scale.view(rows, kernel_count,
+                                                        *[1] * len(self.sizes))
+            kernel.view(-1).index_add_(0, self._flat_index(first_row).view(-1),
+                                       values.view(-1))
+            return
+        out = kernel[first_row:first_row + rows]
+        leading = scale.unsqueeze(-1)
+        if len(self.sizes) > 1:
+            leading = _outer(self.profiles[:-1]).flatten(2) * leading
         torch.bmm(leading.transpose(1, 2), self.profiles[-1],
-                  out=out.view(rows, -1, out.shape[-1]))
+                  out=out.view(rows, -1, self.sizes[-1]))
 
-    def backward(self, weight: Tensor, grad: Tensor, version: str):
-        """Gradients (weight, P, SIG) of one chunk given d loss / d kernel ``grad`` (R, *G)."""
-        rows, kernel_count = weight.shape
-        ndim = len(self.profiles)
-        scale = weight / self.normaliser
-        grad_scale = None
-        grad_profiles = []
+    def _partials(self, grad: Tensor, first_row: int) -> List[Tensor]:
+        """For each axis d: sum over the other axes of grad * their profiles, (R, K, T_d)."""
+        rows, kernel_count = self.profiles[0].shape[:2]
+        ndim = len(self.sizes)
+        if self.window is not None:
+            tapped = grad.view(-1).index_select(0, self._flat_index(first_row).view(-1))
+            tapped = tapped.view(self.profiles[0].shape[:2] + (self.window,) * ndim)
+            partials = []
+            for axis in range(ndim):
+                others = [p if i != axis else torch.ones_like(p[..., :1])
+                          for i, p in enumerate(self.profiles)]
+                dims = tuple(2 + i for i in range(ndim) if i != axis)
+                partials.append((tapped * _outer(others)).sum(dims) if dims else tapped)
+            return partials
+        grad = grad[first_row:first_row + rows]
+        partials = []
         for axis in range(ndim):
-            others = _outer(self.profiles[:axis] + self.profiles[axis + 1:], rows, kernel_count,
-                            weight)
-            grad_axis = grad.movedim(axis + 1, 1).reshape(rows, grad.shape[axis + 1], -1)
-            partial = torch.bmm(grad_axis, others.transpose(1, 2)).transpose(1, 2)  # (R, K, G)
-            if grad_scale is None:
-                grad_scale = (partial * self.profiles[axis]).sum(-1)
-            grad_profiles.append(partial)
-        grad_weight = grad_scale / self.normaliser
-        grad_normaliser = -grad_scale * scale / self.normaliser
+            others = self.profiles[:axis] + self.profiles[axis + 1:]
+            grad_axis = grad.movedim(axis + 1, 1).reshape(rows, self.sizes[axis], -1)
+            if others:
+                other = _outer(others).flatten(2)
+                partial = torch.bmm(grad_axis, other.transpose(1, 2)).transpose(1, 2)
+            else:
+                partial = grad_axis.transpose(1, 2).expand(rows, kernel_count, -1)
+            partials.append(partial)
+        return partials
+
+    def backward(self, weight: Tensor, grad: Tensor, first_row: int):
+        """Gradients (weight, P, |SIG|) of this chunk from d loss / d kernel (R_total, *G)."""
+        rows, kernel_count = weight.shape
+        ndim = len(self.sizes)
+        scale = self._scale(weight)
+        partials = self._partials(grad, first_row)
+        grad_scale = (partials[0] * self.profiles[0]).sum(-1)
+        if self.normaliser is None:
+            grad_weight, rest = grad_scale, None
+        else:
+            grad_weight = grad_scale / self.normaliser
+            grad_normaliser = -grad_scale * scale / self.normaliser
         grad_P = weight.new_empty(ndim, rows, kernel_count)
-        grad_SIG = weight.new_empty(ndim, rows, kernel_count) if version in \
-            VERSIONS_WITH_SIGMA else None
+        grad_SIG = (weight.new_empty(ndim, rows, kernel_count)
+                    if self.version in VERSIONS_WITH_SIGMA else None)
         for component, axis in enumerate(self.axes):
-            rest = grad_normaliser
-            for other in range(ndim):
-                if other != axis:
-                    rest = rest * self.sums[other]
-            grad_profile = grad_profiles[axis].mul_(scale.unsqueeze(-1)).add_(rest.unsqueeze(-1))
+            grad_profile = partials[axis] * scale.unsqueeze(-1)
+            if self.normaliser is not None:
+                rest = grad_normaliser
+                for other in range(ndim):
+                    if other != axis:
+                        rest = rest * self.sums[other]
+                grad_profile = grad_profile + rest.unsqueeze(-1)
+            if self.insides[axis] is not None:
+                grad_profile = grad_profile * self.insides[axis]
             d_position, d_sigma = _axis_derivatives(self.offsets[axis], self.profiles[axis],
-                                                    self.sigmas[axis], version)
+                                                    self.sigmas[axis], self.version)
             grad_P[component] = (grad_profile * d_position).sum(-1)
             if grad_SIG is not None:
                 grad_SIG[component] = (grad_profile * d_sigma).sum(-1)
         return grad_weight, grad_P, grad_SIG
 
 
-def _chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int], version: str) -> int:
-    """Rows per chunk so that a chunk's temporaries stay near the size of the whole kernel."""
-    per_row_kernel = 1
-    for s in sizes:
-        per_row_kernel *= s
-    if version == 'v0':
-        # a few (K, 2**ndim) tensors, int64 tap indices counted twice.
-        per_row_temp = 8 * kernel_count * 2 ** len(sizes)
+class _Bilinear:
+    """``v0`` / ``v1`` for all rows at once, every axis in one tensor: each element has two
+    taps per axis (floor(p), floor(p) + 1) with weights (1 - frac, frac), so its 2**ndim taps
+    are scattered into the kernel with ``index_add_``. O(R * K * 2**ndim) time and memory."""
+
+    def __init__(self, P: Tensor, sizes: Sequence[int], version: str):
+        ndim = len(sizes)
+        components = position_axes(version, ndim)
+        # row d of every tensor below belongs to kernel axis d
+        self.component_of_axis = [components.index(axis) for axis in range(ndim)]
+        self.version, self.sizes = version, tuple(sizes)
+        device = P.device
+        half = torch.tensor([sizes[c] // 2 for c in self.component_of_axis], dtype=P.dtype,
+                            device=device)
+        limit = torch.tensor(sizes, dtype=torch.int32, device=device).view(ndim, 1, 1, 1)
+        stride = torch.tensor([math.prod(sizes[axis + 1:]) for axis in range(ndim)],
+                              dtype=torch.int32, device=device).view(ndim, 1, 1, 1)
+        position = P[self.component_of_axis] + half.view(ndim, 1, 1)  # (ndim, R, K)
+        lower = position.floor()
+        self.frac = position - lower
+        taps = lower.to(torch.int32).unsqueeze(-1) + torch.arange(2, dtype=torch.int32,
+                                                                   device=device)
+        self.inside = (taps >= 0) & (taps < limit)  # (ndim, R, K, 2)
+        self.tap_weights = torch.stack((1 - self.frac, self.frac), -1) * self.inside
+        self.tap_offsets = torch.minimum(taps.clamp_min(0), limit - 1) * stride
+        self.normaliser = None
+        if version == 'v1':
+            self.sums = self.tap_weights.sum(-1)  # (ndim, R, K)
+            self.normaliser = self.sums.prod(0) + _NORMALISATION_EPS
+
+    def _scale(self, weight: Tensor) -> Tensor:
+        return weight if self.normaliser is None else weight / self.normaliser
+
+    def _index(self) -> Tensor:
+        rows = self.frac.shape[1]
+        row_base = torch.arange(rows, dtype=torch.int32, device=self.frac.device)
+        row_base = row_base.mul_(math.prod(self.sizes)).view(rows, 1, *[1] * len(self.sizes))
+        return row_base + _outer_sum(list(self.tap_offsets.unbind(0)))
+
+    def kernel(self, weight: Tensor) -> Tensor:
+        rows, kernel_count = weight.shape
+        ndim = len(self.sizes)
+        values = _outer(list(self.tap_weights.unbind(0))) * self._scale(weight).view(
+            rows, kernel_count, *[1] * ndim)
+        kernel = weight.new_zeros(rows * math.prod(self.sizes))
+        kernel.index_add_(0, self._index().view(-1), values.view(-1))
+        return kernel.view(rows, *self.sizes)
+
+    def backward(self, weight: Tensor, grad: Tensor):
+        rows, kernel_count = weight.shape
+        ndim = len(self.sizes)
+        tapped = grad.reshape(-1).index_select(0, self._index().view(-1))
+        tapped = tapped.view(rows, kernel_count, *[2] * ndim)
+        tap_weights = list(self.tap_weights.unbind(0))
+        partials = []  # d loss / d (scaled) tap weight of each axis, (R, K, 2)
+        for axis in range(ndim):
+            others = [w if i != axis else torch.ones_like(w[..., :1])
+                      for i, w in enumerate(tap_weights)]
+            dims = tuple(2 + i for i in range(ndim) if i != axis)
+            partials.append((tapped * _outer(others)).sum(dims) if dims else tapped)
+        partials = torch.stack(partials)  # (ndim, R, K, 2)
+        scale = self._scale(weight)
+        grad_scale = (partials[0] * tap_weights[0]).sum(-1)
+        grad_tap = partials * scale.unsqueeze(-1)
+        if self.normaliser is None:
+            grad_weight = grad_scale
+        else:
+            grad_weight = grad_scale / self.normaliser
+            grad_normaliser = -grad_scale * scale / self.normaliser
+            # d normaliser / d sum_d = product of the other axes' sums
+            others = torch.stack([
+                torch.stack([self.sums[i] for i in range(ndim) if i != axis]).prod(0)
+                if ndim > 1 else torch.ones_like(self.sums[0]) for axis in range(ndim)])
+            grad_tap = grad_tap + (grad_normaliser * others).unsqueeze(-1)
+        # d (1 - frac, frac) / d P = (-1, +1); v1's relu(1 - |x|) has zero subgradient there
+        # when P sits exactly on a grid point (abs'(0) = relu'(0) = 0), v0's does not.
+        grad_frac = (grad_tap[..., 1] - grad_tap[..., 0]) if self.inside.all() else (
+            (grad_tap * self.inside).diff(dim=-1).squeeze(-1))
+        if self.version == 'v1':
+            grad_frac = grad_frac * (self.frac > 0)
+        grad_P = torch.empty_like(grad_frac)
+        grad_P[self.component_of_axis] = grad_frac
+        return grad_weight, grad_P
+
+
+class _ConstructBilinear(torch.autograd.Function):
+    """``v0`` / ``v1`` construction; backward recomputes the taps (cheap) instead of storing."""
+
+    @staticmethod
+    def forward(ctx, weight, P, sizes, version):
+        ctx.save_for_backward(weight, P)
+        ctx.sizes, ctx.version = sizes, version
+        return _Bilinear(P, sizes, version).kernel(weight)
+
+    @staticmethod
+    def backward(ctx, grad_kernel):
+        weight, P = ctx.saved_tensors
+        grad_weight, grad_P = _Bilinear(P, ctx.sizes, ctx.version).backward(
+            weight, grad_kernel.contiguous())
+        return grad_weight, grad_P, None, None
+
+
+def _outer_sum(terms: Sequence[Tensor]) -> Tensor:
+    """(R, K, T0, T1, ...) outer sum of (R, K, Ti) integer tensors."""
+    ndim = len(terms)
+    result = None
+    for axis, term in enumerate(terms):
+        shape = term.shape[:2] + (1,) * axis + term.shape[2:] + (1,) * (ndim - 1 - axis)
+        result = term.view(shape) if result is None else result + term.view(shape)
+    return result
+
+
+def _window(version: str, SIG: Optional[Tensor], sizes: Sequence[int]) -> Optional[int]:
+    """Grid points per axis that can be non-zero around a position; None: the whole axis."""
+    if version in ('v0', 'v1'):
+        window = 2
+    elif version == 'max':
+        # the triangle of half-width s = |SIG| + 1 covers fewer than 2 * ceil(s) grid points
+        half_width = float(SIG.detach().abs().max()) + _SIGMA_FLOOR['max']
+        window = 2 * math.ceil(half_width)
     else:
-        # backward holds ~4 profile-sized (K, G) tensors per axis, plus 3-D outer products.
+        return None
+    return None if window >= max(sizes) else window
+
+
+def _chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int],
+                window: Optional[int]) -> int:
+    """Rows per chunk so that a chunk's temporaries stay within about the kernel's size."""
+    per_row_kernel = math.prod(sizes)
+    if window is not None:
+        # ~5 live (K, window ** ndim) tensors in backward (values, taps, index, products)
+        per_row_temp = 5 * kernel_count * window ** len(sizes)
+    else:
+        # ~4 profile-sized (K, G) tensors per axis, plus outer products of the leading axes
         per_row_temp = 4 * kernel_count * sum(sizes)
-        if len(sizes) == 3:
-            per_row_temp += 2 * kernel_count * max(sizes[0] * sizes[1], sizes[1] * sizes[2])
+        if len(sizes) > 2:
+            per_row_temp += 2 * kernel_count * math.prod(sorted(sizes)[1:])
     return max(1, min(rows, rows * per_row_kernel // per_row_temp))
 
 
-class _ConstructChunked(torch.autograd.Function):
+class _ConstructKernel(torch.autograd.Function):
     """Construction in row chunks; backward recomputes each chunk's interpolation and applies
     the analytic gradient, so no grid-sized intermediate outlives its chunk."""
 
     @staticmethod
-    def forward(ctx, weight, P, SIG, sizes, version, chunk):
-        strategy = _BilinearKernel if version == 'v0' else _SeparableKernel
+    def forward(ctx, weight, P, SIG, sizes, version, window, chunk):
         rows = weight.shape[0]
-        kernel = weight.new_empty((rows, *sizes))
+        kernel = (weight.new_zeros if window is not None else weight.new_empty)((rows, *sizes))
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
             sig = None if SIG is None else SIG[:, part]
-            strategy(P[:, part], sig, sizes, version, keep_offsets=False).kernel(
-                weight[part], kernel[part])
+            _Interpolation(P[:, part], sig, sizes, version, window).accumulate_kernel(
+                weight[part], kernel, start)
         ctx.save_for_backward(weight, P, SIG)
-        ctx.sizes, ctx.version, ctx.chunk, ctx.strategy = sizes, version, chunk, strategy
+        ctx.sizes, ctx.version, ctx.window, ctx.chunk = sizes, version, window, chunk
         return kernel
 
     @staticmethod
@@ -197,80 +386,13 @@ class _ConstructChunked(torch.autograd.Function):
         for start in range(0, weight.shape[0], ctx.chunk):
             part = slice(start, start + ctx.chunk)
             sig = None if SIG is None else SIG[:, part]
-            strategy = ctx.strategy(P[:, part], sig, ctx.sizes, ctx.version, keep_offsets=True)
-            g_weight, g_P, g_SIG = strategy.backward(weight[part], grad_kernel[part],
-                                                     ctx.version)
+            interpolation = _Interpolation(P[:, part], sig, ctx.sizes, ctx.version, ctx.window)
+            g_weight, g_P, g_SIG = interpolation.backward(weight[part], grad_kernel, start)
             grad_weight[part] = g_weight
             grad_P[:, part] = g_P
             if grad_SIG is not None:
                 grad_SIG[:, part] = g_SIG * sig.sign()  # d |SIG| / d SIG
-        return grad_weight, grad_P, grad_SIG, None, None, None
-
-
-class _BilinearKernel:
-    """``v0`` for one chunk of rows: each element scatters onto the 2**ndim grid points around
-    it, so memory and time are O(R * K * 2**ndim) with no grid-sized tensor per element.
-
-    Taps outside the kernel are dropped, as in ``dcls`` (a position at the clamp limit puts all
-    its weight on the last grid point).
-    """
-
-    def __init__(self, P: Tensor, SIG: Optional[Tensor], sizes: Sequence[int], version: str,
-                 keep_offsets: bool):
-        ndim = len(sizes)
-        rows, kernel_count = P.shape[1:]
-        strides = [1] * ndim
-        for axis in range(ndim - 2, -1, -1):
-            strides[axis] = strides[axis + 1] * sizes[axis + 1]
-        self.components = position_axes('v0', ndim)
-        self.tap_weights, self.tap_signs = [], []
-        index, valid = None, None
-        pair = torch.arange(2, device=P.device)
-        for component, axis in enumerate(self.components):
-            position = P[component] + sizes[component] // 2
-            lower = position.floor()
-            frac = position - lower
-            taps = lower.long().unsqueeze(-1) + pair  # (R, K, 2)
-            # Each component gets its own trailing tap dimension: (R, K, 2, 2, ...).
-            shape = (rows, kernel_count) + (1,) * component + (2,) + (1,) * (ndim - 1 - component)
-            inside = ((taps >= 0) & (taps < sizes[axis])).view(shape)
-            self.tap_weights.append(torch.stack((1 - frac, frac), -1).view(shape))
-            self.tap_signs.append(pair.to(P.dtype).mul(2).sub(1).view(shape[2:]))
-            term = (taps * strides[axis]).view(shape)
-            index = term if index is None else index + term
-            valid = inside if valid is None else valid & inside
-        self.valid = valid
-        self.index = torch.where(valid, index, 0).reshape(rows, -1)
-
-    def _coefficients(self, skip: int = -1) -> Tensor:
-        result = None
-        for component, tap_weight in enumerate(self.tap_weights):
-            if component != skip:
-                result = tap_weight if result is None else result * tap_weight
-        return result
-
-    def kernel(self, weight: Tensor, out: Tensor) -> None:
-        rows, kernel_count = weight.shape
-        value = self._coefficients() * weight.view(rows, kernel_count, *[1] * len(
-            self.tap_weights))
-        value = torch.where(self.valid, value, 0).reshape(rows, -1)
-        out.zero_().view(rows, -1).scatter_add_(1, self.index, value)
-
-    def backward(self, weight: Tensor, grad: Tensor, version: str):
-        rows, kernel_count = weight.shape
-        ndim = len(self.tap_weights)
-        tapped = grad.reshape(rows, -1).gather(1, self.index).view(self.valid.shape)
-        tapped = torch.where(self.valid, tapped, 0)
-        grad_weight = (tapped * self._coefficients()).flatten(2).sum(-1)
-        weighted = tapped * weight.view(rows, kernel_count, *[1] * ndim)
-        grad_P = weight.new_empty(ndim, rows, kernel_count)
-        for component in range(ndim):
-            # d frac / d P = 1 (floor has zero gradient), d tap weight / d frac = -1, +1.
-            partial = weighted * self.tap_signs[component]
-            if ndim > 1:
-                partial = partial * self._coefficients(skip=component)
-            grad_P[component] = partial.flatten(2).sum(-1)
-        return grad_weight, grad_P, None
+        return grad_weight, grad_P, grad_SIG, None, None, None, None
 
 
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
@@ -312,6 +434,11 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)
         flat_P = P.to(dtype).reshape(ndim, rows, kernel_count)
         flat_SIG = None if SIG is None else SIG.to(dtype).reshape(ndim, rows, kernel_count)
-        chunk = _chunk_rows(rows, kernel_count, sizes, version)
-        kernel = _ConstructChunked.apply(flat_weight, flat_P, flat_SIG, sizes, version, chunk)
+        if version in ('v0', 'v1'):
+            kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version)
+        else:
+            window = _window(version, flat_SIG, sizes)
+            chunk = _chunk_rows(rows, kernel_count, sizes, window)
+            kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version,
+                                            window, chunk)
     return kernel.view(out_channels, in_per_group, *sizes)
