@@ -2,21 +2,31 @@
 
 Every interpolation of the official ``dcls`` 0.1.1 package factorises per axis: an element's
 contribution to the dense kernel is an outer product of 1-D profiles, one per kernel axis,
-normalised (except for ``v0``) by the product of the profiles' sums. So instead of the official
-``kernel_count x kH x kW`` tensor per channel, the dense kernel is a batched contraction of small
-per-axis profiles, computed in row chunks and recomputed (not stored) for the backward pass:
+normalised (except for ``v0``) by the product of the profiles' sums. The official code instead
+materialises a ``kernel_count x kH x kW`` tensor per channel. Here:
 
-    kernel[r, a, b] = sum_k scale[r, k] * A[r, k, a] * B[r, k, b],   r = (out, in / groups)
+* ``v0`` / ``v1`` (bilinear): each element has two taps per axis; its 2**ndim taps are
+  scattered into the kernel (O(R * K * 2**ndim), R = out * in / groups rows);
+* ``max`` (triangle): only the 2 * ceil(max width) grid points it can reach are evaluated and
+  scattered;
+* ``gauss``: full per-axis profiles contracted with ``bmm``:
+  ``kernel[r, a, b] = sum_k scale[r, k] * A[r, k, a] * B[r, k, b]``.
+
+Construction runs in row chunks that keep temporaries within about the kernel's size, and the
+backward pass recomputes a chunk's interpolation and applies the analytic gradient instead of
+storing autograd graphs.
 
 Conventions copied exactly from ``dcls`` 0.1.1 (see ``position_axes``):
 
 * component ``i`` of ``P`` is offset by ``dilated_kernel_size[i] // 2`` and clamped to
   ``+- dilated_kernel_size[i] // 2``;
-* ``v0`` (bilinear) maps ``P[0]`` to kernel rows in 2-D; ``v1``, ``gauss`` and ``max`` map the
-  components in reverse (``P[0]`` to the last kernel axis). Square kernels hide the difference,
-  rectangular ones do not;
-* ``gauss`` uses sigma = |SIG| + 0.27, ``max`` (triangle) half-width |SIG| + 1, and both, like
-  ``v1``, divide by (sum of the interpolation weights + 1e-7).
+* ``v0`` maps ``P[0]`` to kernel rows in 2-D (and 3-D components to axes (0, 2, 1)); ``v1``,
+  ``gauss`` and ``max`` map the components in reverse (``P[0]`` to the last kernel axis).
+  Square kernels hide the difference, rectangular ones do not;
+* ``gauss`` uses sigma = |SIG| + 0.27, ``max`` half-width |SIG| + 1, and both, like ``v1``,
+  divide by (sum of the interpolation weights + 1e-7);
+* gradients at the kinks are autograd's through ``dcls``: ``abs'(0) = relu'(0) = 0``, but
+  ``v0`` differentiates ``P - floor(P)`` (slope 1 also on grid points).
 """
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -224,8 +234,9 @@ class _Bilinear:
     taps per axis (floor(p), floor(p) + 1) with weights (1 - frac, frac), so its 2**ndim taps
     are scattered into the kernel with ``index_add_``. O(R * K * 2**ndim) time and memory."""
 
-    def __init__(self, P: Tensor, sizes: Sequence[int], version: str):
+    def __init__(self, P: Tensor, sizes: Sequence[int], version: str, first_row: int = 0):
         ndim = len(sizes)
+        self.first_row = first_row
         components = position_axes(version, ndim)
         # row d of every tensor below belongs to kernel axis d
         self.component_of_axis = [components.index(axis) for axis in range(ndim)]
@@ -254,18 +265,18 @@ class _Bilinear:
 
     def _index(self) -> Tensor:
         rows = self.frac.shape[1]
-        row_base = torch.arange(rows, dtype=torch.int32, device=self.frac.device)
+        row_base = torch.arange(self.first_row, self.first_row + rows, dtype=torch.int32,
+                                device=self.frac.device)
         row_base = row_base.mul_(math.prod(self.sizes)).view(rows, 1, *[1] * len(self.sizes))
         return row_base + _outer_sum(list(self.tap_offsets.unbind(0)))
 
-    def kernel(self, weight: Tensor) -> Tensor:
+    def accumulate_kernel(self, weight: Tensor, kernel: Tensor) -> None:
+        """Adds this chunk's taps into the zero-initialised ``kernel`` (R_total, *sizes)."""
         rows, kernel_count = weight.shape
         ndim = len(self.sizes)
         values = _outer(list(self.tap_weights.unbind(0))) * self._scale(weight).view(
             rows, kernel_count, *[1] * ndim)
-        kernel = weight.new_zeros(rows * math.prod(self.sizes))
-        kernel.index_add_(0, self._index().view(-1), values.view(-1))
-        return kernel.view(rows, *self.sizes)
+        kernel.view(-1).index_add_(0, self._index().view(-1), values.view(-1))
 
     def backward(self, weight: Tensor, grad: Tensor):
         rows, kernel_count = weight.shape
@@ -304,20 +315,37 @@ class _Bilinear:
         return grad_weight, grad_P
 
 
+def _bilinear_chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int]) -> int:
+    """Rows per chunk keeping the ~6 live (K, 2**ndim) temporaries under the kernel's size."""
+    chunks = math.ceil(6 * kernel_count * 2 ** len(sizes) / math.prod(sizes))
+    return max(1, math.ceil(rows / chunks))
+
+
 class _ConstructBilinear(torch.autograd.Function):
-    """``v0`` / ``v1`` construction; backward recomputes the taps (cheap) instead of storing."""
+    """``v0`` / ``v1`` construction in a few row chunks; backward recomputes the taps (cheap)
+    instead of storing them."""
 
     @staticmethod
     def forward(ctx, weight, P, sizes, version):
+        rows, kernel_count = weight.shape
+        chunk = _bilinear_chunk_rows(rows, kernel_count, sizes)
+        kernel = weight.new_zeros((rows, *sizes))
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            _Bilinear(P[:, part], sizes, version, start).accumulate_kernel(weight[part], kernel)
         ctx.save_for_backward(weight, P)
-        ctx.sizes, ctx.version = sizes, version
-        return _Bilinear(P, sizes, version).kernel(weight)
+        ctx.sizes, ctx.version, ctx.chunk = sizes, version, chunk
+        return kernel
 
     @staticmethod
     def backward(ctx, grad_kernel):
         weight, P = ctx.saved_tensors
-        grad_weight, grad_P = _Bilinear(P, ctx.sizes, ctx.version).backward(
-            weight, grad_kernel.contiguous())
+        grad_kernel = grad_kernel.contiguous()
+        grad_weight, grad_P = torch.empty_like(weight), torch.empty_like(P)
+        for start in range(0, weight.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            grad_weight[part], grad_P[:, part] = _Bilinear(
+                P[:, part], ctx.sizes, ctx.version, start).backward(weight[part], grad_kernel)
         return grad_weight, grad_P, None, None
 
 
