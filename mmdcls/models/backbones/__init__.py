@@ -1,0 +1,3 @@
+from .convnext_dcls import ConvNeXtDCLS, ConvNeXtDCLSBlock
+
+__all__ = ['ConvNeXtDCLS', 'ConvNeXtDCLSBlock']

@@ -1,0 +1,3 @@
+from .convnext_dcls_classifier import ConvNeXtDCLSClassifier
+
+__all__ = ['ConvNeXtDCLSClassifier']

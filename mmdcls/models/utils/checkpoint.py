@@ -1,0 +1,154 @@
+"""Loading released ConvNeXt(-DCLS) checkpoints into mmdcls models.
+
+The released ImageNet files are ``{'model': state_dict, 'args': argparse.Namespace, ...}``.
+torch >= 2.6 loads with ``weights_only=True`` by default and refuses the Namespace; instead of
+turning that safety off, :func:`load_checkpoint_file` allows exactly the extra types these files
+contain (``argparse.Namespace``) for the duration of one load.
+"""
+import argparse
+import re
+from collections import OrderedDict, defaultdict
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+from torch import nn
+
+#: globals the released training scripts pickle next to the weights
+RELEASE_SAFE_GLOBALS = (argparse.Namespace,)
+_POSITION_KEY = re.compile(r'^stages\.(\d+)\.(\d+)\.dwconv\.(P|SIG)$')
+
+
+def load_checkpoint_file(filename: str, map_location='cpu',
+                         safe_globals: Sequence = RELEASE_SAFE_GLOBALS) -> dict:
+    """``torch.load`` with ``weights_only=True``, allowing only ``safe_globals`` in addition.
+
+    Remote paths (``http(s)://`` etc.) go through mmengine's ``CheckpointLoader`` under the same
+    allow-list. An unpickling error names the offending global and how to allow it.
+    """
+    if not isinstance(filename, str):
+        raise TypeError(f'checkpoint must be a path string, got {type(filename).__name__}')
+    with torch.serialization.safe_globals(list(safe_globals)):
+        try:
+            if '://' in filename:
+                from mmengine.runner import CheckpointLoader
+                return CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+            return torch.load(filename, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'checkpoint file not found: {filename}') from None
+        except Exception as err:  # noqa: BLE001 - re-raised with context, never swallowed
+            if 'weights_only' in str(err) or 'Unsupported global' in str(err):
+                raise RuntimeError(
+                    f'{filename}: refuses to unpickle an object outside the allowed types '
+                    f'{[getattr(g, "__qualname__", g) for g in safe_globals]} (torch '
+                    'weights_only=True). If you trust the file, add the type named below to '
+                    f'the safe globals of this load.\n{err}') from err
+            raise
+
+
+def extract_state_dict(checkpoint, filename: str = '<checkpoint>',
+                       prefix: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """The weights of a loaded checkpoint file.
+
+    Accepts ``{'state_dict': ...}`` (OpenMMLab), ``{'model': ...}`` (the release, timm) or a
+    bare state dict; strips a DistributedDataParallel ``module.`` prefix; with ``prefix``
+    (e.g. ``'backbone.'``) keeps only the keys under it, without the prefix.
+    """
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f'{filename}: expected a dict, got {type(checkpoint).__name__}')
+    for key in ('state_dict', 'model'):
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            state_dict = checkpoint[key]
+            break
+    else:
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            state_dict = checkpoint
+        else:
+            raise ValueError(f"{filename}: no 'state_dict' or 'model' entry and not a bare state "
+                             f'dict; top-level keys: {sorted(map(str, checkpoint))}')
+    state_dict = OrderedDict(state_dict)
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
+    if prefix:
+        kept = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
+                           if k.startswith(prefix))
+        if not kept:
+            raise ValueError(f'{filename}: no key starts with prefix {prefix!r}; first keys: '
+                             f'{list(state_dict)[:5]}')
+        state_dict = kept
+    return state_dict
+
+
+def check_shared_positions(state_dict: Dict[str, torch.Tensor], filename: str = '<checkpoint>'
+                           ) -> None:
+    """Raises if per-block positions (``stages.i.j.dwconv.P`` / ``SIG``) differ within a stage.
+
+    A model that shares one position tensor per stage can only hold such a checkpoint if every
+    block of a stage stores the same tensor (as the release does).
+    """
+    groups: Dict[tuple, List[tuple]] = defaultdict(list)
+    for key, value in state_dict.items():
+        match = _POSITION_KEY.match(key)
+        if match:
+            groups[(int(match.group(1)), match.group(3))].append((int(match.group(2)), value))
+    for (stage, name), blocks in sorted(groups.items()):
+        blocks.sort(key=lambda item: item[0])
+        first_block, first = blocks[0]
+        for block, value in blocks[1:]:
+            if value.shape != first.shape or not torch.equal(value, first):
+                diff = ((value.float() - first.float()).abs().max().item()
+                        if value.shape == first.shape else f'shapes {tuple(value.shape)} vs '
+                        f'{tuple(first.shape)}')
+                raise ValueError(
+                    f'{filename}: stage {stage} stores different dwconv.{name} in blocks '
+                    f'{first_block} and {block} (max |diff| {diff}), but the model shares one '
+                    f'{name} per stage (share_positions=True); build it with '
+                    'share_positions=False to load per-block positions')
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor],
+                            filename: str = '<checkpoint>',
+                            ignorable: Callable[[str], bool] = lambda key: False,
+                            new: Callable[[str], bool] = lambda key: False,
+                            logger='current') -> Dict[str, List[str]]:
+    """Loads ``state_dict`` into ``model``; every key is either loaded, ignorable or an error.
+
+    ``ignorable(key)``: checkpoint keys the model does not have and may drop (logged);
+    ``new(key)``: model keys the checkpoint may lack (they keep their initialisation; logged).
+    Any other missing / unexpected key, and every shape mismatch, raises one ``ValueError``
+    listing them all. Returns ``{'loaded': [...], 'ignored': [...], 'new': [...]}``.
+    """
+    model_state = model.state_dict()
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_state[k].shape)}'
+                  for k, v in state_dict.items()
+                  if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)]
+    unexpected = [k for k in state_dict if k not in model_state]
+    ignored = [k for k in unexpected if ignorable(k)]
+    unexpected = [k for k in unexpected if not ignorable(k)]
+    missing = [k for k in model_state if k not in state_dict]
+    new_keys = [k for k in missing if new(k)]
+    missing = [k for k in missing if not new(k)]
+    problems = []
+    if mismatched:
+        problems.append('shapes differ (another arch, kernel_count, dilated_kernel_size, '
+                        'version or dwconv_cfg?):\n    ' + '\n    '.join(mismatched))
+    if missing:
+        problems.append('missing in the checkpoint:\n    ' + '\n    '.join(_summarise(missing)))
+    if unexpected:
+        problems.append('not in the model:\n    ' + '\n    '.join(_summarise(unexpected)))
+    if problems:
+        raise ValueError(f'{filename} does not fit {type(model).__name__}:\n  ' +
+                         '\n  '.join(problems))
+    loaded = [k for k in state_dict if k in model_state]
+    result = model.load_state_dict(OrderedDict((k, state_dict[k]) for k in loaded), strict=False)
+    assert not result.unexpected_keys and sorted(result.missing_keys) == sorted(new_keys)
+    print_log(
+        f'{filename}: loaded {len(loaded)} keys into {type(model).__name__}; ignored '
+        f'{len(ignored)} {_summarise(ignored)}; new (kept their initialisation) '
+        f'{len(new_keys)} {_summarise(new_keys)}', logger=logger)
+    return dict(loaded=loaded, ignored=ignored, new=new_keys)
+
+
+def _summarise(keys: Iterable[str], limit: int = 20) -> List[str]:
+    keys = list(keys)
+    return keys if len(keys) <= limit else keys[:limit] + [f'... ({len(keys) - limit} more)']
