@@ -28,7 +28,10 @@ def load_checkpoint_file(filename: str, map_location='cpu',
     """
     if not isinstance(filename, str):
         raise TypeError(f'checkpoint must be a path string, got {type(filename).__name__}')
-    with torch.serialization.safe_globals(list(safe_globals)):
+    # Only what is not allow-listed yet: leaving the context removes its entries again, which
+    # would undo a process-wide registration (mmdcls.utils.compat) of the same types.
+    registered = torch.serialization.get_safe_globals()
+    with torch.serialization.safe_globals([g for g in safe_globals if g not in registered]):
         try:
             if '://' in filename:
                 from mmengine.runner import CheckpointLoader
