@@ -129,7 +129,8 @@ def test_config_builds(path):
     # One position tensor per stage (shared by its blocks) for DCLS; none for the twins.
     assert len(positions) == (4 if is_dcls else 0), positions
     n_params = sum(p.numel() for p in net.parameters()) / 1e6
-    assert abs(n_params - PUBLISHED_PARAMS_M[(method, size)]) < 1.0, n_params
+    if (method, size) in PUBLISHED_PARAMS_M:  # Mask R-CNN S/B are not in the release
+        assert abs(n_params - PUBLISHED_PARAMS_M[(method, size)]) < 1.0, n_params
     assert hooks == (['mmdcls.DCLSClampHook'] if is_dcls else [])
     assert is_tta == path.endswith('_ms-test.py')
     if is_tta:
