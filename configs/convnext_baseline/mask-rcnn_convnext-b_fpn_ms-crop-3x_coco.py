@@ -2,7 +2,7 @@
 # ../convnext_dcls/mask-rcnn_convnext-dcls-b_fpn_ms-crop-3x_coco.py:
 # the same ConvNeXtDCLS class with a 7x7 depthwise Conv2d instead of DCLS (no positions, so no
 # clamp hook); data, heads, schedule and optimizer recipe are identical.
-# Starts from ConvNeXt's convnext_base_1k_224.pth (see docs/model_zoo.md).
+# Starts from ConvNeXt's convnext_base_1k_224.pth (see README.md, Model zoo).
 _base_ = '../convnext_dcls/mask-rcnn_convnext-dcls-b_fpn_ms-crop-3x_coco.py'
 
 checkpoint_file = 'checkpoints/convnext_base_1k_224.pth'

@@ -3,7 +3,7 @@
 # the same ConvNeXtDCLS class with a 7x7 depthwise Conv2d instead of DCLS (no positions, so no
 # clamp hook); data, heads, schedule and optimizer recipe are identical.
 # Published (ConvNeXt, in the release's table): box AP 46.2, mask AP 41.7.
-# Starts from ConvNeXt's convnext_tiny_1k_224.pth (see docs/model_zoo.md).
+# Starts from ConvNeXt's convnext_tiny_1k_224.pth (see README.md, Model zoo).
 _base_ = '../convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_ms-crop-3x_coco.py'
 
 checkpoint_file = 'checkpoints/convnext_tiny_1k_224.pth'

@@ -3,7 +3,7 @@
 # on mmdet's own ConvNeXt-T config, whose heads, pipeline and 36-epoch schedule it shares: only
 # the backbone, the optimizer constructor and the clamp hook differ.
 # Published (release): box AP 51.2, mask AP 44.5. Starts from convnext_dcls_tiny_1k_224_ema.pth
-# (see docs/model_zoo.md). Trained on 8 GPUs x 2 images; add --amp for the release's fp16.
+# (see README.md, Model zoo). Trained on 8 GPUs x 2 images; add --amp for the release's fp16.
 _base_ = ('mmdet::convnext/'
           'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py')
 

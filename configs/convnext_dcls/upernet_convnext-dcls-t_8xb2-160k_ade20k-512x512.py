@@ -3,7 +3,7 @@
 # stage-wise decay 0.9 over 6 layers, drop path 0.4) on mmseg's ConvNeXt-T config: only the
 # backbone, the optimizer constructor and the clamp hook differ.
 # Published (release): mIoU 47.1 (47.1 multi-scale + flip: see the _ms-test variant).
-# Starts from convnext_dcls_tiny_1k_224_ema.pth (see docs/model_zoo.md).
+# Starts from convnext_dcls_tiny_1k_224_ema.pth (see README.md, Model zoo).
 _base_ = 'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
 
 custom_imports = dict(imports=['mmdcls'], allow_failed_imports=False)
