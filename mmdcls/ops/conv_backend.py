@@ -1,19 +1,445 @@
-"""Convolution algorithms for the dense kernels DCLS layers construct.
+"""Exact convolution algorithms for the dense (large, often depthwise) kernels of DCLS layers.
 
-``conv_nd`` is the single entry point the DCLS layers call once their kernel is built.
+``conv_nd`` is the single entry point the DCLS layers call once their kernel is built; it is
+equally usable for plain large-kernel convs (see :class:`LargeKernelConv2d`). Every algorithm
+computes the same zero-padded cross-correlation as ``F.conv{1,2,3}d`` (dilation 1) and is
+differentiable with respect to input, kernel and bias through ordinary torch ops:
+
+* ``'direct'``: ``F.conv{1,2,3}d`` on the tensors as given (NCHW).
+* ``'channels_last'``: ``F.conv2d`` / ``F.conv3d`` on channels-last copies; oneDNN's depthwise
+  kernels are several times faster in that layout on CPU, and the channels-last output makes
+  ConvNeXt's ``permute(0, 2, 3, 1)`` free. 1-D tensors have no channels-last layout in torch:
+  there it is ``'direct'``.
+* ``'fft'``: ``torch.fft.rfftn`` of input and kernel, a per-frequency product (a broadcast
+  multiply when ``in_channels / groups == 1``, a complex contraction otherwise), ``irfftn``.
+  Its cost does not depend on the kernel size. The input is zero-padded once to the transform
+  length (front: the conv padding), stride is a subsampling of the stride-1 result. Computed in
+  float32 (float64 for float64 inputs) with autocast off, so bf16/fp16 autocast never reaches
+  the transforms; the output has the dtype ``F.conv`` would give.
+
+Selection (first that applies): the call's ``algo`` (a DCLS module's ``conv_algo``), the
+``MMDCLS_CONV_ALGO`` environment variable, then ``'auto'``. Besides the three algorithms:
+
+* ``'auto'``: a cost model fitted on this project's CPU measurements (see
+  :func:`heuristic_algo`); CUDA inputs use ``'direct'`` (cuDNN).
+* ``'benchmark'``: like ``torch.backends.cudnn.benchmark``: the first call for a key (device,
+  dtype, input shape, kernel shape, stride, padding, groups, grad mode) times every algorithm
+  (forward, plus backward when grad is enabled) and caches the fastest for the process.
 """
-from typing import Optional, Sequence
+import functools
+import math
+import os
+import time
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: the concrete algorithms
+ALGORITHMS = ('direct', 'channels_last', 'fft')
+#: every value ``algo`` / ``conv_algo`` / ``MMDCLS_CONV_ALGO`` accepts
+ALGOS = ('auto', 'benchmark') + ALGORITHMS
+ENV_VAR = 'MMDCLS_CONV_ALGO'
 
 _CONV_FNS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
-def conv_nd(input: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
-            stride: Sequence[int], padding: Sequence[int], groups: int,
-            algo: Optional[str] = None) -> torch.Tensor:
-    """Zero-padded N-d convolution of ``input`` (N, C_in, *spatial) with a dense ``kernel``
-    (C_out, C_in / groups, *k). ``algo`` picks the algorithm (None: the default)."""
-    return _CONV_FNS[kernel.dim() - 2](input, kernel, bias, tuple(stride), tuple(padding), 1,
-                                       groups)
+def check_algo(algo: Optional[str], name: str = 'algo') -> None:
+    """Raises ValueError unless ``algo`` is None or one of :data:`ALGOS`."""
+    if algo is not None and algo not in ALGOS:
+        raise ValueError(f'{name} must be one of {ALGOS} (or None), got {algo!r}')
+
+
+def resolve_algo(algo: Optional[str] = None) -> str:
+    """The requested algorithm name: ``algo``, else ``$MMDCLS_CONV_ALGO``, else ``'auto'``."""
+    check_algo(algo)
+    if algo is not None:
+        return algo
+    env = os.environ.get(ENV_VAR)
+    if env is None or env == '':
+        return 'auto'
+    check_algo(env, f'environment variable {ENV_VAR}')
+    return env
+
+
+# ---------------------------------------------------------------------------------- algorithms
+def conv_direct(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
+                padding: Tuple[int, ...], groups: int) -> Tensor:
+    """``F.conv{1,2,3}d``. input (N, C_in, *S), kernel (C_out, C_in / groups, *k)."""
+    return _CONV_FNS[kernel.dim() - 2](input, kernel, bias, stride, padding, 1, groups)
+
+
+class _DepthwiseChannelsLast(torch.autograd.Function):
+    """Depthwise (C_out == C_in == groups) convolution in channels-last layout with a fast
+    backward. torch's own kernel-gradient of a depthwise conv on CPU gets very slow for large
+    kernels (seconds for 17x17 on a 96x96 map); here it is itself a depthwise convolution:
+    grad_kernel[c] = sum_n correlate(pad(input)[n, c], grad_out[n, c]), run as one conv with the
+    (n, c) pairs as channels and grad_out as a (dilation = stride) kernel."""
+
+    @staticmethod
+    def forward(ctx, input, kernel, bias, stride, padding):
+        fmt = _CHANNELS_LAST[kernel.dim() - 2]
+        input = input.contiguous(memory_format=fmt)
+        kernel = kernel.contiguous(memory_format=fmt)
+        ctx.save_for_backward(input, kernel)
+        ctx.has_bias = bias is not None
+        ctx.stride, ctx.padding = stride, padding
+        return _CONV_FNS[kernel.dim() - 2](input, kernel, bias, stride, padding, 1,
+                                           kernel.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        input, kernel = ctx.saved_tensors
+        ndim = kernel.dim() - 2
+        fmt = _CHANNELS_LAST[ndim]
+        n, c = input.shape[:2]
+        grad_out = grad_out.contiguous(memory_format=fmt)
+        grad_input = grad_kernel = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.ops.aten.convolution_backward(
+                grad_out, input, kernel, None, ctx.stride, ctx.padding, (1, ) * ndim, False,
+                (0, ) * ndim, c, (True, False, False))[0]
+        if ctx.needs_input_grad[1]:
+            padded = F.pad(input, [q for p in reversed(ctx.padding) for q in (p, p)])
+            # (N, C, *S) -> (1, N * C, *S), channels-last: (n, c) pairs become channels.
+            perm = tuple(range(2, ndim + 2)) + (0, 1)
+            pairs = padded.permute(*perm).reshape(1, *padded.shape[2:], n * c)
+            pairs = pairs.permute(0, ndim + 1, *range(1, ndim + 1))
+            weights = grad_out.reshape(n * c, 1, *grad_out.shape[2:])
+            full = _CONV_FNS[ndim](pairs, weights, None, 1, 0, ctx.stride, n * c)
+            crop = tuple(slice(0, k) for k in kernel.shape[2:])
+            grad_kernel = full.view(n, c, *full.shape[2:])[(Ellipsis, ) + crop].sum(0)
+            grad_kernel = grad_kernel.unsqueeze(1).contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, ) + tuple(range(2, ndim + 2)))
+        return grad_input, grad_kernel, grad_bias, None, None
+
+
+def conv_channels_last(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                       stride: Tuple[int, ...], padding: Tuple[int, ...], groups: int) -> Tensor:
+    """``F.conv{2,3}d`` in channels-last layout; the output stays channels-last (same values
+    and shape as ``'direct'``). Depthwise convs (C_out == C_in == groups) needing gradients
+    use :class:`_DepthwiseChannelsLast` for a fast kernel gradient."""
+    ndim = kernel.dim() - 2
+    fmt = _CHANNELS_LAST.get(ndim)
+    if fmt is None:
+        return conv_direct(input, kernel, bias, stride, padding, groups)
+    depthwise = kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, kernel, bias))
+    device_type = input.device.type
+    if depthwise and needs_grad:
+        if torch.is_autocast_enabled(device_type):
+            # Custom Functions see autocast's inputs uncast: cast as F.conv would.
+            dtype = torch.get_autocast_dtype(device_type)
+            input, kernel = input.to(dtype), kernel.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+            with torch.autocast(device_type, enabled=False):
+                return _DepthwiseChannelsLast.apply(input, kernel, bias, stride, padding)
+        if input.dtype != kernel.dtype:
+            raise TypeError(f'input ({input.dtype}) and kernel ({kernel.dtype}) must have the '
+                            'same dtype outside autocast')
+        return _DepthwiseChannelsLast.apply(input, kernel, bias, stride, padding)
+    input = input.contiguous(memory_format=fmt)
+    kernel = kernel.contiguous(memory_format=fmt)
+    return conv_direct(input, kernel, bias, stride, padding, groups)
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_len(n: int) -> int:
+    """Smallest 2-3-5-smooth integer >= n, even when > 1 (fast for pocketfft / MKL / cuFFT)."""
+    m = max(n, 1)
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1 and (m == 1 or m % 2 == 0):
+            return m
+        m += 1
+
+
+def fft_lengths(spatial: Sequence[int], kernel_size: Sequence[int],
+                padding: Sequence[int]) -> Tuple[int, ...]:
+    """Transform length per axis for which the circular correlation has no wrap-around on the
+    needed outputs: >= size + padding (the left padding wraps onto the zero tail), >= the
+    stride-1 output size and >= the kernel size; rounded up to a fast length."""
+    lengths = []
+    for s, k, p in zip(spatial, kernel_size, padding):
+        out = s + 2 * p - k + 1
+        lengths.append(_fast_len(max(s + p, out, k)))
+    return tuple(lengths)
+
+
+def _out_dtype(input: Tensor, kernel: Tensor) -> torch.dtype:
+    device_type = input.device.type
+    if (input.is_floating_point() and torch.is_autocast_enabled(device_type)):
+        return torch.get_autocast_dtype(device_type)
+    if input.dtype != kernel.dtype:
+        raise TypeError(f'input ({input.dtype}) and kernel ({kernel.dtype}) must have the same '
+                        'dtype outside autocast')
+    return input.dtype
+
+
+def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
+             padding: Tuple[int, ...], groups: int) -> Tensor:
+    """Convolution through real FFTs. input (N, C_in, *S), kernel (C_out, C_in / groups, *k)
+    -> (N, C_out, *S_out) with S_out = (S + 2 * padding - k) // stride + 1."""
+    out_dtype = _out_dtype(input, kernel)
+    ndim = kernel.dim() - 2
+    n, c_in = input.shape[:2]
+    c_out, c_in_g = kernel.shape[:2]
+    spatial, ksize = tuple(input.shape[2:]), tuple(kernel.shape[2:])
+    full = tuple(s + 2 * p - k + 1 for s, p, k in zip(spatial, padding, ksize))
+    if any(f < 1 for f in full):
+        raise ValueError(f'kernel {ksize} is larger than the padded input '
+                         f'{tuple(s + 2 * p for s, p in zip(spatial, padding))}')
+    lengths = fft_lengths(spatial, ksize, padding)
+    dims = tuple(range(-ndim, 0))
+    compute = torch.float64 if input.dtype == torch.float64 else torch.float32
+    with torch.autocast(input.device.type, enabled=False):
+        x = input.to(compute)
+        k = kernel.to(compute)
+        # Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1
+        # and wrap-around only ever reads the front zeros (length >= size + padding).
+        x = F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
+                                           reversed(padding)) for q in (p, L - s - p)])
+        xf = torch.fft.rfftn(x, dim=dims)
+        kf = torch.fft.rfftn(k, s=lengths, dim=dims).conj()
+        freq = xf.shape[2:]
+        g = groups
+        if c_in_g == 1:
+            # (N, G, 1, *F) * (G, C_out / G, *F): depthwise and channel multipliers.
+            yf = xf.view(n, g, 1, *freq) * kf.view(g, c_out // g, *freq)
+        else:
+            yf = torch.einsum('ngc...,goc...->ngo...', xf.view(n, g, c_in_g, *freq),
+                              kf.view(g, c_out // g, c_in_g, *freq))
+        y = torch.fft.irfftn(yf.reshape(n, c_out, *freq), s=lengths, dim=dims)
+        index = tuple(slice(0, f, st) for f, st in zip(full, stride))
+        y = y[(Ellipsis, ) + index]
+        if bias is not None:
+            y = y + bias.to(compute).view(1, -1, *(1, ) * ndim)
+    return y.to(out_dtype)
+
+
+_ALGORITHM_FNS: Dict[str, Callable] = {
+    'direct': conv_direct,
+    'channels_last': conv_channels_last,
+    'fft': conv_fft,
+}
+
+
+# ---------------------------------------------------------------------------------- selection
+#: cost of one real FFT, per point and log2(points), in multiply-adds, fitted on CPU (2 threads).
+#: Per layer, FFT wins the training step of 17x17 / 23x23 depthwise convs on ConvNeXt-T's larger
+#: maps, but over the whole ConvNeXt-DCLS-T train step channels-last direct (with its fast
+#: kernel gradient) measured faster (1.53x vs 1.83x the 7x7 baseline for v0, 2.35x vs 3.75x for
+#: gauss, 1x3x384x384): its channels-last output is what the blocks' permute + LayerNorm +
+#: Linear want. Inference: channels-last direct is 2-5x faster than FFT per layer. So FFT is
+#: left to kernels that are large relative to the map (e.g. 51x51 on 96x96).
+_FFT_COST_PER_POINT = {True: 16.0, False: 16.0}
+#: kernels with at most this many taps always use direct convolution
+_SMALL_KERNEL = 25
+
+
+def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
+                   stride: Sequence[int], padding: Sequence[int], groups: int,
+                   device_type: str = 'cpu', needs_grad: bool = True) -> str:
+    """``'auto'``'s choice. CUDA and other devices: ``'direct'`` (use ``'benchmark'`` to time
+    the alternatives there). CPU: kernels of at most 25 taps run direct; otherwise a cost model
+    in multiply-adds per element of one (sample, output channel) input-sized map, with
+    ``S`` the input size, ``L`` the transform lengths, ``P = prod(L)``:
+
+    * direct: ``taps * (C_in / groups) * prod(S_out) / prod(S)``;
+    * FFT: ``c * P * log2(P) / prod(S) * (C_in / C_out + 1 + (C_in / groups) / N)`` for the
+      input, output and kernel transforms, plus ``2 * (C_in / groups) * P / prod(S)`` for the
+      per-frequency products; ``c = 16`` (whole-network measurements, see
+      ``_FFT_COST_PER_POINT``).
+
+    The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
+    NCHW for 1-D.
+    """
+    ndim = len(kernel_shape) - 2
+    direct_name = 'direct' if ndim == 1 else 'channels_last'
+    if device_type != 'cpu':
+        return 'direct'
+    taps = math.prod(kernel_shape[2:])
+    if taps <= _SMALL_KERNEL:
+        return direct_name
+    n, c_in = input_shape[:2]
+    c_out, c_in_g = kernel_shape[:2]
+    spatial, ksize = input_shape[2:], kernel_shape[2:]
+    out = [(s + 2 * p - k) // st + 1 for s, p, k, st in zip(spatial, padding, ksize, stride)]
+    points = math.prod(fft_lengths(spatial, ksize, padding))
+    size = math.prod(spatial)
+    direct = taps * c_in_g * math.prod(out) / size
+    fft = (_FFT_COST_PER_POINT[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
+           (c_in / c_out + 1 + c_in_g / n) + 2 * c_in_g * points / size)
+    return 'fft' if fft < direct else direct_name
+
+
+_BENCHMARK_CACHE: Dict[tuple, str] = {}
+
+
+def clear_benchmark_cache() -> None:
+    """Forgets the timings of ``algo='benchmark'``."""
+    _BENCHMARK_CACHE.clear()
+
+
+def _benchmark_key(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
+                   groups) -> tuple:
+    device_type = input.device.type
+    autocast = (torch.get_autocast_dtype(device_type)
+                if torch.is_autocast_enabled(device_type) else None)
+    return (str(input.device), input.dtype, kernel.dtype, autocast, tuple(input.shape),
+            tuple(kernel.shape), bias is not None, stride, padding, groups,
+            torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad))
+
+
+def _time_algorithm(name: str, input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride,
+                    padding, groups, backward: bool, repeats: int = 2) -> float:
+    fn = _ALGORITHM_FNS[name]
+    x = torch.randn_like(input).requires_grad_(backward)
+    k = torch.randn_like(kernel).requires_grad_(backward)
+    b = None if bias is None else torch.randn_like(bias).requires_grad_(backward)
+    sync = torch.cuda.synchronize if input.is_cuda else (lambda: None)
+    best = math.inf
+    for _ in range(repeats + 1):  # first call warms up
+        sync()
+        start = time.perf_counter()
+        y = fn(x, k, b, stride, padding, groups)
+        if backward:
+            y.backward(torch.ones_like(y))
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def benchmark_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
+                   groups) -> str:
+    """``'benchmark'``'s choice: the fastest algorithm for this key, timed once and cached."""
+    key = _benchmark_key(input, kernel, bias, stride, padding, groups)
+    name = _BENCHMARK_CACHE.get(key)
+    if name is None:
+        backward = key[-1]
+        with torch.enable_grad() if backward else torch.no_grad():
+            times = {a: _time_algorithm(a, input.detach(), kernel.detach(),
+                                        None if bias is None else bias.detach(), stride,
+                                        padding, groups, backward) for a in ALGORITHMS}
+        name = _BENCHMARK_CACHE[key] = min(times, key=times.get)
+    return name
+
+
+def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
+                groups, algo: Optional[str] = None) -> str:
+    """The concrete algorithm ``conv_nd`` runs for these arguments (see the module docstring)."""
+    name = resolve_algo(algo)
+    if name == 'auto':
+        needs_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (input, kernel, bias))
+        return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
+                              input.device.type, needs_grad)
+    if name == 'benchmark':
+        return benchmark_algo(input, kernel, bias, stride, padding, groups)
+    return name
+
+
+def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+            padding: Sequence[int], groups: int, algo: Optional[str] = None) -> Tensor:
+    """Zero-padded N-d convolution (cross-correlation, dilation 1) of ``input``
+    (N, C_in, *spatial) with a dense ``kernel`` (C_out, C_in / groups, *k) and optional
+    ``bias`` (C_out,) -> (N, C_out, *out). ``algo``: one of :data:`ALGOS` or None (then
+    ``$MMDCLS_CONV_ALGO``, else ``'auto'``)."""
+    ndim = kernel.dim() - 2
+    if ndim not in _CONV_FNS:
+        raise ValueError(f'kernel must be 3-D, 4-D or 5-D (C_out, C_in / groups, *k), got shape '
+                         f'{tuple(kernel.shape)}')
+    if input.dim() != ndim + 2:
+        raise ValueError(f'input must be {ndim + 2}-D for a {ndim}-D kernel, got shape '
+                         f'{tuple(input.shape)}')
+    stride, padding = tuple(stride), tuple(padding)
+    if len(stride) != ndim or len(padding) != ndim:
+        raise ValueError(f'stride {stride} and padding {padding} must have {ndim} entries')
+    if input.shape[1] != kernel.shape[1] * groups or kernel.shape[0] % groups:
+        raise ValueError(f'input channels {input.shape[1]} / kernel {tuple(kernel.shape)} do not '
+                         f'match groups={groups}')
+    name = select_algo(input, kernel, bias, stride, padding, groups, algo)
+    return _ALGORITHM_FNS[name](input, kernel, bias, stride, padding, groups)
+
+
+# ---------------------------------------------------------------------------------- modules
+class _LargeKernelConvMixin:
+    """Forward of :class:`LargeKernelConv1d` / ``2d`` / ``3d``: ``conv_nd`` with the module's
+    ``conv_algo`` in eager mode; plain ``F.conv`` while tracing / exporting (one standard Conv
+    node in ONNX)."""
+
+    def _check_large_kernel_args(self) -> None:
+        check_algo(self.conv_algo, 'conv_algo')
+        if any(d != 1 for d in self.dilation):
+            raise ValueError(f'{type(self).__name__} supports dilation 1 only, got '
+                             f'{self.dilation}')
+
+    def forward(self, input: Tensor) -> Tensor:
+        if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+                or torch.compiler.is_compiling()):
+            return self._conv_forward(input, self.weight, self.bias)
+        padding = self.padding
+        if isinstance(padding, str) or self.padding_mode != 'zeros':
+            # Explicit pad, as nn.ConvNd does for non-zero modes; also covers padding='same'.
+            mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
+            padding = (0, ) * len(self.kernel_size)
+        return conv_nd(input, self.weight, self.bias, self.stride, padding, self.groups,
+                       algo=self.conv_algo)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.conv_algo is None else f'{s}, conv_algo={self.conv_algo}'
+
+
+class LargeKernelConv1d(_LargeKernelConvMixin, nn.Conv1d):
+    """``nn.Conv1d`` (same arguments, parameters, state dict; dilation 1) computed by
+    :func:`conv_nd`. Keyword ``conv_algo``: one of :data:`ALGOS` or None."""
+
+    def __init__(self, *args, conv_algo: Optional[str] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.conv_algo = conv_algo
+        self._check_large_kernel_args()
+
+
+class LargeKernelConv2d(_LargeKernelConvMixin, nn.Conv2d):
+    """``nn.Conv2d`` (same arguments, parameters, state dict; dilation 1) computed by
+    :func:`conv_nd`: FFT or channels-last for large kernels. Input (N, C_in, H, W)."""
+
+    def __init__(self, *args, conv_algo: Optional[str] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.conv_algo = conv_algo
+        self._check_large_kernel_args()
+
+
+class LargeKernelConv3d(_LargeKernelConvMixin, nn.Conv3d):
+    """``nn.Conv3d`` (same arguments, parameters, state dict; dilation 1) computed by
+    :func:`conv_nd`."""
+
+    def __init__(self, *args, conv_algo: Optional[str] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.conv_algo = conv_algo
+        self._check_large_kernel_args()
+
+
+class LargeKernelDepthwiseConv2d(LargeKernelConv2d):
+    """Depthwise large-kernel conv keeping the spatial size: (N, C, H, W) -> (N, C, H, W) for
+    odd ``kernel_size`` (padding ``kernel_size // 2``, groups = channels)."""
+
+    def __init__(self, channels: int, kernel_size=17, bias: bool = True,
+                 padding_mode: str = 'zeros', *, conv_algo: Optional[str] = None) -> None:
+        ks = (kernel_size, ) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(ks) != 2 or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in ks):
+            raise ValueError(f'kernel_size must be an odd positive int or two of them, got '
+                             f'{kernel_size!r}')
+        super().__init__(channels, channels, ks, padding=tuple(k // 2 for k in ks),
+                         groups=channels, bias=bias, padding_mode=padding_mode,
+                         conv_algo=conv_algo)

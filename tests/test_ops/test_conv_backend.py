@@ -1,0 +1,223 @@
+"""Every algorithm of mmdcls.ops.conv_backend against F.conv: outputs and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmdcls.ops import conv_backend
+from mmdcls.ops.conv_backend import (ALGORITHMS, ALGOS, ENV_VAR, LargeKernelConv2d,
+                                     LargeKernelDepthwiseConv2d, conv_nd, fft_lengths,
+                                     heuristic_algo, resolve_algo, select_algo)
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+# (ndim, N, C_in, C_out, groups, kernel, stride, padding, spatial)
+CASES = [
+    (2, 2, 4, 4, 4, (5, 5), (1, 1), (2, 2), (9, 9)),          # depthwise, odd, same
+    (2, 2, 4, 4, 4, (17, 17), (1, 1), (8, 8), (12, 12)),      # depthwise, kernel > map
+    (2, 2, 3, 3, 3, (4, 6), (2, 1), (1, 3), (10, 9)),         # depthwise, even, rect, stride
+    (2, 1, 3, 3, 3, (7, 5), (2, 3), (0, 4), (11, 13)),        # depthwise, asymmetric, stride
+    (2, 2, 3, 6, 3, (5, 3), (1, 2), (2, 1), (8, 7)),          # channel multiplier 2
+    (2, 2, 4, 6, 2, (4, 3), (2, 1), (3, 0), (8, 11)),         # general groups, p > k // 2
+    (2, 1, 3, 5, 1, (6, 6), (1, 1), (0, 7), (7, 5)),          # dense, even, padding > k
+    (1, 2, 3, 3, 3, (7, ), (3, ), (1, ), (13, )),             # 1-D depthwise, stride
+    (1, 2, 4, 2, 2, (6, ), (1, ), (5, ), (9, )),              # 1-D grouped, even
+    (3, 2, 2, 2, 2, (3, 5, 2), (1, 2, 1), (1, 2, 0), (5, 6, 4)),  # 3-D depthwise
+    (3, 1, 2, 4, 2, (3, 4, 2), (1, 2, 1), (1, 2, 0), (5, 6, 4)),  # 3-D grouped
+]
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+def _run(algo, x, k, b, stride, padding, groups, grad_out):
+    x, k, b = (t.detach().float().requires_grad_() for t in (x, k, b))
+    y = conv_nd(x, k, b, stride, padding, groups, algo=algo)
+    grads = torch.autograd.grad(y, (x, k, b), grad_out.float())
+    return y, grads
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS + ('auto', 'benchmark'))
+@pytest.mark.parametrize('case', CASES, ids=lambda c: f'{c[0]}d-g{c[4]}-k{c[5]}-s{c[6]}')
+def test_matches_conv(algo, case):
+    ndim, n, c_in, c_out, groups, ks, stride, padding, spatial = case
+    torch.manual_seed(0)
+    x = torch.randn(n, c_in, *spatial, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(c_out, c_in // groups, *ks, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, dtype=torch.float64, requires_grad=True)
+    ref = _CONV[ndim](x, k, b, stride, padding, 1, groups)
+    grad_out = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (x, k, b), grad_out)
+    y, grads = _run(algo, x, k, b, stride, padding, groups, grad_out)
+    assert y.shape == ref.shape and y.dtype == torch.float32
+    assert rel_err(y, ref) < 1e-4
+    for name, g, r in zip(('input', 'kernel', 'bias'), grads, ref_grads):
+        assert g.shape == r.shape
+        assert rel_err(g, r) < 1e-4, name
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS)
+def test_float64_and_no_bias(algo):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 1, 7, 5, dtype=torch.float64, requires_grad=True)
+    y = conv_nd(x, k, None, (1, 1), (3, 2), 3, algo=algo)
+    ref = F.conv2d(x, k, None, 1, (3, 2), 1, 3)
+    assert y.dtype == torch.float64
+    assert rel_err(y, ref) < 1e-10
+    g = torch.randn_like(ref)
+    for a, r in zip(torch.autograd.grad(y, (x, k), g), torch.autograd.grad(ref, (x, k), g)):
+        assert rel_err(a, r) < 1e-10
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS)
+def test_gradcheck(algo):
+    torch.manual_seed(2)
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, k, b: conv_nd(x, k, b, (2, 1), (2, 1), 2, algo=algo), (x, k, b))
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS)
+def test_no_grad_and_partial_grads(algo):
+    torch.manual_seed(3)
+    x = torch.randn(1, 4, 10, 10)
+    k = torch.randn(4, 1, 9, 9, requires_grad=True)
+    ref = F.conv2d(x, k.detach(), None, 1, 4, 1, 4)
+    with torch.no_grad():
+        assert rel_err(conv_nd(x, k, None, (1, 1), (4, 4), 4, algo=algo), ref) < 1e-4
+    y = conv_nd(x, k, None, (1, 1), (4, 4), 4, algo=algo)  # only the kernel needs a grad
+    (gk, ) = torch.autograd.grad(y.square().sum(), (k, ))
+    k2 = k.detach().requires_grad_()
+    (rk, ) = torch.autograd.grad(F.conv2d(x, k2, None, 1, 4, 1, 4).square().sum(), (k2, ))
+    assert rel_err(gk, rk) < 1e-4
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS)
+def test_autocast_bfloat16(algo):
+    torch.manual_seed(4)
+    x = torch.randn(2, 4, 12, 12, requires_grad=True)
+    k = torch.randn(4, 1, 9, 9, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ref = F.conv2d(x, k, None, 1, 4, 1, 4)
+        y = conv_nd(x, k, None, (1, 1), (4, 4), 4, algo=algo)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    assert rel_err(y, ref) < 2e-2  # bf16 rounding; FFT itself runs in float32
+    y.float().sum().backward()
+    assert x.grad is not None and k.grad is not None and x.grad.dtype == torch.float32
+
+
+def test_fft_lengths_avoid_wraparound():
+    # >= size + padding and the stride-1 output, >= kernel, 2-3-5 smooth and even
+    assert fft_lengths((96, ), (17, ), (8, )) == (108, )
+    assert fft_lengths((4, ), (17, ), (8, )) == (18, )
+    for (length, ) in (fft_lengths((s, ), (k, ), (p, )) for s in range(1, 30)
+                       for k in (1, 4, 7) for p in (0, 3, 9)):
+        r = length
+        for f in (2, 3, 5):
+            while r % f == 0:
+                r //= f
+        assert r == 1
+
+
+def test_heuristic():
+    c = 96
+    # ConvNeXt-sized kernels: channels-last direct; kernels large for the map: FFT
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 7, 7), (1, 1), (3, 3), c) == 'channels_last'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'channels_last'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 51, 51), (1, 1), (25, 25), c) == 'fft'
+    assert heuristic_algo((2, c, 40, 40), (c, 1, 41, 41), (1, 1), (20, 20), c,
+                          needs_grad=False) == 'fft'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c,
+                          needs_grad=False) == 'channels_last'
+    assert heuristic_algo((1, c, 12, 12), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'channels_last'
+    assert heuristic_algo((1, c, 50), (c, 1, 3), (1, ), (1, ), c) == 'direct'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, 'cuda') == 'direct'
+
+
+def test_env_override_and_precedence(monkeypatch):
+    x, k = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert resolve_algo() == 'auto'
+    monkeypatch.setenv(ENV_VAR, 'fft')
+    assert resolve_algo() == 'fft'
+    assert select_algo(x, k, None, (1, 1), (1, 1), 2) == 'fft'
+    assert select_algo(x, k, None, (1, 1), (1, 1), 2, algo='direct') == 'direct'  # call wins
+    calls = []
+    monkeypatch.setitem(conv_backend._ALGORITHM_FNS, 'fft',
+                        lambda *args: calls.append(args) or F.conv2d(args[0], args[1], groups=2))
+    conv_nd(x, k, None, (1, 1), (0, 0), 2)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize('bad', ['FFT', 'cudnn', ' fft'])
+def test_bad_values(monkeypatch, bad):
+    x, k = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
+    monkeypatch.setenv(ENV_VAR, bad)
+    with pytest.raises(ValueError, match=ENV_VAR) as info:
+        conv_nd(x, k, None, (1, 1), (1, 1), 2)
+    for name in ALGOS:
+        assert name in str(info.value)
+    monkeypatch.delenv(ENV_VAR)
+    with pytest.raises(ValueError, match='algo must be one of'):
+        conv_nd(x, k, None, (1, 1), (1, 1), 2, algo=bad)
+    with pytest.raises(ValueError, match='conv_algo'):
+        LargeKernelConv2d(2, 2, 3, conv_algo=bad)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match='input must be 4-D'):
+        conv_nd(torch.randn(2, 8, 8), torch.randn(2, 1, 3, 3), None, (1, 1), (0, 0), 2)
+    with pytest.raises(ValueError, match='groups'):
+        conv_nd(torch.randn(1, 3, 8, 8), torch.randn(2, 1, 3, 3), None, (1, 1), (0, 0), 2)
+    with pytest.raises(ValueError, match='larger than the padded input'):
+        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 9, 9), None, (1, 1), (0, 0), 2,
+                algo='fft')
+
+
+def test_benchmark_cache():
+    conv_backend.clear_benchmark_cache()
+    x, k = torch.randn(1, 3, 16, 16), torch.randn(3, 1, 11, 11)
+    first = select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark')
+    assert first in ALGORITHMS
+    assert len(conv_backend._BENCHMARK_CACHE) == 1
+    assert select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark') == first
+    assert len(conv_backend._BENCHMARK_CACHE) == 1
+    select_algo(x[:, :, :12], k, None, (1, 1), (5, 5), 3, algo='benchmark')
+    assert len(conv_backend._BENCHMARK_CACHE) == 2
+
+
+@pytest.mark.parametrize('algo', ALGORITHMS + (None, ))
+@pytest.mark.parametrize('padding_mode', ['zeros', 'reflect', 'circular'])
+def test_large_kernel_conv_matches_nn_conv(algo, padding_mode):
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(4, 4, (9, 7), padding=(4, 3), groups=4, padding_mode=padding_mode)
+    lk = LargeKernelConv2d(4, 4, (9, 7), padding=(4, 3), groups=4, padding_mode=padding_mode,
+                           conv_algo=algo)
+    lk.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 4, 11, 10, requires_grad=True)
+    y, ref = lk(x), conv(x)
+    assert rel_err(y, ref) < 1e-4
+    g = torch.randn_like(ref)
+    for a, r in zip(torch.autograd.grad(y, (x, lk.weight, lk.bias), g),
+                    torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)):
+        assert rel_err(a, r) < 1e-4
+
+
+def test_large_kernel_same_padding_and_depthwise_helper():
+    torch.manual_seed(6)
+    conv = torch.nn.Conv2d(3, 3, (6, 5), padding='same', groups=3)
+    lk = LargeKernelConv2d(3, 3, (6, 5), padding='same', groups=3, conv_algo='fft')
+    lk.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 3, 9, 9)
+    assert rel_err(lk(x), conv(x)) < 1e-4
+    dw = LargeKernelDepthwiseConv2d(5, 17, conv_algo='fft')
+    assert isinstance(dw, torch.nn.Conv2d) and dw.groups == 5 and dw.padding == (8, 8)
+    x = torch.randn(1, 5, 20, 20)
+    assert rel_err(dw(x), F.conv2d(x, dw.weight, dw.bias, 1, 8, 1, 5)) < 1e-4
+    with pytest.raises(ValueError, match='odd'):
+        LargeKernelDepthwiseConv2d(5, 16)
+    with pytest.raises(ValueError, match='dilation'):
+        LargeKernelConv2d(2, 2, 3, dilation=2)
