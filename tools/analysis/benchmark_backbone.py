@@ -1,0 +1,165 @@
+"""Benchmark ConvNeXt-DCLS-T against the same backbone with 7x7 depthwise convs, side by side.
+
+Builds ``mmdcls.ConvNeXtDCLS(arch='tiny')`` as
+
+* ``7x7``: ``dwconv_cfg=dict(type='Conv2d', kernel_size=7)``: plain ConvNeXt-T, the baseline;
+* ``7x7-cl``: the same with ``mmdcls.ops.LargeKernelConv2d`` (channels-last 7x7), for
+  information only (a faster baseline than torch's default NCHW path);
+* ``v0``: DCLS v0, dilated_kernel_size 17, kernel_count 34 (the release);
+* ``gauss``: DCLS gauss, dilated_kernel_size 23, kernel_count 26 (the release's Gaussian);
+* ``v0-folded`` / ``gauss-folded``: ``mmdcls.deploy.fold_dcls`` of the above (plain
+  ``nn.Conv2d``), and ``-folded-lk`` with ``large_kernel=True`` (``LargeKernelConv2d``, exported
+  as plain Conv), for inference only,
+
+and times, per input shape (1x3x384x384, 2x3x512x512), a train step (forward + backward of the
+mean of all stage outputs, model in train mode) and inference (eval, ``torch.inference_mode``).
+Models are timed in interleaved rounds (every model once per round, after one warm-up call each)
+and the median is reported, so load from other processes hits all of them alike. Peak memory is
+the peak of the bytes allocated during one extra call (profiler memory events).
+
+Targets (exit status 1 if missed unless ``--no-check``): train step of ``v0`` and ``gauss`` at
+most 1.2x the 7x7 baseline; inference of the folded models at most 1.1x (the faster of the two
+folded forms counts).
+
+    python tools/analysis/benchmark_backbone.py [--threads 2] [--repeats 3]
+        [--shapes 1x384 2x512] [--no-check]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+TARGET_TRAIN = 1.2
+TARGET_INFER = 1.1
+DCLS_VARIANTS = {
+    'v0': dict(version='v0', dilated_kernel_size=17),
+    'gauss': dict(version='gauss', dilated_kernel_size=23, kernel_count=26),
+}
+
+
+def build_models(variants):
+    from mmdcls.deploy import fold_dcls
+    from mmdcls.models import ConvNeXtDCLS
+    from mmdcls.ops.conv_backend import LargeKernelConv2d
+
+    torch.manual_seed(0)
+    train = {'7x7': ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
+             '7x7-cl': ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(
+                 type=LargeKernelConv2d, kernel_size=7, conv_algo='channels_last'))}
+    infer = dict(train)
+    for name in variants:
+        model = ConvNeXtDCLS(arch='tiny', **DCLS_VARIANTS[name])
+        train[name] = model
+        infer[f'{name}-folded'] = fold_dcls(model).eval()
+        infer[f'{name}-folded-lk'] = fold_dcls(model, large_kernel=True).eval()
+    return train, infer
+
+
+def train_step(model, x):
+    def fn():
+        model.train()
+        outs = model(x)
+        sum(o.mean() for o in outs).backward()
+        for p in model.parameters():
+            p.grad = None
+    return fn
+
+
+def inference(model, x):
+    def fn():
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+    return fn
+
+
+def peak_bytes(fn):
+    """Peak bytes allocated on the CPU while ``fn`` runs, from the profiler's memory events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    events.sort(key=lambda e: e.start_ns())
+    current = peak = 0
+    for event in events:
+        current += event.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+def interleaved(fns, repeats):
+    """Median ms of each callable, timed in interleaved rounds after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def parse_shape(text):
+    try:
+        batch, side = (int(v) for v in text.split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'shape must be BATCHxSIDE like 2x512, got {text!r}')
+    return batch, side
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--shapes', type=parse_shape, nargs='+',
+                        default=[(1, 384), (2, 512)], help='BATCHxSIDE, e.g. 1x384 2x512')
+    parser.add_argument('--variants', nargs='+', default=list(DCLS_VARIANTS),
+                        choices=list(DCLS_VARIANTS))
+    parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
+                        choices=['train', 'infer'])
+    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory calls')
+    parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train_models, infer_models = build_models(args.variants)
+    print(f'torch {torch.__version__}, {args.threads} threads, {args.repeats} interleaved '
+          f'rounds (median), MMDCLS_CONV_ALGO={os.environ.get("MMDCLS_CONV_ALGO", "auto")}')
+    header = f'{"mode":>5} {"input":>11} {"model":>15} {"ms":>9} {"ratio":>6} {"peak MiB":>8}'
+    print(header)
+    print('-' * len(header))
+    failures = []
+    for batch, side in args.shapes:
+        x = torch.randn(batch, 3, side, side)
+        for mode in args.modes:
+            models, make = ((train_models, train_step) if mode == 'train' else
+                            (infer_models, inference))
+            fns = {name: make(model, x) for name, model in models.items()}
+            times = interleaved(fns, args.repeats)
+            base = times['7x7']
+            for name, ms in times.items():
+                mem = '' if args.no_memory else f'{peak_bytes(fns[name]) / 2**20:>8.0f}'
+                print(f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} {ms:>9.1f} '
+                      f'{ms / base:>5.2f}x {mem}', flush=True)
+            for variant in args.variants:
+                if mode == 'train':
+                    ratio, target = times[variant] / base, TARGET_TRAIN
+                else:
+                    ratio = min(times[f'{variant}-folded'], times[f'{variant}-folded-lk']) / base
+                    target = TARGET_INFER
+                if ratio > target:
+                    failures.append(f'{mode} {batch}x{side} {variant}: {ratio:.2f}x > {target}x')
+    print('ratio = time / time of the 7x7 baseline (plain nn.Conv2d depthwise 7x7) in the same '
+          'run; peak MiB = peak bytes allocated during one call.')
+    if failures:
+        print('\nTargets missed:\n  ' + '\n  '.join(failures))
+        return 0 if args.no_check else 1
+    print(f'\nAll targets met: train <= {TARGET_TRAIN}x, folded inference <= {TARGET_INFER}x.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
