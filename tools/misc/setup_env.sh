@@ -57,7 +57,38 @@ if ! $PY -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'; from mmc
     $PY -c "from mmcv.ops import nms, RoIAlign" || { echo "setup_env: mmcv installed but its compiled ops do not load" >&2; exit 1; }
 fi
 
-if ! $PY -c "import mmdet, mmseg, pycocotools, ftfy, regex, pytest, DCLS, mmdcls" 2>/dev/null; then
+requirements_met() {  # every pin of runtime.txt and tests.txt installed, mmdcls importable
+    $PY - <<'PYEOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from packaging.requirements import Requirement
+
+unmet = []
+for path in ('requirements/runtime.txt', 'requirements/tests.txt'):
+    for line in open(path):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            unmet.append(line)
+            continue
+        if not req.specifier.contains(installed, prereleases=True):
+            unmet.append(f'{line} (installed {installed})')
+try:
+    import mmdcls  # noqa: F401
+except ImportError as err:
+    unmet.append(f'mmdcls ({err})')
+if unmet:
+    print('setup_env: missing or outdated: ' + ', '.join(unmet))
+sys.exit(1 if unmet else 0)
+PYEOF
+}
+
+if ! requirements_met; then
     step "installing mmdet, mmsegmentation, test requirements and mmdcls (editable)"
     pip_quiet -r requirements/runtime.txt -r requirements/tests.txt
     pip_quiet --no-build-isolation --no-deps -e .
