@@ -1,0 +1,65 @@
+"""Fixtures of the tool tests: the tiny datasets (generated once per session into a temporary
+folder) and a runner for the command-line tools (single-threaded subprocesses, so a tool runs
+exactly as a user runs it)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DET_CONFIG = osp.join(REPO, 'configs/_demo_/mask-rcnn_convnext-dcls-demo_fpn_tiny-coco.py')
+SEG_CONFIG = osp.join(REPO, 'configs/_demo_/upernet_convnext-dcls-demo_tiny-ade-128x128.py')
+sys.path.insert(0, osp.join(REPO, 'tools', 'misc'))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+sys.path.insert(0, osp.join(REPO, 'tools'))
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    """``{'coco': path, 'ade': path}`` of freshly generated tiny datasets (seed 0)."""
+    from make_tiny_datasets import make_all
+    root = tmp_path_factory.mktemp('data')
+    make_all(str(root), seed=0)
+    return dict(coco=str(root / 'tiny_coco'), ade=str(root / 'tiny_ade'))
+
+
+def det_data_options(tiny_data, train_images=8, val_images=4):
+    """``--cfg-options`` pointing the detection demo config at ``tiny_data`` and subsets."""
+    root = tiny_data['coco'] + '/'
+    return [f'train_dataloader.dataset.data_root={root}',
+            f'train_dataloader.dataset.indices={train_images}',
+            f'val_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.indices={val_images}',
+            f'test_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.indices={val_images}',
+            f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
+            f'test_evaluator.ann_file={root}annotations/instances_val2017.json']
+
+
+def seg_data_options(tiny_data, val_images=4):
+    root = tiny_data['ade']
+    return [f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.indices={val_images}',
+            f'test_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.indices={val_images}']
+
+
+def tool_env():
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    return env
+
+
+def run_tool(args, timeout=300, check=True, cwd=REPO):
+    """Runs ``python <args>`` from the repository root; returns the CompletedProcess (stdout
+    and stderr merged into ``.stdout``). ``check``: fail the test, showing the output's tail,
+    on a non-zero exit."""
+    proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, env=tool_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f'{args[0]} exited with {proc.returncode}:\n{proc.stdout[-4000:]}')
+    return proc

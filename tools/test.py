@@ -1,0 +1,154 @@
+"""Test (and evaluate) a detector (mmdet config) or a segmentor (mmseg config) with mmdcls.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] [--show-dir DIR]
+                                           [--tta] [--cfg-options k=v ...] [--launcher ...]
+
+mmdet 3.3.0's / mmseg 1.2.2's ``tools/test.py`` in one script; the toolkit is the config's
+``default_scope``. ``--out``: mmdet dumps predictions to a ``.pkl`` file, mmseg writes the
+predicted label maps into a folder. ``--show-dir``: painted predictions under
+``work_dir/<timestamp>/<show-dir>`` (mmdet) or ``work_dir/<show-dir>/vis_data/vis_image`` (mmseg).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+from copy import deepcopy
+
+import mmdcls  # noqa: F401,E402  isort:skip  (safe globals for torch.load, registrations)
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdcls.utils.config_checks import (check_config, prepare_cpu_distributed,  # noqa: E402
+                                         select_toolkit)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and eval) an mmdet / mmseg model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir',
+                        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument('--out', type=str,
+                        help='mmdet: dump predictions to a .pkl file; mmseg: folder for the '
+                        'predicted label maps')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='directory where painted images are saved (relative: '
+                        'mmdet under work_dir/<timestamp>/, mmseg under work_dir/ in '
+                        'vis_data/vis_image)')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--no-validate-config', action='store_true',
+                        help='skip the dataset / checkpoint checks done before building')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    """Turns on drawing in the toolkit's visualization hook (mmdet / mmseg name it alike)."""
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise RuntimeError(f'{args.config}: --show/--show-dir need '
+                           'default_hooks.visualization (DetVisualizationHook / '
+                           'SegVisualizationHook)')
+    hook = hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if cfg.default_scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            # mmseg's hook draws through the visualizer's backends into
+            # <save_dir>/vis_data/vis_image; relative dirs go under work_dir, as for mmdet.
+            cfg.visualizer['save_dir'] = (args.show_dir if osp.isabs(args.show_dir) else
+                                          osp.join(cfg.work_dir, args.show_dir))
+            hook['interval'] = 1  # every test image, not every 50th
+    return cfg
+
+
+def setup_tta(cfg, scope: str):
+    if scope == 'mmdet':
+        if 'tta_model' not in cfg:
+            warnings.warn('no tta_model in the config: using DetTTAModel with nms 0.5')
+            cfg.tta_model = dict(type='DetTTAModel',
+                                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                              max_per_img=100))
+        if 'tta_pipeline' not in cfg:
+            warnings.warn('no tta_pipeline in the config: using flip TTA of the test pipeline')
+            test_data_cfg = cfg.test_dataloader.dataset
+            while 'dataset' in test_data_cfg:
+                test_data_cfg = test_data_cfg['dataset']
+            cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
+            cfg.tta_pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                            [dict(type='PackDetInputs',
+                                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                             'scale_factor', 'flip', 'flip_direction'))]])
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    else:
+        for key in ('tta_model', 'tta_pipeline'):
+            if key not in cfg:
+                raise ValueError(f'{cfg.filename}: --tta needs {key!r} in the config')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    return cfg
+
+
+def setup_cfg(args):
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = setup_cfg(args)
+    scope = select_toolkit(cfg)
+    if not args.no_validate_config:
+        check_config(cfg, phases=('test',))
+    if args.tta:
+        cfg = setup_tta(cfg, scope)
+    if scope == 'mmseg' and args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+
+    prepare_cpu_distributed(cfg)  # torchrun without CUDA: gloo process group, CPU DDP
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+    if scope == 'mmdet' and args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out {args.out!r}: mmdet dumps predictions to a .pkl file')
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
+    sys.exit(0)

@@ -1,0 +1,166 @@
+"""Train a detector (mmdet config) or a segmentor (mmseg config) with mmdcls modules.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+
+mmdet 3.3.0's ``tools/train.py`` for both toolkits: the toolkit is the config's
+``default_scope`` (``'mmdet'`` or ``'mmseg'``). Before anything is built the config is checked
+(:mod:`mmdcls.utils.config_checks`: dataset paths, annotation files, backbone arch/version,
+checkpoint path), so a wrong path stops the run with the key and file to fix.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+
+# mmdcls first: it allow-lists mmengine's checkpoint types for torch's weights_only torch.load
+# (resume) and registers the mmdcls modules.
+import mmdcls  # noqa: F401,E402  isort:skip
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdcls.utils.config_checks import (check_config, prepare_cpu_distributed,  # noqa: E402
+                                         select_toolkit)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train an mmdet / mmseg model (mmdcls)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true', default=False,
+        help='mixed precision: AmpOptimWrapper (fp16, dynamic loss scale) on GPU, '
+        'mmdcls.CPUAutocastOptimWrapper (bfloat16 autocast) on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='enable automatically scaling LR')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the given checkpoint, or (no value) from the latest checkpoint in '
+        'the work directory')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file. If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
+        'space is allowed.')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--no-validate-config', action='store_true',
+                        help='skip the dataset / checkpoint checks done before building')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def enable_amp(cfg) -> str:
+    """Switches ``cfg.optim_wrapper`` to mixed precision for the available device; returns the
+    wrapper type chosen."""
+    import torch
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
+                                                   'mmdcls.CPUAutocastOptimWrapper'):
+        raise ValueError(f'--amp: optim_wrapper.type is {wrapper.type!r}; --amp only replaces '
+                         "'OptimWrapper'. Set the mixed-precision wrapper in the config instead")
+    if torch.cuda.is_available():
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.loss_scale = 'dynamic'
+    else:
+        if 'roi_head' in cfg.get('model', {}):
+            # Checked here rather than failing at the first iteration deep inside mmcv.
+            raise ValueError(
+                f'{cfg.filename}: --amp without CUDA uses bfloat16 CPU autocast, but mmcv\'s '
+                'RoIAlign (model.roi_head) has no bfloat16 CPU kernel; train this detector '
+                'without --amp on CPU (segmentors and single-stage detectors work)')
+        wrapper.pop('loss_scale', None)
+        wrapper.type = 'mmdcls.CPUAutocastOptimWrapper'
+        wrapper.dtype = 'bfloat16'
+        print_log('--amp without CUDA: mmengine AmpOptimWrapper needs a GPU, using '
+                  'mmdcls.CPUAutocastOptimWrapper (bfloat16 autocast) instead',
+                  logger='current', level=logging.WARNING)
+        imports = cfg.get('custom_imports') or dict(imports=[], allow_failed_imports=False)
+        names = imports.get('imports', [])
+        names = [names] if isinstance(names, str) else list(names)
+        if 'mmdcls.engine.optim_wrappers' not in names:
+            names.append('mmdcls.engine.optim_wrappers')
+        imports['imports'] = names
+        cfg.custom_imports = imports
+        import mmdcls.engine.optim_wrappers  # noqa: F401  registers the wrapper now
+    return wrapper.type
+
+
+def use_gloo_without_cuda(cfg) -> None:
+    """mmseg's default runtime asks for the nccl backend, which needs CUDA: on a CPU-only
+    machine a distributed launch uses gloo instead (logged)."""
+    import torch
+    dist_cfg = cfg.get('env_cfg', {}).get('dist_cfg')
+    if (cfg.launcher != 'none' and dist_cfg is not None and dist_cfg.get('backend') == 'nccl'
+            and not torch.cuda.is_available()):
+        dist_cfg['backend'] = 'gloo'
+        print_log('no CUDA: env_cfg.dist_cfg.backend nccl -> gloo', logger='current',
+                  level=logging.WARNING)
+
+
+def setup_cfg(args):
+    """The config to train: file + ``--cfg-options`` + the command-line flags."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        enable_amp(cfg)
+    use_gloo_without_cuda(cfg)
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and \
+                'base_batch_size' in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
+                               '"enable" and "base_batch_size" in the config')
+
+    # resume is determined in this priority: resume from > auto_resume
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume {args.resume!r}: checkpoint not found')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = setup_cfg(args)
+    select_toolkit(cfg)
+    if not args.no_validate_config:
+        check_config(cfg, phases=('train', 'val'))
+    if cfg.get('default_scope') == 'mmdet':
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+
+    prepare_cpu_distributed(cfg)  # torchrun without CUDA: gloo process group, CPU DDP
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
