@@ -49,9 +49,6 @@ _NUMPY_DTYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.u
                  np.uint64, np.float16, np.float32, np.float64, np.longdouble, np.complex64,
                  np.complex128)
 
-_registered = False
-
-
 def _history_buffer_getattr(obj, name):
     """``builtins.getattr`` as seen by torch's weights-only unpickler.
 
@@ -95,16 +92,19 @@ def safe_globals_list():
 def register_safe_globals():
     """Allow-list, for ``torch.load(weights_only=True)``, what mmengine checkpoints contain.
 
-    Idempotent; a no-op on torch versions without ``add_safe_globals`` (< 2.4, where
+    Idempotent: adds only the entries not allow-listed at the time of the call (so it also
+    restores them after something removed them, e.g. leaving a ``torch.serialization.
+    safe_globals`` context); a no-op on torch versions without ``add_safe_globals`` (< 2.4, where
     ``weights_only`` defaults to False anyway).
 
     Returns:
-        bool: True if this call registered the entries, False if already done or unsupported.
+        bool: True if this call added entries, False if all were there or it is unsupported.
     """
-    global _registered
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if _registered or add_safe_globals is None:
+    if add_safe_globals is None:
         return False
-    add_safe_globals(safe_globals_list())
-    _registered = True
-    return True
+    registered = torch.serialization.get_safe_globals()
+    missing = [entry for entry in safe_globals_list() if entry not in registered]
+    if missing:
+        add_safe_globals(missing)
+    return bool(missing)

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from conftest import REPO, SEG_CONFIG, run_tool, seg_data_options, tool_env
-from mmdcls.utils.compat import safe_globals_list
+from mmdcls.utils.compat import register_safe_globals
 
 
 def _load(path):
-    """weights_only load of an mmengine checkpoint; the allow-list is given explicitly because
-    other tests of the session may reset torch's process-wide one."""
-    with torch.serialization.safe_globals(safe_globals_list()):
-        return torch.load(path, map_location='cpu', weights_only=True)
+    """weights_only load of an mmengine checkpoint, with the allow-list ``import mmdcls``
+    registers (re-registered here: another test of the session may have reset it)."""
+    register_safe_globals()
+    return torch.load(path, map_location='cpu', weights_only=True)
 
 # Deterministic short runs: no dropout, no validation.
 DETERMINISTIC = ['model.decode_head.dropout_ratio=0.0', 'model.auxiliary_head.dropout_ratio=0.0',
