@@ -31,7 +31,8 @@ import sys
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+
+from mmdcls.utils.profiling import peak_cpu_bytes
 
 TARGET_TRAIN = 1.2
 TARGET_INFER = 1.1
@@ -75,19 +76,6 @@ def inference(model, x):
         with torch.inference_mode():
             model(x)
     return fn
-
-
-def peak_bytes(fn):
-    """Peak bytes allocated on the CPU while ``fn`` runs, from the profiler's memory events."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
-    events.sort(key=lambda e: e.start_ns())
-    current = peak = 0
-    for event in events:
-        current += event.nbytes()
-        peak = max(peak, current)
-    return peak
 
 
 def interleaved(fns, repeats):
@@ -141,7 +129,7 @@ def main(argv=None):
             times = interleaved(fns, args.repeats)
             base = times['7x7']
             for name, ms in times.items():
-                mem = '' if args.no_memory else f'{peak_bytes(fns[name]) / 2**20:>8.0f}'
+                mem = '' if args.no_memory else f'{peak_cpu_bytes(fns[name]) / 2**20:>8.0f}'
                 print(f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} {ms:>9.1f} '
                       f'{ms / base:>5.2f}x {mem}', flush=True)
             for variant in args.variants:

@@ -19,9 +19,9 @@ import sys
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from mmdcls.ops import Dcls2d, construct_kernel
+from mmdcls.utils.profiling import peak_cpu_bytes
 
 # (channels, feature-map side) of ConvNeXt-T stages for a 512x512 input.
 STAGES = [(96, 128), (192, 64), (384, 32), (768, 16)]
@@ -42,19 +42,6 @@ def timed(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
-
-
-def peak_extra_bytes(fn):
-    """Peak bytes allocated on the CPU while ``fn`` runs, from the profiler's memory events."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
-    events.sort(key=lambda e: e.start_ns())
-    current = peak = 0
-    for event in events:
-        current += event.nbytes()
-        peak = max(peak, current)
-    return peak
 
 
 def make_official(channels, size, count, version):
@@ -112,7 +99,7 @@ def main():
             layer_ms = timed(whole_layer, args.repeats)
             kernel_bytes = channels * size * size * 4
             # forward construction with autograd on, as in training; the kernel itself excluded
-            memory = peak_extra_bytes(
+            memory = peak_cpu_bytes(
                 lambda: construct_kernel(weight, P, SIG, (size, size), version)) / kernel_bytes - 1
 
             speedup = official_ms / ours_ms
