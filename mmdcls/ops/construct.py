@@ -55,10 +55,8 @@ def position_axes(version: str, ndim: int) -> Tuple[int, ...]:
 
 
 def _axis_profile(offset: Tensor, sigma: Optional[Tensor], version: str) -> Tensor:
-    """Interpolation weights on one kernel axis. offset (R, K, T): grid index minus position;
-    sigma (R, K, 1) widths with their floor for ``gauss`` / ``max``, else None."""
-    if version in ('v0', 'v1'):
-        return (1 - offset.abs()).relu()
+    """``max`` / ``gauss`` weights on one kernel axis (``v0`` / ``v1``: :class:`_Bilinear`).
+    offset (R, K, T): grid index minus position; sigma (R, K, 1): widths with their floor."""
     if version == 'max':
         return (sigma - offset.abs()).relu()
     return (-0.5 * (offset / sigma).square()).exp()
@@ -66,19 +64,13 @@ def _axis_profile(offset: Tensor, sigma: Optional[Tensor], version: str) -> Tens
 
 def _axis_derivatives(offset: Tensor, profile: Tensor, sigma: Optional[Tensor],
                       version: str) -> Tuple[Tensor, Optional[Tensor]]:
-    """d profile / d position and d profile / d sigma, with the subgradients autograd takes
-    through ``dcls`` at the kinks (``abs'(0) = 0``, ``relu'(0) = 0``)."""
-    if version == 'v0':
-        # dcls differentiates (1 - frac, frac) with frac = P - floor(P): -1 on the lower tap,
-        # +1 on the upper one, also when P sits exactly on a grid point.
-        d_position = torch.tensor([-1.0, 1.0], dtype=offset.dtype, device=offset.device)
-        return d_position.expand_as(offset), None
+    """d profile / d position and d profile / d sigma of ``max`` / ``gauss``, with the
+    subgradients autograd takes through ``dcls`` at the kinks (``abs'(0) = relu'(0) = 0``)."""
     if version == 'gauss':
         d_position = profile * offset / sigma.square()
         return d_position, d_position * offset / sigma
     active = (profile > 0).to(profile.dtype)
-    d_position = offset.sign() * active
-    return d_position, (active if version == 'max' else None)
+    return offset.sign() * active, active
 
 
 def _outer(profiles: Sequence[Tensor]) -> Tensor:
@@ -92,12 +84,13 @@ def _outer(profiles: Sequence[Tensor]) -> Tensor:
 
 
 class _Interpolation:
-    """Per-axis interpolation profiles of one chunk of rows.
+    """Per-axis ``max`` / ``gauss`` profiles of one chunk of rows (``v0`` / ``v1``: see
+    :class:`_Bilinear`).
 
     ``window=None`` evaluates every grid point of each axis (``gauss``: its support is the
     whole kernel) and contracts with ``bmm``. Otherwise only ``window`` consecutive grid points
-    around each position are evaluated (bilinear versions: 2; triangles of half-width up to
-    sigma: 2 * ceil(sigma)); everything outside is exactly zero with zero gradient, and the
+    around each position are evaluated (triangles of half-width up to sigma:
+    2 * ceil(sigma)); everything outside is exactly zero with zero gradient, and the
     window's outer product is scattered into the kernel with ``index_add_``.
     """
 
@@ -132,15 +125,13 @@ class _Interpolation:
                 self.grids[axis] = grid.clamp(0, sizes[axis] - 1).to(torch.int32)
             self.profiles[axis], self.offsets[axis], self.sigmas[axis] = profile, offset, sigma
         self.sums = [profile.sum(-1) for profile in self.profiles]
-        self.normaliser = None
-        if version != 'v0':
-            self.normaliser = self.sums[0]
-            for total in self.sums[1:]:
-                self.normaliser = self.normaliser * total
-            self.normaliser = self.normaliser + _NORMALISATION_EPS
+        self.normaliser = self.sums[0]
+        for total in self.sums[1:]:
+            self.normaliser = self.normaliser * total
+        self.normaliser = self.normaliser + _NORMALISATION_EPS
 
     def _scale(self, weight: Tensor) -> Tensor:
-        return weight if self.normaliser is None else weight / self.normaliser
+        return weight / self.normaliser
 
     def _flat_index(self, first_row: int) -> Tensor:
         """(R, K, T0, ...) int32 positions of the window points in the flattened kernel."""
@@ -203,29 +194,22 @@ class _Interpolation:
         scale = self._scale(weight)
         partials = self._partials(grad, first_row)
         grad_scale = (partials[0] * self.profiles[0]).sum(-1)
-        if self.normaliser is None:
-            grad_weight, rest = grad_scale, None
-        else:
-            grad_weight = grad_scale / self.normaliser
-            grad_normaliser = -grad_scale * scale / self.normaliser
+        grad_weight = grad_scale / self.normaliser
+        grad_normaliser = -grad_scale * scale / self.normaliser
         grad_P = weight.new_empty(ndim, rows, kernel_count)
-        grad_SIG = (weight.new_empty(ndim, rows, kernel_count)
-                    if self.version in VERSIONS_WITH_SIGMA else None)
+        grad_SIG = weight.new_empty(ndim, rows, kernel_count)
         for component, axis in enumerate(self.axes):
-            grad_profile = partials[axis] * scale.unsqueeze(-1)
-            if self.normaliser is not None:
-                rest = grad_normaliser
-                for other in range(ndim):
-                    if other != axis:
-                        rest = rest * self.sums[other]
-                grad_profile = grad_profile + rest.unsqueeze(-1)
+            rest = grad_normaliser
+            for other in range(ndim):
+                if other != axis:
+                    rest = rest * self.sums[other]
+            grad_profile = partials[axis] * scale.unsqueeze(-1) + rest.unsqueeze(-1)
             if self.insides[axis] is not None:
                 grad_profile = grad_profile * self.insides[axis]
             d_position, d_sigma = _axis_derivatives(self.offsets[axis], self.profiles[axis],
                                                     self.sigmas[axis], self.version)
             grad_P[component] = (grad_profile * d_position).sum(-1)
-            if grad_SIG is not None:
-                grad_SIG[component] = (grad_profile * d_sigma).sum(-1)
+            grad_SIG[component] = (grad_profile * d_sigma).sum(-1)
         return grad_weight, grad_P, grad_SIG
 
 
@@ -360,15 +344,12 @@ def _outer_sum(terms: Sequence[Tensor]) -> Tensor:
 
 
 def _window(version: str, SIG: Optional[Tensor], sizes: Sequence[int]) -> Optional[int]:
-    """Grid points per axis that can be non-zero around a position; None: the whole axis."""
-    if version in ('v0', 'v1'):
-        window = 2
-    elif version == 'max':
-        # the triangle of half-width s = |SIG| + 1 covers fewer than 2 * ceil(s) grid points
-        half_width = float(SIG.detach().abs().max()) + _SIGMA_FLOOR['max']
-        window = 2 * math.ceil(half_width)
-    else:
+    """Grid points per axis that can be non-zero around a ``max`` / ``gauss`` position;
+    None: the whole axis (always for ``gauss``, whose support is unbounded)."""
+    if version != 'max':
         return None
+    # the triangle of half-width s = |SIG| + 1 covers fewer than 2 * ceil(s) grid points
+    window = 2 * math.ceil(float(SIG.detach().abs().max()) + _SIGMA_FLOOR['max'])
     return None if window >= max(sizes) else window
 
 
