@@ -358,7 +358,9 @@ class ConvNeXtDCLS(BaseModule):
         for i in range(self.num_stages):
             x = self.stages[i](self.downsample_layers[i](x))
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                # NCHW-contiguous outputs: the conv backend may run in channels-last, and
+                # mmcv's compiled ops (RoIAlign, ...) index the memory as NCHW regardless.
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
         return tuple(outs)
 
     def _frozen_modules(self):

@@ -15,6 +15,8 @@ stage_with_dcn=(False, True, True, True))`` gives the paper's ResNet-50-DCLS.
 """
 from typing import Optional
 
+from torch import Tensor
+
 from mmengine.registry import MODELS as MMENGINE_MODELS
 
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d
@@ -59,6 +61,15 @@ def _conv_compatible(dcls_cls, registered_name: str):
                              padding=tuple(same_size_padding), dilated_kernel_size=sizes,
                              groups=groups, bias=bias, padding_mode=padding_mode,
                              version=version, conv_algo=conv_algo)
+
+        def forward(self, input: Tensor) -> Tensor:
+            output = super().forward(input)
+            # Hand back the layout we were given: the conv backend may answer in channels-last
+            # and the next layer of an mmcv model may be a compiled op (RoIAlign, ...) that
+            # indexes the memory as NCHW regardless of the strides.
+            if input.is_contiguous() and not output.is_contiguous():
+                output = output.contiguous()
+            return output
 
     DCLSConv.__name__ = DCLSConv.__qualname__ = f'DCLSConv{ndim}d'
     return MMENGINE_MODELS.register_module(registered_name)(DCLSConv)

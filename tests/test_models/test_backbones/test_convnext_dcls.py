@@ -332,3 +332,19 @@ def test_with_cp_and_shared_positions_under_ddp(small_arch, tmp_path):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('algo', ['channels_last', 'fft'])
+def test_outputs_are_nchw_contiguous_for_mmcv_ops(small_arch, monkeypatch, algo):
+    """Mask R-CNN's RoIAlign (compiled, NCHW indexing) reads the backbone's outputs: they must
+    be NCHW-contiguous even when the depthwise convs ran in channels-last."""
+    from mmcv.ops import RoIAlign
+    monkeypatch.setenv('MMDCLS_CONV_ALGO', algo)
+    model = make(small_arch, out_indices=(0, 1)).train()
+    outs = model(torch.randn(2, 3, 64, 64))
+    roi_align = RoIAlign((3, 3), spatial_scale=0.25, sampling_ratio=2)
+    rois = torch.tensor([[0, 4.0, 8.0, 40.0, 36.0], [1, 0.0, 0.0, 63.0, 63.0]])
+    for out in outs:
+        assert out.is_contiguous()
+    torch.testing.assert_close(roi_align(outs[0], rois),
+                               roi_align(outs[0].detach().contiguous(), rois))

@@ -68,3 +68,20 @@ def test_mmdet_resnet50_with_dcls_dcn_trains():
     sum(o.mean() for o in outs).backward()
     for layer in dcls_layers:
         assert torch.isfinite(layer.P.grad).all() and layer.P.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('algo', ['direct', 'channels_last', 'fft'])
+def test_output_layout_is_the_inputs_so_mmcv_roi_align_reads_it_right(algo):
+    """mmcv's compiled RoIAlign indexes memory as NCHW whatever the strides: a channels-last
+    answer from the conv backend would feed it scrambled features."""
+    from mmcv.ops import RoIAlign
+    layer = build_conv_layer(dict(type='DCLS2d', dilated_kernel_size=7, conv_algo=algo),
+                             4, 4, kernel_size=3, padding=1, groups=4)
+    x = torch.randn(2, 4, 12, 12, requires_grad=True)
+    out = layer(x)
+    assert out.is_contiguous()
+    rois = torch.tensor([[0, 1.0, 2.0, 9.0, 10.0], [1, 0.5, 0.5, 7.0, 11.0]])
+    roi_align = RoIAlign((3, 3), spatial_scale=1.0, sampling_ratio=2)
+    expected = roi_align(Dcls2d.forward(layer, x).detach().clone(
+        memory_format=torch.contiguous_format), rois)
+    torch.testing.assert_close(roi_align(out, rois), expected)
