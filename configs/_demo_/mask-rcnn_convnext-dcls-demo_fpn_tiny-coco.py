@@ -92,7 +92,6 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     constructor='mmdcls.DCLSLearningRateDecayOptimizerConstructor',
-    # 5e-4: at 2e-3 the RoI head stalls (loss_cls stays at ~0.7) on this from-scratch setup.
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # From scratch: no layer decay; positions at 5x lr, no weight decay on them.
     paramwise_cfg=dict(decay_rate=1.0, decay_type='layer_wise', position_lr_mult=5.0),
