@@ -109,6 +109,41 @@ def test_depthwise_convnext_stage_shape_matches_official(version):
         assert_close(g, g_ref, f'grad {name}')
 
 
+@pytest.mark.parametrize('version', ['v0', 'v1'])
+@pytest.mark.parametrize('where', ['strictly_inside', 'on_last_grid_point', 'outside'])
+def test_every_bilinear_path_matches_official_over_chunks(version, where):
+    """v0 / v1 take an unmasked path when every position is inside the kernel (always after
+    clamping; d loss / d kernel zero-padded when a position sits on a last grid point, whose
+    upper tap is missing) and a masked one otherwise; each over several row chunks."""
+    from mmdcls.ops.construct import _InsideBilinear, _inside_chunk_rows
+    channels, size, count = 24, 5, 20
+    assert _inside_chunk_rows(channels, count, (size, size)) < channels  # several chunks
+    torch.manual_seed(2)
+    ours = Dcls2d(channels, channels, count, padding=2, dilated_kernel_size=size,
+                  groups=channels, version=version)
+    with torch.no_grad():
+        ours.P.uniform_(-3.5, 3.5)
+        if where != 'outside':
+            ours.P.clamp_(-1.99, 1.99)
+        if where == 'on_last_grid_point':
+            ours.P[:, :, :, 0] = size // 2
+        ours.P[0, :, :, 1] = 1.0  # on an inner grid point
+    inside, strictly, _ = _InsideBilinear.inside(ours.P.reshape(2, channels, count),
+                                                 (size, size), version)
+    assert (inside, strictly) == {'strictly_inside': (True, True),
+                                  'on_last_grid_point': (True, False),
+                                  'outside': (False, False)}[where]
+    kernel = construct_kernel(ours.weight, ours.P, None, (size, size), version)
+    dck = official.ConstructKernel2d(channels, channels, channels, count, (size, size), version)
+    kernel_ref = dck(ours.weight, ours.P, None)
+    assert_close(kernel, kernel_ref, 'kernel')
+    grad = torch.randn_like(kernel)
+    grads = torch.autograd.grad(kernel, (ours.weight, ours.P), grad)
+    grads_ref = torch.autograd.grad(kernel_ref, (ours.weight, ours.P), grad)
+    for name, g, g_ref in zip(('weight', 'P'), grads, grads_ref):
+        assert_close(g, g_ref, f'grad {name}')
+
+
 def test_official_state_dict_loads_unchanged():
     torch.manual_seed(3)
     reference = official.Dcls2d(8, 8, 10, padding=3, dilated_kernel_size=7, groups=8,
