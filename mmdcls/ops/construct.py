@@ -6,15 +6,14 @@ normalised (except for ``v0``) by the product of the profiles' sums. The officia
 materialises a ``kernel_count x kH x kW`` tensor per channel. Here:
 
 * ``v0`` / ``v1`` (bilinear): each element has two taps per axis; its 2**ndim taps are
-  scattered into the kernel (O(R * K * 2**ndim), R = out * in / groups rows);
-* ``max`` (triangle): only the 2 * ceil(max width) grid points it can reach are evaluated and
-  scattered;
-* ``gauss``: full per-axis profiles contracted with ``bmm``:
+  scattered into the kernel (O(R * K * 2**ndim), R = out * in / groups rows), without masks
+  when every position is inside the kernel (always after clamping);
+* ``max`` (triangle) and ``gauss``: full per-axis profiles contracted with ``bmm``:
   ``kernel[r, a, b] = sum_k scale[r, k] * A[r, k, a] * B[r, k, b]``.
 
-Construction runs in row chunks that keep temporaries within about the kernel's size, and the
-backward pass recomputes a chunk's interpolation and applies the analytic gradient instead of
-storing autograd graphs.
+The forward pass runs in row chunks that keep its temporaries within 1.5x the kernel's size;
+the backward pass recomputes a chunk's interpolation and applies the analytic gradient
+instead of storing autograd graphs.
 
 Conventions copied exactly from ``dcls`` 0.1.1 (see ``position_axes``):
 
@@ -41,6 +40,10 @@ VERSIONS = ('v0', 'v1', 'gauss', 'max')
 VERSIONS_WITH_SIGMA = ('gauss', 'max')
 _SIGMA_FLOOR = {'gauss': 0.27, 'max': 1.0}
 _NORMALISATION_EPS = 1e-7
+# Gaussian exponents are floored here: exp() of arguments below about -87 (float32 results
+# that are denormal or zero) takes a slow path, 15-40x slower on CPU, and a Gaussian's far
+# tail is then 1.8e-35 instead of ~0 (its gradient contributions likewise ~1e-31).
+_GAUSS_EXPONENT_FLOOR = -80.0
 
 
 def check_version(version: str) -> None:
@@ -61,18 +64,7 @@ def _axis_profile(offset: Tensor, sigma: Optional[Tensor], version: str) -> Tens
     offset (R, K, T): grid index minus position; sigma (R, K, 1): widths with their floor."""
     if version == 'max':
         return (sigma - offset.abs()).relu()
-    return (-0.5 * (offset / sigma).square()).exp()
-
-
-def _axis_derivatives(offset: Tensor, profile: Tensor, sigma: Optional[Tensor],
-                      version: str) -> Tuple[Tensor, Optional[Tensor]]:
-    """d profile / d position and d profile / d sigma of ``max`` / ``gauss``, with the
-    subgradients autograd takes through ``dcls`` at the kinks (``abs'(0) = relu'(0) = 0``)."""
-    if version == 'gauss':
-        d_position = profile * offset / sigma.square()
-        return d_position, d_position * offset / sigma
-    active = (profile > 0).to(profile.dtype)
-    return offset.sign() * active, active
+    return (-0.5 * (offset / sigma).square()).clamp_min_(_GAUSS_EXPONENT_FLOOR).exp_()
 
 
 def _outer(profiles: Sequence[Tensor]) -> Tensor:
@@ -86,99 +78,35 @@ def _outer(profiles: Sequence[Tensor]) -> Tensor:
 
 
 class _Interpolation:
-    """Per-axis ``max`` / ``gauss`` profiles of one chunk of rows (``v0`` / ``v1``: see
-    :class:`_Bilinear`).
+    """Backward of ``max`` / ``gauss`` for one chunk of rows: recomputes the full per-axis
+    profiles (R, K, G) and applies the analytic gradient (forward:
+    :func:`_dense_profiles_kernel`)."""
 
-    ``window=None`` evaluates every grid point of each axis (``gauss``: its support is the
-    whole kernel) and contracts with ``bmm``. Otherwise only ``window`` consecutive grid points
-    around each position are evaluated (triangles of half-width up to sigma:
-    2 * ceil(sigma)); everything outside is exactly zero with zero gradient, and the
-    window's outer product is scattered into the kernel with ``index_add_``.
-    """
-
-    def __init__(self, P: Tensor, SIG: Optional[Tensor], sizes: Sequence[int], version: str,
-                 window: Optional[int]):
+    def __init__(self, P: Tensor, SIG: Tensor, sizes: Sequence[int], version: str):
         ndim = len(sizes)
-        rows, kernel_count = P.shape[1:]
-        self.version, self.sizes, self.window = version, tuple(sizes), window
+        self.version, self.sizes = version, tuple(sizes)
         self.axes = position_axes(version, ndim)
         self.profiles: List[Optional[Tensor]] = [None] * ndim
         self.offsets: List[Optional[Tensor]] = [None] * ndim
         self.sigmas: List[Optional[Tensor]] = [None] * ndim
-        self.grids: List[Optional[Tensor]] = [None] * ndim
-        self.insides: List[Optional[Tensor]] = [None] * ndim
         for component, axis in enumerate(self.axes):
             position = (P[component] + sizes[component] // 2).unsqueeze(-1)
-            if window is None:
-                grid = torch.arange(sizes[axis], device=P.device, dtype=P.dtype)
-            else:
-                first = position.floor() - (window // 2 - 1)
-                grid = first + torch.arange(window, device=P.device, dtype=P.dtype)
-            offset = grid - position
-            sigma = None
-            if version in VERSIONS_WITH_SIGMA:
-                sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
-            profile = _axis_profile(offset, sigma, version)
-            if window is not None:
-                # grid points outside the kernel do not exist: no weight, no gradient
-                inside = (grid >= 0) & (grid < sizes[axis])
-                profile = profile * inside
-                self.insides[axis] = inside
-                self.grids[axis] = grid.clamp(0, sizes[axis] - 1).to(torch.int32)
-            self.profiles[axis], self.offsets[axis], self.sigmas[axis] = profile, offset, sigma
+            offset = _grid(sizes[axis], P.device, P.dtype) - position
+            sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
+            self.profiles[axis] = _axis_profile(offset, sigma, version)
+            self.offsets[axis], self.sigmas[axis] = offset, sigma
         self.sums = [profile.sum(-1) for profile in self.profiles]
         self.normaliser = self.sums[0]
         for total in self.sums[1:]:
             self.normaliser = self.normaliser * total
         self.normaliser = self.normaliser + _NORMALISATION_EPS
 
-    def _scale(self, weight: Tensor) -> Tensor:
-        return weight / self.normaliser
-
-    def _flat_index(self, first_row: int) -> Tensor:
-        """(R, K, T0, ...) int32 positions of the window points in the flattened kernel."""
-        rows = self.profiles[0].shape[0]
-        per_row = math.prod(self.sizes)
-        strides = [math.prod(self.sizes[axis + 1:]) for axis in range(len(self.sizes))]
-        row_base = torch.arange(first_row, first_row + rows, device=self.grids[0].device,
-                                dtype=torch.int32) * per_row
-        return row_base.view(rows, 1, *[1] * len(self.sizes)) + _outer_sum(
-            [grid * stride for grid, stride in zip(self.grids, strides)])
-
-    def accumulate_kernel(self, weight: Tensor, kernel: Tensor, first_row: int) -> None:
-        """Writes rows [first_row, first_row + R) of ``kernel`` (R_total, *sizes)."""
-        rows, kernel_count = weight.shape
-        scale = self._scale(weight)
-        if self.window is not None:
-            values = _outer(self.profiles) * scale.view(rows, kernel_count,
-                                                        *[1] * len(self.sizes))
-            kernel.view(-1).index_add_(0, self._flat_index(first_row).view(-1),
-                                       values.view(-1))
-            return
-        out = kernel[first_row:first_row + rows]
-        leading = scale.unsqueeze(-1)
-        if len(self.sizes) > 1:
-            leading = _outer(self.profiles[:-1]).flatten(2) * leading
-        torch.bmm(leading.transpose(1, 2), self.profiles[-1],
-                  out=out.view(rows, -1, self.sizes[-1]))
-
-    def _partials(self, grad: Tensor, first_row: int) -> List[Tensor]:
-        """For each axis d: sum over the other axes of grad * their profiles, (R, K, T_d)."""
+    def _partials(self, grad: Tensor) -> List[Tensor]:
+        """For each axis d: sum over the other axes of grad * their profiles, (R, K, G_d).
+        grad: this chunk's rows of d loss / d kernel (R, *G)."""
         rows, kernel_count = self.profiles[0].shape[:2]
-        ndim = len(self.sizes)
-        if self.window is not None:
-            tapped = grad.view(-1).index_select(0, self._flat_index(first_row).view(-1))
-            tapped = tapped.view(self.profiles[0].shape[:2] + (self.window,) * ndim)
-            partials = []
-            for axis in range(ndim):
-                others = [p if i != axis else torch.ones_like(p[..., :1])
-                          for i, p in enumerate(self.profiles)]
-                dims = tuple(2 + i for i in range(ndim) if i != axis)
-                partials.append((tapped * _outer(others)).sum(dims) if dims else tapped)
-            return partials
-        grad = grad[first_row:first_row + rows]
         partials = []
-        for axis in range(ndim):
+        for axis in range(len(self.sizes)):
             others = self.profiles[:axis] + self.profiles[axis + 1:]
             grad_axis = grad.movedim(axis + 1, 1).reshape(rows, self.sizes[axis], -1)
             if others:
@@ -189,12 +117,12 @@ class _Interpolation:
             partials.append(partial)
         return partials
 
-    def backward(self, weight: Tensor, grad: Tensor, first_row: int):
-        """Gradients (weight, P, |SIG|) of this chunk from d loss / d kernel (R_total, *G)."""
+    def backward(self, weight: Tensor, grad: Tensor):
+        """Gradients (weight, P, |SIG|) of this chunk from its rows of d loss / d kernel."""
         rows, kernel_count = weight.shape
         ndim = len(self.sizes)
-        scale = self._scale(weight)
-        partials = self._partials(grad, first_row)
+        scale = weight / self.normaliser
+        partials = self._partials(grad)
         grad_scale = (partials[0] * self.profiles[0]).sum(-1)
         grad_weight = grad_scale / self.normaliser
         grad_normaliser = -grad_scale * scale / self.normaliser
@@ -205,13 +133,24 @@ class _Interpolation:
             for other in range(ndim):
                 if other != axis:
                     rest = rest * self.sums[other]
-            grad_profile = partials[axis] * scale.unsqueeze(-1) + rest.unsqueeze(-1)
-            if self.insides[axis] is not None:
-                grad_profile = grad_profile * self.insides[axis]
-            d_position, d_sigma = _axis_derivatives(self.offsets[axis], self.profiles[axis],
-                                                    self.sigmas[axis], self.version)
-            grad_P[component] = (grad_profile * d_position).sum(-1)
-            grad_SIG[component] = (grad_profile * d_sigma).sum(-1)
+            # d loss / d profile (R, K, G)
+            grad_profile = torch.addcmul(rest.unsqueeze(-1), partials[axis],
+                                         scale.unsqueeze(-1))
+            offset, profile, sigma = self.offsets[axis], self.profiles[axis], self.sigmas[axis]
+            if self.version == 'gauss':
+                # d profile / d position = profile * offset / sigma^2, d / d sigma that
+                # times offset / sigma
+                weighted = grad_profile.mul_(profile).mul_(offset)
+                sigma_sq = sigma.square().squeeze(-1)
+                grad_P[component] = weighted.sum(-1) / sigma_sq
+                grad_SIG[component] = weighted.mul_(offset).sum(-1) / (
+                    sigma_sq * sigma.squeeze(-1))
+            else:
+                # triangle: d / d position = sign(offset), d / d sigma = 1 where the profile
+                # is positive; autograd's subgradients through dcls at the kinks are 0
+                active = grad_profile.mul_(profile > 0)
+                grad_SIG[component] = active.sum(-1)
+                grad_P[component] = active.mul_(offset.sign()).sum(-1)
         return grad_weight, grad_P, grad_SIG
 
 
@@ -541,65 +480,91 @@ def _outer_sum(terms: Sequence[Tensor]) -> Tensor:
     return result
 
 
-def _window(version: str, SIG: Optional[Tensor], sizes: Sequence[int]) -> Optional[int]:
-    """Grid points per axis that can be non-zero around a ``max`` / ``gauss`` position;
-    None: the whole axis (always for ``gauss``, whose support is unbounded)."""
-    if version != 'max':
-        return None
-    # the triangle of half-width s = |SIG| + 1 covers fewer than 2 * ceil(s) grid points
-    window = 2 * math.ceil(float(SIG.detach().abs().max()) + _SIGMA_FLOOR['max'])
-    return None if window >= max(sizes) else window
+def _backward_chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int]) -> int:
+    """Backward rows per chunk of :class:`_Interpolation`: its ~7 live profile-sized (K, G)
+    tensors per row (and for 3-D the outer products of the leading axes) within 4 kernel
+    sizes or 16 MiB, whichever is larger (small next to the convolution's own gradients)."""
+    per_row_temp = 7 * kernel_count * max(sizes)
+    if len(sizes) > 2:
+        per_row_temp += 2 * kernel_count * math.prod(sorted(sizes)[1:])
+    budget = max(4 * rows * math.prod(sizes), (16 << 20) // 4)  # float32 entries
+    return max(1, min(rows, budget // per_row_temp))
 
 
-def _chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int],
-                window: Optional[int]) -> int:
-    """Rows per chunk so that a chunk's temporaries stay within about the kernel's size."""
-    per_row_kernel = math.prod(sizes)
-    if window is not None:
-        # ~5 live (K, window ** ndim) tensors in backward (values, taps, index, products)
-        per_row_temp = 5 * kernel_count * window ** len(sizes)
+def _dense_chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int]) -> int:
+    """Forward rows per chunk of :func:`_dense_profiles_kernel`: one (K, G) profile per axis
+    (and for 3-D the (K, G0 * G1) outer product) per row, within 1.5x the kernel's size."""
+    per_row_temp = kernel_count * (sum(sizes) + 4)
+    if len(sizes) > 2:
+        per_row_temp += kernel_count * math.prod(sizes[:-1])
+    return max(1, min(rows, 3 * rows * math.prod(sizes) // (2 * per_row_temp)))
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(size: int, device, dtype) -> Tensor:
+    return torch.arange(size, device=device, dtype=dtype)
+
+
+def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, ...],
+                           version: str, out: Tensor) -> None:
+    """``max`` / ``gauss`` forward of one chunk into ``out`` (R, *sizes): full per-axis profiles
+    computed in place (the same arithmetic as :func:`_axis_profile`), contracted with bmm.
+    Keeps nothing for backward, which recomputes through :class:`_Interpolation`."""
+    rows, kernel_count = weight.shape
+    ndim = len(sizes)
+    profiles: List[Optional[Tensor]] = [None] * ndim
+    for component, axis in enumerate(position_axes(version, ndim)):
+        position = (P[component] + sizes[component] // 2).unsqueeze(-1)
+        sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
+        profile = _grid(sizes[axis], P.device, P.dtype) - position  # offsets (R, K, G)
+        if version == 'max':
+            profiles[axis] = profile.abs_().neg_().add_(sigma).relu_()
+        else:
+            profiles[axis] = profile.div_(sigma).square_().mul_(-0.5).clamp_min_(
+                _GAUSS_EXPONENT_FLOOR).exp_()
+    normaliser = profiles[0].sum(-1)
+    for profile in profiles[1:]:
+        normaliser = normaliser * profile.sum(-1)
+    scale = (weight / (normaliser + _NORMALISATION_EPS)).unsqueeze(-1)
+    if ndim == 1:
+        leading = scale
+    elif ndim == 2:
+        leading = profiles[0].mul_(scale)
     else:
-        # ~4 profile-sized (K, G) tensors per axis, plus outer products of the leading axes
-        per_row_temp = 4 * kernel_count * sum(sizes)
-        if len(sizes) > 2:
-            per_row_temp += 2 * kernel_count * math.prod(sorted(sizes)[1:])
-    return max(1, min(rows, rows * per_row_kernel // per_row_temp))
+        leading = _outer(profiles[:-1]).flatten(2).mul_(scale)
+    torch.bmm(leading.transpose(1, 2), profiles[-1], out=out.view(rows, -1, sizes[-1]))
 
 
 class _ConstructKernel(torch.autograd.Function):
-    """Construction in row chunks; backward recomputes each chunk's interpolation and applies
-    the analytic gradient, so no grid-sized intermediate outlives its chunk."""
+    """``max`` / ``gauss`` construction in row chunks; backward recomputes each chunk's
+    profiles and applies the analytic gradient, so no profile outlives its chunk."""
 
     @staticmethod
-    def forward(ctx, weight, P, SIG, sizes, version, window, chunk):
-        rows = weight.shape[0]
-        kernel = (weight.new_zeros if window is not None else weight.new_empty)((rows, *sizes))
+    def forward(ctx, weight, P, SIG, sizes, version):
+        rows, kernel_count = weight.shape
+        kernel = weight.new_empty((rows, *sizes))
+        chunk = _dense_chunk_rows(rows, kernel_count, sizes)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            sig = None if SIG is None else SIG[:, part]
-            _Interpolation(P[:, part], sig, sizes, version, window).accumulate_kernel(
-                weight[part], kernel, start)
+            _dense_profiles_kernel(weight[part], P[:, part], SIG[:, part], sizes, version,
+                                   kernel[part])
         ctx.save_for_backward(weight, P, SIG)
-        ctx.sizes, ctx.version, ctx.window, ctx.chunk = sizes, version, window, chunk
+        ctx.sizes, ctx.version = sizes, version
         return kernel
 
     @staticmethod
     def backward(ctx, grad_kernel):
         weight, P, SIG = ctx.saved_tensors
-        grad_weight = torch.empty_like(weight)
-        grad_P = torch.empty_like(P)
-        grad_SIG = None if SIG is None else torch.empty_like(SIG)
+        grad_weight, grad_P, grad_SIG = (torch.empty_like(t) for t in (weight, P, SIG))
         grad_kernel = grad_kernel.contiguous()
-        for start in range(0, weight.shape[0], ctx.chunk):
-            part = slice(start, start + ctx.chunk)
-            sig = None if SIG is None else SIG[:, part]
-            interpolation = _Interpolation(P[:, part], sig, ctx.sizes, ctx.version, ctx.window)
-            g_weight, g_P, g_SIG = interpolation.backward(weight[part], grad_kernel, start)
-            grad_weight[part] = g_weight
-            grad_P[:, part] = g_P
-            if grad_SIG is not None:
-                grad_SIG[:, part] = g_SIG * sig.sign()  # d |SIG| / d SIG
-        return grad_weight, grad_P, grad_SIG, None, None, None, None
+        chunk = _backward_chunk_rows(*weight.shape, ctx.sizes)
+        for start in range(0, weight.shape[0], chunk):
+            part = slice(start, start + chunk)
+            interpolation = _Interpolation(P[:, part], SIG[:, part], ctx.sizes, ctx.version)
+            grad_weight[part], grad_P[:, part], grad_SIG[:, part] = interpolation.backward(
+                weight[part], grad_kernel[part])
+        grad_SIG.mul_(SIG.sign())  # d |SIG| / d SIG
+        return grad_weight, grad_P, grad_SIG, None, None
 
 
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
@@ -644,8 +609,5 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         if version in ('v0', 'v1'):
             kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version)
         else:
-            window = _window(version, flat_SIG, sizes)
-            chunk = _chunk_rows(rows, kernel_count, sizes, window)
-            kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version,
-                                            window, chunk)
+            kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version)
     return kernel.view(out_channels, in_per_group, *sizes)
