@@ -86,15 +86,17 @@ class _Interpolation:
         ndim = len(sizes)
         self.version, self.sizes = version, tuple(sizes)
         self.axes = position_axes(version, ndim)
-        self.profiles: List[Optional[Tensor]] = [None] * ndim
-        self.offsets: List[Optional[Tensor]] = [None] * ndim
-        self.sigmas: List[Optional[Tensor]] = [None] * ndim
-        for component, axis in enumerate(self.axes):
-            position = (P[component] + sizes[component] // 2).unsqueeze(-1)
-            offset = _grid(sizes[axis], P.device, P.dtype) - position
-            sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
-            self.profiles[axis] = _axis_profile(offset, sigma, version)
-            self.offsets[axis], self.sigmas[axis] = offset, sigma
+        offsets, sigma = _offsets_and_sigmas(P, SIG, self.sizes, version)
+        if isinstance(offsets, list):
+            profiles = [_axis_profile(o, s, version) for o, s in zip(offsets, sigma)]
+        else:  # one (ndim, R, K, G) tensor
+            profiles = _axis_profile(offsets, sigma, version).unbind(0)
+            offsets = offsets.unbind(0)
+        sigmas = sigma.unbind(0)
+        # per kernel axis
+        self.profiles = [profiles[self.axes.index(axis)] for axis in range(ndim)]
+        self.offsets = [offsets[self.axes.index(axis)] for axis in range(ndim)]
+        self.sigmas = [sigmas[self.axes.index(axis)] for axis in range(ndim)]
         self.sums = [profile.sum(-1) for profile in self.profiles]
         self.normaliser = self.sums[0]
         for total in self.sums[1:]:
@@ -505,6 +507,21 @@ def _grid(size: int, device, dtype) -> Tensor:
     return torch.arange(size, device=device, dtype=dtype)
 
 
+def _offsets_and_sigmas(P: Tensor, SIG: Tensor, sizes: Tuple[int, ...], version: str):
+    """Per component c of P: (grid - position) offsets (R, K, G) on the axis it indexes and
+    widths with their floor (R, K, 1). Square kernels get them as one (ndim, R, K, G) tensor
+    (indexed by component), halving the number of ops of the profile chains."""
+    ndim = len(sizes)
+    axes = position_axes(version, ndim)
+    sigma = (SIG.abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
+    if len(set(sizes)) == 1:
+        position = (P + sizes[0] // 2).unsqueeze(-1)
+        return _grid(sizes[0], P.device, P.dtype) - position, sigma
+    offsets = [_grid(sizes[axis], P.device, P.dtype) - (P[c] + sizes[c] // 2).unsqueeze(-1)
+               for c, axis in enumerate(axes)]
+    return offsets, sigma
+
+
 def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, ...],
                            version: str, out: Tensor) -> None:
     """``max`` / ``gauss`` forward of one chunk into ``out`` (R, *sizes): full per-axis profiles
@@ -512,16 +529,19 @@ def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[
     Keeps nothing for backward, which recomputes through :class:`_Interpolation`."""
     rows, kernel_count = weight.shape
     ndim = len(sizes)
-    profiles: List[Optional[Tensor]] = [None] * ndim
-    for component, axis in enumerate(position_axes(version, ndim)):
-        position = (P[component] + sizes[component] // 2).unsqueeze(-1)
-        sigma = (SIG[component].abs() + _SIGMA_FLOOR[version]).unsqueeze(-1)
-        profile = _grid(sizes[axis], P.device, P.dtype) - position  # offsets (R, K, G)
+    offsets, sigma = _offsets_and_sigmas(P, SIG, sizes, version)
+    by_component = []
+    for c, offset in enumerate(offsets if isinstance(offsets, list) else [offsets]):
+        sig = sigma[c] if isinstance(offsets, list) else sigma
         if version == 'max':
-            profiles[axis] = profile.abs_().neg_().add_(sigma).relu_()
+            by_component.append(offset.abs_().neg_().add_(sig).relu_())
         else:
-            profiles[axis] = profile.div_(sigma).square_().mul_(-0.5).clamp_min_(
-                _GAUSS_EXPONENT_FLOOR).exp_()
+            by_component.append(offset.div_(sig).square_().mul_(-0.5).clamp_min_(
+                _GAUSS_EXPONENT_FLOOR).exp_())
+    if not isinstance(offsets, list):
+        by_component = list(by_component[0].unbind(0))
+    axes = position_axes(version, ndim)
+    profiles = [by_component[axes.index(axis)] for axis in range(ndim)]
     normaliser = profiles[0].sum(-1)
     for profile in profiles[1:]:
         normaliser = normaliser * profile.sum(-1)
