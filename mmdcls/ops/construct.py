@@ -424,7 +424,12 @@ class _ConstructBilinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, P, sizes, version):
         rows, kernel_count = weight.shape
-        inside, strictly, consts = _InsideBilinear.inside(P, sizes, version)
+        if torch.jit.is_tracing():
+            # the inside test reads values (.item()), which a JIT trace (flop counters,
+            # exporters) cannot follow: the masked path is data-independent
+            inside = strictly = False
+        else:
+            inside, strictly, consts = _InsideBilinear.inside(P, sizes, version)
         ctx.save_for_backward(weight, P)
         ctx.sizes, ctx.version, ctx.inside, ctx.strictly = sizes, version, inside, strictly
         if inside:
@@ -539,7 +544,9 @@ def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[
             by_component.append(offset.div_(sig).square_().mul_(-0.5).clamp_min_(
                 _GAUSS_EXPONENT_FLOOR).exp_())
     if not isinstance(offsets, list):
-        by_component = list(by_component[0].unbind(0))
+        # select, not unbind: unbind's views may not be modified in place (mul_ below) when a
+        # JIT trace replays these ops with autograd on
+        by_component = [by_component[0][c] for c in range(ndim)]
     axes = position_axes(version, ndim)
     profiles = [by_component[axes.index(axis)] for axis in range(ndim)]
     normaliser = profiles[0].sum(-1)

@@ -366,6 +366,10 @@ def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Seque
     if input.shape[1] != kernel.shape[1] * groups or kernel.shape[0] % groups:
         raise ValueError(f'input channels {input.shape[1]} / kernel {tuple(kernel.shape)} do not '
                          f'match groups={groups}')
+    if torch.jit.is_tracing():
+        # a trace (FLOP counters, exporters) records one standard conv; the exact algorithms
+        # all compute the same values
+        return conv_direct(input, kernel, bias, stride, padding, groups)
     name = select_algo(input, kernel, bias, stride, padding, groups, algo)
     return _ALGORITHM_FNS[name](input, kernel, bias, stride, padding, groups)
 

@@ -78,6 +78,16 @@ def test_torch_compile_matches_eager():
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('version', ['v0', 'v1', 'max', 'gauss'])
+def test_jit_trace_matches_eager(version):
+    """FLOP counters and exporters trace the layer: construction must not read values."""
+    torch.manual_seed(0)
+    layer = small_layer(version, in_channels=8, out_channels=8, groups=8)
+    x = torch.randn(2, 8, 12, 12)
+    traced = torch.jit.trace(layer, x, check_trace=False)
+    torch.testing.assert_close(traced(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
 def test_state_dict_round_trip():
     torch.manual_seed(0)
     source = small_layer('max')
