@@ -157,9 +157,11 @@ class _Interpolation:
 
 
 class _Bilinear:
-    """``v0`` / ``v1`` for all rows at once, every axis in one tensor: each element has two
-    taps per axis (floor(p), floor(p) + 1) with weights (1 - frac, frac), so its 2**ndim taps
-    are scattered into the kernel with ``index_add_``. O(R * K * 2**ndim) time and memory."""
+    """``v0`` / ``v1`` for one chunk of rows when some position lies outside the kernel (before
+    clamping; otherwise :class:`_InsideBilinear`), every axis in one tensor: each element has
+    two taps per axis (floor(p), floor(p) + 1) with weights (1 - frac, frac), masked where a
+    tap falls outside the kernel, and its 2**ndim taps are scattered into the kernel with
+    ``index_add_``. O(R * K * 2**ndim) time and memory."""
 
     def __init__(self, P: Tensor, sizes: Sequence[int], version: str, first_row: int = 0):
         ndim = len(sizes)
@@ -257,8 +259,9 @@ class _InsideBilinear:
     scatters every tap unmasked into a kernel buffer with a little slack at its end: a missing
     tap lands (as +0) on a neighbouring entry. The backward pass gathers the taps from
     d loss / d kernel zero-padded by one on every axis, so a missing tap reads 0, as in
-    ``dcls`` (unpadded when no position sits on a last grid point: no tap is missing). ``v1``'s normaliser (the product of the per-axis tap sums, 1 inside) has the
-    same derivative for both taps of an axis, which cancels in d loss / d frac.
+    ``dcls`` (unpadded when no position sits on a last grid point: no tap is missing).
+    ``v1``'s normaliser (the product of the per-axis tap sums, 1 inside) has the same
+    derivative for both taps of an axis, which cancels in d loss / d frac.
 
     Tensors keep the taps in their leading dimensions, (2, ..., 2, R, K), so that every slice
     is contiguous, and contractions over the two taps are written out: torch's reductions
@@ -292,10 +295,6 @@ class _InsideBilinear:
             a <= b for a, b in zip(high, consts.high_limits))
         strictly = inside and all(a < b for a, b in zip(high, consts.high_limits))
         return inside, strictly, consts
-
-    @staticmethod
-    def applies(P: Tensor, sizes: Sequence[int], version: str) -> bool:
-        return _InsideBilinear.inside(P, tuple(sizes), version)[0]
 
     def _index(self, padded: bool, first_row: int) -> Tensor:
         """(2**ndim, R, K) flat tap indices, taps ordered with axis 0 most significant.
