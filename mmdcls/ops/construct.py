@@ -627,6 +627,11 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         raise ValueError(f'version {version!r} takes no SIG (only {VERSIONS_WITH_SIGMA} do)')
     out_channels, in_per_group, kernel_count = weight.shape
     rows = out_channels * in_per_group
+    if version in ('v0', 'v1') and rows * math.prod(s + 1 for s in sizes) >= 2 ** 31:
+        # the bilinear paths index the (padded) flat kernel with int32
+        raise ValueError(f'kernel of {rows} x {sizes} entries is too large for the bilinear '
+                         f'construction (out * in / groups * prod(dilated_kernel_size + 1) '
+                         f'must be < 2**31)')
     with torch.autocast(device_type=weight.device.type, enabled=False):
         dtype = torch.promote_types(weight.dtype, torch.float32)
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)

@@ -121,6 +121,14 @@ def test_bad_input_rank_and_channels():
         layer(torch.randn(1, 3, 10, 10))
 
 
+def test_bilinear_kernel_too_large_for_int32_indices_is_refused():
+    rows = 2 ** 31 // (18 * 18) + 1  # expanded views: nothing of this size is allocated
+    weight = torch.zeros(1, 1, 1).expand(rows, 1, 1)
+    P = torch.zeros(2, 1, 1, 1).expand(2, rows, 1, 1)
+    with pytest.raises(ValueError, match='too large for the bilinear construction'):
+        construct_kernel(weight, P, None, (17, 17), 'v0')
+
+
 def test_mismatched_state_dict_shapes_are_named():
     layer = small_layer('gauss')
     state = small_layer('gauss', kernel_count=8).state_dict()
