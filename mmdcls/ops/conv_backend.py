@@ -233,14 +233,14 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 
 
 # ---------------------------------------------------------------------------------- selection
-#: cost of one real FFT, per point and log2(points), in multiply-adds, fitted on CPU (2 threads).
-#: Per layer, FFT wins the training step of 17x17 / 23x23 depthwise convs on ConvNeXt-T's larger
-#: maps, but over the whole ConvNeXt-DCLS-T train step channels-last direct (with its fast
-#: kernel gradient) measured faster (1.53x vs 1.83x the 7x7 baseline for v0, 2.35x vs 3.75x for
-#: gauss, 1x3x384x384): its channels-last output is what the blocks' permute + LayerNorm +
-#: Linear want. Inference: channels-last direct is 2-5x faster than FFT per layer. So FFT is
-#: left to kernels that are large relative to the map (e.g. 51x51 on 96x96).
-_FFT_COST_PER_POINT = {True: 16.0, False: 16.0}
+#: cost of one real FFT, per point and log2(points), in multiply-adds, for training (True) and
+#: inference (False), fitted on CPU (2 threads, idle machine) to the per-layer choices of
+#: ``'benchmark'`` on ConvNeXt-DCLS-T (17x17 and 23x23 depthwise, 12x12 to 128x128 maps).
+#: Training: FFT on every such layer, which over the whole train step measured 1.08x / 1.10x
+#: the 7x7 network at 2x3x512x512 (v0 / gauss) against 1.36x / 1.73x with channels-last
+#: direct, for ~25% more peak memory. Inference: channels-last direct for 17x17, FFT for 23x23
+#: on maps of 32x32 and more.
+_FFT_COST_PER_POINT = {True: 3.5, False: 8.0}
 #: kernels with at most this many taps always use direct convolution
 _SMALL_KERNEL = 25
 
@@ -256,8 +256,8 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     * direct: ``taps * (C_in / groups) * prod(S_out) / prod(S)``;
     * FFT: ``c * P * log2(P) / prod(S) * (C_in / C_out + 1 + (C_in / groups) / N)`` for the
       input, output and kernel transforms, plus ``2 * (C_in / groups) * P / prod(S)`` for the
-      per-frequency products; ``c = 16`` (whole-network measurements, see
-      ``_FFT_COST_PER_POINT``).
+      per-frequency products; ``c = 3.5`` with gradients, ``8`` without (fitted to
+      ``'benchmark'``'s choices, see ``_FFT_COST_PER_POINT``).
 
     The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
     NCHW for 1-D.

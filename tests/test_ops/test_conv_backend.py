@@ -124,15 +124,18 @@ def test_fft_lengths_avoid_wraparound():
 
 def test_heuristic():
     c = 96
-    # ConvNeXt-sized kernels: channels-last direct; kernels large for the map: FFT
+    # 7x7: channels-last direct; DCLS-sized kernels: FFT in training, channels-last direct
+    # for 17x17 inference; kernels large for the map: FFT
     assert heuristic_algo((1, c, 96, 96), (c, 1, 7, 7), (1, 1), (3, 3), c) == 'channels_last'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'channels_last'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'fft'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 51, 51), (1, 1), (25, 25), c) == 'fft'
     assert heuristic_algo((2, c, 40, 40), (c, 1, 41, 41), (1, 1), (20, 20), c,
                           needs_grad=False) == 'fft'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c,
                           needs_grad=False) == 'channels_last'
-    assert heuristic_algo((1, c, 12, 12), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'channels_last'
+    assert heuristic_algo((1, c, 12, 12), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'fft'
+    assert heuristic_algo((2, c, 64, 64), (c, 1, 23, 23), (1, 1), (11, 11), c,
+                          needs_grad=False) == 'fft'
     assert heuristic_algo((1, c, 50), (c, 1, 3), (1, ), (1, ), c) == 'direct'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, 'cuda') == 'direct'
 
