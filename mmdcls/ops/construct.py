@@ -59,12 +59,15 @@ def position_axes(version: str, ndim: int) -> Tuple[int, ...]:
     return tuple(reversed(range(ndim)))
 
 
-def _axis_profile(offset: Tensor, sigma: Optional[Tensor], version: str) -> Tensor:
+def _axis_profile(offset: Tensor, sigma: Tensor, version: str, in_place: bool = False) -> Tensor:
     """``max`` / ``gauss`` weights on one kernel axis (``v0`` / ``v1``: :class:`_Bilinear`).
-    offset (R, K, T): grid index minus position; sigma (R, K, 1): widths with their floor."""
+    offset ([ndim,] R, K, G): grid index minus position; sigma ([ndim,] R, K, 1): widths with
+    their floor. ``in_place``: overwrite ``offset`` with the profile (forward passes)."""
     if version == 'max':
-        return (sigma - offset.abs()).relu()
-    return (-0.5 * (offset / sigma).square()).clamp_min_(_GAUSS_EXPONENT_FLOOR).exp_()
+        profile = offset.abs_() if in_place else offset.abs()
+        return profile.neg_().add_(sigma).relu_()
+    profile = offset.div_(sigma) if in_place else offset / sigma
+    return profile.square_().mul_(-0.5).clamp_min_(_GAUSS_EXPONENT_FLOOR).exp_()
 
 
 def _outer(profiles: Sequence[Tensor]) -> Tensor:
@@ -529,23 +532,19 @@ def _offsets_and_sigmas(P: Tensor, SIG: Tensor, sizes: Tuple[int, ...], version:
 def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, ...],
                            version: str, out: Tensor) -> None:
     """``max`` / ``gauss`` forward of one chunk into ``out`` (R, *sizes): full per-axis profiles
-    computed in place (the same arithmetic as :func:`_axis_profile`), contracted with bmm.
+    computed in place by :func:`_axis_profile`, contracted with bmm.
     Keeps nothing for backward, which recomputes through :class:`_Interpolation`."""
     rows, kernel_count = weight.shape
     ndim = len(sizes)
     offsets, sigma = _offsets_and_sigmas(P, SIG, sizes, version)
-    by_component = []
-    for c, offset in enumerate(offsets if isinstance(offsets, list) else [offsets]):
-        sig = sigma[c] if isinstance(offsets, list) else sigma
-        if version == 'max':
-            by_component.append(offset.abs_().neg_().add_(sig).relu_())
-        else:
-            by_component.append(offset.div_(sig).square_().mul_(-0.5).clamp_min_(
-                _GAUSS_EXPONENT_FLOOR).exp_())
-    if not isinstance(offsets, list):
+    if isinstance(offsets, list):
+        by_component = [_axis_profile(o, s, version, in_place=True)
+                        for o, s in zip(offsets, sigma)]
+    else:
+        stacked = _axis_profile(offsets, sigma, version, in_place=True)
         # select, not unbind: unbind's views may not be modified in place (mul_ below) when a
         # JIT trace replays these ops with autograd on
-        by_component = [by_component[0][c] for c in range(ndim)]
+        by_component = [stacked[c] for c in range(ndim)]
     axes = position_axes(version, ndim)
     profiles = [by_component[axes.index(axis)] for axis in range(ndim)]
     normaliser = profiles[0].sum(-1)
