@@ -16,12 +16,12 @@ import warnings
 from copy import deepcopy
 
 import mmdcls  # noqa: F401,E402  isort:skip  (safe globals for torch.load, registrations)
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdcls.utils.config_checks import (check_config, prepare_cpu_distributed,  # noqa: E402
-                                         select_toolkit)
+from mmdcls.utils.config_checks import (check_config, load_tool_config,  # noqa: E402
+                                         prepare_cpu_distributed, select_toolkit)
 
 
 def parse_args(argv=None):
@@ -110,14 +110,7 @@ def setup_tta(cfg, scope: str):
 
 
 def setup_cfg(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
     cfg.load_from = args.checkpoint
@@ -138,7 +131,7 @@ def main(argv=None):
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
-    prepare_cpu_distributed(cfg)  # torchrun without CUDA: gloo process group, CPU DDP
+    prepare_cpu_distributed(cfg)  # no CUDA: gloo backend; torchrun: process group, CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
     if scope == 'mmdet' and args.out is not None:

@@ -17,13 +17,13 @@ import sys
 # mmdcls first: it allow-lists mmengine's checkpoint types for torch's weights_only torch.load
 # (resume) and registers the mmdcls modules.
 import mmdcls  # noqa: F401,E402  isort:skip
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdcls.utils.config_checks import (check_config, prepare_cpu_distributed,  # noqa: E402
-                                         select_toolkit)
+from mmdcls.utils.config_checks import (check_config, load_tool_config,  # noqa: E402
+                                         prepare_cpu_distributed, select_toolkit)
 
 
 def parse_args(argv=None):
@@ -95,34 +95,11 @@ def enable_amp(cfg) -> str:
     return wrapper.type
 
 
-def use_gloo_without_cuda(cfg) -> None:
-    """mmseg's default runtime asks for the nccl backend, which needs CUDA: on a CPU-only
-    machine a distributed launch uses gloo instead (logged)."""
-    import torch
-    dist_cfg = cfg.get('env_cfg', {}).get('dist_cfg')
-    if (cfg.launcher != 'none' and dist_cfg is not None and dist_cfg.get('backend') == 'nccl'
-            and not torch.cuda.is_available()):
-        dist_cfg['backend'] = 'gloo'
-        print_log('no CUDA: env_cfg.dist_cfg.backend nccl -> gloo', logger='current',
-                  level=logging.WARNING)
-
-
 def setup_cfg(args):
     """The config to train: file + ``--cfg-options`` + the command-line flags."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
         enable_amp(cfg)
-    use_gloo_without_cuda(cfg)
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and \
@@ -154,7 +131,7 @@ def main(argv=None):
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()
 
-    prepare_cpu_distributed(cfg)  # torchrun without CUDA: gloo process group, CPU DDP
+    prepare_cpu_distributed(cfg)  # no CUDA: gloo backend; torchrun: process group, CPU DDP
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -18,12 +18,13 @@ What is checked:
 * segmentation datasets in the ADE20K layout have an annotation for every image.
 """
 import json
+import logging
 import os
 import os.path as osp
 from typing import Iterator, List, Optional, Tuple
 
 __all__ = ['TOOLKITS', 'select_toolkit', 'check_config', 'check_coco_annotation_file',
-           'prepare_cpu_distributed', 'ConfigCheckError']
+           'load_tool_config', 'prepare_cpu_distributed', 'ConfigCheckError']
 
 #: supported values of a config's ``default_scope``
 TOOLKITS = ('mmdet', 'mmseg')
@@ -257,23 +258,49 @@ def check_config(cfg, phases=('train', 'val')) -> None:
                 _check_num_classes(cfg, classes, f'{key}.metainfo')
 
 
-def prepare_cpu_distributed(cfg) -> bool:
-    """Makes a ``--launcher pytorch`` run work on a machine without CUDA (gloo, CPU DDP).
+def load_tool_config(path: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
+                     work_dir: Optional[str] = None):
+    """The config a tool runs: the file, then ``--cfg-options``; ``work_dir`` from the command
+    line, else the file's, else ``./work_dirs/<config name>``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
 
-    mmengine 0.10.7 calls ``torch.cuda.set_device`` in ``init_dist`` and gives DDP
+
+def prepare_cpu_distributed(cfg) -> bool:
+    """Makes a distributed run work on a machine without CUDA (gloo, CPU DDP).
+
+    Any launcher: the toolkits' default runtimes ask for the nccl backend, which needs CUDA;
+    ``env_cfg.dist_cfg.backend`` becomes gloo (logged). ``--launcher pytorch`` also: mmengine
+    0.10.7 calls ``torch.cuda.set_device`` in ``init_dist`` and gives DDP
     ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. Here the process group is
     initialised with gloo (from torchrun's environment) before the Runner is built, so the
     Runner skips its own ``init_dist``, and ``model_wrapper_cfg`` gets ``device_ids=None``.
-    Does nothing (returns False) with CUDA or another launcher.
+    Does nothing (returns False) with CUDA or without a launcher; True when it initialised
+    the process group.
     """
     import torch
     import torch.distributed as torch_dist
-    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
         return False
-    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg') or {})
+    configured = cfg.get('env_cfg', {}).get('dist_cfg')
+    if configured is not None and configured.get('backend') == 'nccl':
+        from mmengine.logging import print_log
+        configured['backend'] = 'gloo'
+        print_log('no CUDA: env_cfg.dist_cfg.backend nccl -> gloo', logger='current',
+                  level=logging.WARNING)
+    if launcher != 'pytorch':
+        return False
+    dist_cfg = dict(configured or {})
     backend = dist_cfg.pop('backend', 'gloo')
-    if backend == 'nccl':
-        backend = 'gloo'
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend=backend, **dist_cfg)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
