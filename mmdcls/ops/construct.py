@@ -15,6 +15,12 @@ The forward pass runs in row chunks that keep its temporaries within 1.5x the ke
 the backward pass recomputes a chunk's interpolation and applies the analytic gradient
 instead of storing autograd graphs.
 
+2-D kernels of float32 / float64 CPU tensors (ConvNeXt, ResNet) go instead through the fused C
+construction of :mod:`mmdcls.ops.native` (same arithmetic row by row in cache, no
+temporaries; compiled on first use, ``MMDCLS_NATIVE=0`` disables it) when it is available;
+the torch path here serves everything else and machines without a C compiler, and both are
+tested against ``dcls``.
+
 Conventions copied exactly from ``dcls`` 0.1.1 (see ``position_axes``):
 
 * component ``i`` of ``P`` is offset by ``dilated_kernel_size[i] // 2`` and clamped to
@@ -34,6 +40,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import native
 
 VERSIONS = ('v0', 'v1', 'gauss', 'max')
 #: versions with a learnable width ``SIG``
@@ -592,6 +600,40 @@ class _ConstructKernel(torch.autograd.Function):
         return grad_weight, grad_P, grad_SIG, None, None
 
 
+class _ConstructNative2d(torch.autograd.Function):
+    """Every version for 2-D kernels on CPU through the fused C library of
+    :mod:`mmdcls.ops.native` (same arithmetic as the torch classes above, row by row in cache);
+    backward recomputes each row's interpolation."""
+
+    @staticmethod
+    def forward(ctx, weight, P, SIG, sizes, version):
+        weight, P = weight.contiguous(), P.contiguous()
+        components = position_axes(version, 2)
+        layout = [components.index(axis) for axis in range(2)]
+        ctx.sizes, ctx.version, ctx.layout = sizes, version, layout
+        if version in VERSIONS_WITH_SIGMA:
+            SIG = SIG.contiguous()
+            ctx.save_for_backward(weight, P, SIG)
+            return native.dense_forward(weight, P, SIG, sizes, layout, _SIGMA_FLOOR[version],
+                                        version)
+        ctx.save_for_backward(weight, P)
+        return native.bilinear_forward(weight, P, sizes, layout, version)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_kernel):
+        grad_kernel = grad_kernel.contiguous()
+        if ctx.version in VERSIONS_WITH_SIGMA:
+            weight, P, SIG = ctx.saved_tensors
+            grads = native.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
+                                          _SIGMA_FLOOR[ctx.version], ctx.version)
+            return (*grads, None, None)
+        weight, P = ctx.saved_tensors
+        grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout,
+                                         ctx.version)
+        return (*grads, None, None, None)
+
+
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
                      dilated_kernel_size: Sequence[int], version: str) -> Tensor:
     """Builds the dense DCLS kernel.
@@ -636,7 +678,9 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)
         flat_P = P.to(dtype).reshape(ndim, rows, kernel_count)
         flat_SIG = None if SIG is None else SIG.to(dtype).reshape(ndim, rows, kernel_count)
-        if version in ('v0', 'v1'):
+        if native.usable(flat_weight, sizes):
+            kernel = _ConstructNative2d.apply(flat_weight, flat_P, flat_SIG, sizes, version)
+        elif version in ('v0', 'v1'):
             kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version)
         else:
             kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version)

@@ -4,6 +4,9 @@ import torch
 
 from mmdcls.ops import construct_kernel, dcls_conv2d
 
+# every test runs through the fused C construction and the pure-torch one
+pytestmark = pytest.mark.usefixtures('construction_backend')
+
 
 @pytest.mark.parametrize('version', ['v0', 'v1', 'gauss', 'max'])
 @pytest.mark.parametrize('sizes', [(5,), (5, 3), (3, 5, 3)])

@@ -13,6 +13,8 @@ REFERENCE = {1: official.Dcls1d, 2: official.Dcls2d, 3: official.Dcls3d}
 SIZES = {1: [(7,)], 2: [(5, 5), (7, 3)], 3: [(3, 5, 7)]}
 SPATIAL = {1: (11,), 2: (9, 8), 3: (7, 6, 5)}
 VERSIONS = ['v0', 'v1', 'gauss', 'max']
+# every test runs through the fused C construction and the pure-torch one
+pytestmark = pytest.mark.usefixtures('construction_backend')
 
 
 def assert_close(actual, expected, name):

@@ -11,7 +11,7 @@ batch 2: 96x128x128, 192x64x64, 384x32x32, 768x16x16), forward + backward, and p
 Targets (exit status 1 if one is missed): speed-up >= 20x for every version, construction
 <= 10% of the layer's time, peak extra memory <= 2x the kernel.
 
-    python tools/analysis/benchmark_ops.py [--threads 2] [--repeats 5]
+    python tools/analysis/benchmark_ops.py [--threads 2] [--repeats 9]
 """
 import argparse
 import statistics
@@ -33,15 +33,19 @@ TARGET_SHARE = 0.10
 TARGET_MEMORY = 2.0
 
 
-def timed(fn, repeats):
-    """Median wall time (ms) of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(*fns, repeats):
+    """Median wall time (ms) of each of ``fns`` after one warm-up call each, timed in
+    interleaved rounds (every function once per round) so that load from elsewhere and the
+    state the previous call leaves (caches, allocator, idle threads) hit them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, samples in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+    return [1e3 * statistics.median(samples) for samples in times]
 
 
 def make_official(channels, size, count, version):
@@ -52,7 +56,7 @@ def make_official(channels, size, count, version):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=9)
     parser.add_argument('--stages', type=int, nargs='+', default=[0, 1, 2, 3],
                         help='ConvNeXt-T stage indices to run')
     parser.add_argument('--versions', nargs='+', default=[s[0] for s in SETTINGS],
@@ -94,9 +98,8 @@ def main():
             def whole_layer():
                 layer(x).backward(grad_out)
 
-            official_ms = timed(official, max(1, args.repeats // 2))
-            ours_ms = timed(ours, args.repeats)
-            layer_ms = timed(whole_layer, args.repeats)
+            official_ms, = timed(official, repeats=max(1, args.repeats // 2))
+            ours_ms, layer_ms = timed(ours, whole_layer, repeats=args.repeats)
             kernel_bytes = channels * size * size * 4
             # forward construction with autograd on, as in training; the kernel itself excluded
             memory = peak_cpu_bytes(

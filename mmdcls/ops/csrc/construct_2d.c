@@ -1,0 +1,478 @@
+/* Fused CPU construction of 2-D DCLS kernels (see mmdcls/ops/native.py).
+ *
+ * Compiled twice: REAL = float (names ending _f32), and with -DREAL_IS_DOUBLE (_f64). Every function
+ * handles the kernel rows [r0, r1) of one call, so the Python side runs disjoint row ranges on
+ * several threads. Per row, everything (per-axis profiles, partial sums) lives in a small work
+ * buffer that stays in L1/L2: no (R, K, G) tensor is ever materialised, which is what makes
+ * the torch path memory-bound.
+ *
+ * Layouts (contiguous): weight (R, K); P, SIG (2, R, K) indexed by component; kernel and
+ * grad_kernel (R, S0, S1). comp0 / comp1: the P component giving kernel axis 0 / 1, half0 /
+ * half1: the offset added to it (dcls adds sizes[component] // 2). The arithmetic follows
+ * mmdcls/ops/construct.py (and through it dcls 0.1.1) operation by operation.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef REAL_IS_DOUBLE
+#define REAL double
+#define SUFFIX _f64
+#define EXP exp
+#define FABS fabs
+#define FLOOR floor
+#else
+#define REAL float
+#define SUFFIX _f32
+#define EXP expf /* vectorised through glibc's libmvec under -ffast-math */
+#define FABS fabsf
+#define FLOOR floorf
+#endif
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUFFIX)
+
+#define NORMALISATION_EPS ((REAL)1e-7)
+#define GAUSS_EXPONENT_FLOOR ((REAL)-80.0)
+
+enum { VERSION_GAUSS = 0, VERSION_MAX = 1 };
+enum { VERSION_V0 = 0, VERSION_V1 = 1 };
+
+/* ------------------------------------------------------------------ gauss / max */
+
+/* The row contractions run on 32-byte vectors (gcc / clang vector extensions: AVX with
+ * -march=native, pairs of SSE registers otherwise). Profiles and the gradient rows are stored
+ * zero-padded to whole vectors, so inner loops have no remainder and no aliasing checks. */
+#define LANES ((int)(32 / sizeof(REAL)))
+typedef REAL vec __attribute__((vector_size(32)));
+
+static inline int lanes_up(int n) { return (n + LANES - 1) / LANES; }
+
+/* One element's profile on one axis: prof[g] for g < size, zeros up to padded (a multiple of
+ * LANES); returns the sum. The Gaussian's exp runs over whole vectors (no remainder calls
+ * of libmvec) and is summed in a separate loop, which keeps the exp loop vectorised (measured
+ * faster than masking the padding). The triangle masks its padding (narrow stores re-read by
+ * vector loads stall on store forwarding) and writes and sums in one pass. */
+static inline REAL profile(REAL pos, REAL sig, int size, int padded, int version,
+                           REAL *restrict prof) {
+    if (version == VERSION_GAUSS) {
+        for (int g = 0; g < padded; ++g) {
+            REAL t = ((REAL)g - pos) / sig;
+            REAL e = t * t * (REAL)-0.5;
+            e = e < GAUSS_EXPONENT_FLOOR ? GAUSS_EXPONENT_FLOOR : e;
+            prof[g] = EXP(e);
+        }
+        for (int g = size; g < padded; ++g) prof[g] = 0;
+        REAL total = 0;
+        for (int g = 0; g < padded; ++g) total += prof[g];
+        return total;
+    }
+    REAL total = 0; /* triangle: no call in the loop, so it writes and sums in one pass */
+    for (int g = 0; g < padded; ++g) {
+        REAL p = sig - FABS((REAL)g - pos);
+        p = (p > 0 ? p : 0) * (REAL)(g < size);
+        prof[g] = p;
+        total += p;
+    }
+    return total;
+}
+
+typedef struct {
+    int K, S0, S1, V0, V1; /* V: vectors per padded profile row */
+    vec *prof0, *prof1;     /* (K, V0), (K, V1) */
+    REAL *sum0, *sum1, *norm, *scale;
+} Profiles;
+
+static void *alloc_vectors(size_t count) {
+    return aligned_alloc(32, count * sizeof(vec) > 0 ? count * sizeof(vec) : sizeof(vec));
+}
+
+/* Profiles of all K elements of row r on both axes, their sums and scale = w / normaliser. */
+static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int64_t R,
+                         int comp0, int comp1, REAL half0, REAL half1, REAL sig_floor,
+                         int version, int64_t r, Profiles *pr) {
+    const int64_t rk = r * pr->K, plane = R * pr->K;
+    for (int k = 0; k < pr->K; ++k) {
+        REAL pos0 = P[comp0 * plane + rk + k] + half0;
+        REAL pos1 = P[comp1 * plane + rk + k] + half1;
+        REAL sig0 = FABS(SIG[comp0 * plane + rk + k]) + sig_floor;
+        REAL sig1 = FABS(SIG[comp1 * plane + rk + k]) + sig_floor;
+        pr->sum0[k] = profile(pos0, sig0, pr->S0, pr->V0 * LANES, version,
+                              (REAL *)(pr->prof0 + (int64_t)k * pr->V0));
+        pr->sum1[k] = profile(pos1, sig1, pr->S1, pr->V1 * LANES, version,
+                              (REAL *)(pr->prof1 + (int64_t)k * pr->V1));
+        pr->norm[k] = pr->sum0[k] * pr->sum1[k] + NORMALISATION_EPS;
+        pr->scale[k] = weight[rk + k] / pr->norm[k];
+    }
+}
+
+/* Work buffer of a Profiles plus `extra` vectors after it (returned through *extra). */
+static vec *alloc_profiles(int K, int S0, int S1, size_t extra_vectors, Profiles *pr,
+                           vec **extra) {
+    pr->K = K, pr->S0 = S0, pr->S1 = S1, pr->V0 = lanes_up(S0), pr->V1 = lanes_up(S1);
+    size_t scalars = lanes_up(4 * K);
+    size_t count = (size_t)K * (pr->V0 + pr->V1) + scalars + extra_vectors;
+    vec *work = (vec *)alloc_vectors(count);
+    if (!work) return NULL;
+    pr->prof0 = work;
+    pr->prof1 = pr->prof0 + (size_t)K * pr->V0;
+    pr->sum0 = (REAL *)(pr->prof1 + (size_t)K * pr->V1);
+    pr->sum1 = pr->sum0 + K, pr->norm = pr->sum1 + K, pr->scale = pr->norm + K;
+    *extra = pr->prof1 + (size_t)K * pr->V1 + scalars;
+    return work;
+}
+
+/* out[m] = sum_t coef(m, t) * scale[t] * rows[t] for m < M, with coef(m, t) =
+ * coef[m * m_stride + t * t_stride] (scale NULL: 1) and rows / out of V vectors each: every
+ * contraction below is one of these. For V <= 4 (sizes up to 32 floats / 16 doubles) the
+ * loops are unrolled and two outputs are accumulated at once in registers (2 V independent
+ * FMA chains hide the FMA latency; each row vector is loaded once for both). Branch-free:
+ * skipping zero coefficients costs more in mispredictions than it saves. */
+#define MATVEC_CASE(NV)                                                                  \
+    case NV: {                                                                           \
+        int m = 0;                                                                       \
+        for (; m + 1 < M; m += 2) {                                                      \
+            vec a[NV], b[NV];                                                            \
+            for (int v = 0; v < NV; ++v) a[v] = b[v] = (vec){0};                         \
+            const REAL *c0 = coef + (int64_t)m * m_stride, *c1 = c0 + m_stride;          \
+            for (int t = 0; t < T; ++t) {                                                \
+                REAL s = scale ? scale[t] : 1;                                           \
+                REAL l0 = c0[(int64_t)t * t_stride] * s, l1 = c1[(int64_t)t * t_stride] * s; \
+                const vec *row = rows + (int64_t)t * NV;                                 \
+                for (int v = 0; v < NV; ++v) {                                           \
+                    a[v] += l0 * row[v];                                                 \
+                    b[v] += l1 * row[v];                                                 \
+                }                                                                        \
+            }                                                                            \
+            for (int v = 0; v < NV; ++v) {                                               \
+                out[(int64_t)m * NV + v] = a[v];                                         \
+                out[(int64_t)(m + 1) * NV + v] = b[v];                                   \
+            }                                                                            \
+        }                                                                                \
+        for (; m < M; ++m) {                                                             \
+            vec a[NV];                                                                   \
+            for (int v = 0; v < NV; ++v) a[v] = (vec){0};                                \
+            const REAL *c = coef + (int64_t)m * m_stride;                                \
+            for (int t = 0; t < T; ++t) {                                                \
+                REAL l = c[(int64_t)t * t_stride] * (scale ? scale[t] : 1);              \
+                const vec *row = rows + (int64_t)t * NV;                                 \
+                for (int v = 0; v < NV; ++v) a[v] += l * row[v];                         \
+            }                                                                            \
+            for (int v = 0; v < NV; ++v) out[(int64_t)m * NV + v] = a[v];                \
+        }                                                                                \
+        return;                                                                          \
+    }
+
+static void matvecs(vec *restrict out, int M, int V, const REAL *restrict coef,
+                    int64_t m_stride, int64_t t_stride, const REAL *restrict scale,
+                    const vec *restrict rows, int T) {
+    switch (V) {
+        MATVEC_CASE(1)
+        MATVEC_CASE(2)
+        MATVEC_CASE(3)
+        MATVEC_CASE(4)
+        default:
+            for (int m = 0; m < M; ++m) {
+                vec *o = out + (int64_t)m * V;
+                for (int v = 0; v < V; ++v) o[v] = (vec){0};
+                const REAL *c = coef + (int64_t)m * m_stride;
+                for (int t = 0; t < T; ++t) {
+                    REAL lead = c[(int64_t)t * t_stride] * (scale ? scale[t] : 1);
+                    const vec *b = rows + (int64_t)t * V;
+                    for (int v = 0; v < V; ++v) o[v] += lead * b[v];
+                }
+            }
+    }
+}
+
+/* kernel[r] = sum_k (scale[k] * prof0[k]) (outer) prof1[k], rows [r0, r1). */
+static int dense_forward_rows(const REAL *weight, const REAL *P, const REAL *SIG, REAL *kernel,
+                      int64_t R, int K, int S0, int S1, int comp0, int comp1, REAL half0,
+                      REAL half1, REAL sig_floor, int version, int64_t r0, int64_t r1) {
+    Profiles pr;
+    vec *acc;
+    vec *work = alloc_profiles(K, S0, S1, (size_t)S0 * lanes_up(S1), &pr, &acc);
+    if (!work) return 1;
+    for (int64_t r = r0; r < r1; ++r) {
+        row_profiles(weight, P, SIG, R, comp0, comp1, half0, half1, sig_floor, version, r,
+                     &pr);
+        /* kernel row i = sum_k scale[k] * prof0[k][i] * prof1[k] */
+        matvecs(acc, S0, pr.V1, (const REAL *)pr.prof0, 1, (int64_t)pr.V0 * LANES, pr.scale,
+                pr.prof1, K);
+        REAL *out = kernel + r * S0 * S1;
+        for (int i = 0; i < S0; ++i)
+            memcpy(out + (int64_t)i * S1, acc + (int64_t)i * pr.V1, sizeof(REAL) * S1);
+    }
+    free(work);
+    return 0;
+}
+
+/* Accumulates d loss / d (position, width) of one axis of element k into *grad_pos /
+ * *grad_sig from d loss / d profile = rest + partial[g] * scale. `size` may include the
+ * zero padding of prof (it contributes nothing): whole vectors, no scalar remainder. */
+static inline void axis_backward(const REAL *restrict prof, const REAL *restrict partial,
+                                 REAL rest, REAL scale, REAL pos, REAL sig, int size,
+                                 int version, REAL *grad_pos, REAL *grad_sig) {
+    REAL acc_pos = 0, acc_sig = 0;
+    if (version == VERSION_GAUSS) {
+        /* d profile / d position = profile * offset / sigma^2, d / d sigma: that * offset /
+         * sigma (offset = grid - position) */
+        for (int g = 0; g < size; ++g) {
+            REAL offset = (REAL)g - pos;
+            REAL weighted = (rest + partial[g] * scale) * prof[g] * offset;
+            acc_pos += weighted;
+            acc_sig += weighted * offset;
+        }
+        REAL sig_sq = sig * sig;
+        *grad_pos = acc_pos / sig_sq;
+        *grad_sig = acc_sig / (sig_sq * sig);
+    } else {
+        /* triangle: d / d position = sign(offset), d / d width = 1 where the profile is
+         * positive (autograd's subgradients through dcls at the kinks are 0) */
+        for (int g = 0; g < size; ++g) {
+            REAL offset = (REAL)g - pos;
+            REAL active = (rest + partial[g] * scale) * (REAL)(prof[g] > 0);
+            acc_sig += active;
+            acc_pos += active * (REAL)((offset > 0) - (offset < 0));
+        }
+        *grad_pos = acc_pos;
+        *grad_sig = acc_sig;
+    }
+}
+
+static int dense_backward_rows(const REAL *weight, const REAL *P, const REAL *SIG,
+                       const REAL *grad_kernel, REAL *grad_weight, REAL *grad_P,
+                       REAL *grad_SIG, int64_t R, int K, int S0, int S1, int comp0, int comp1,
+                       REAL half0, REAL half1, REAL sig_floor, int version, int64_t r0,
+                       int64_t r1) {
+    const int V0 = lanes_up(S0), V1 = lanes_up(S1);
+    Profiles pr;
+    vec *extra;
+    /* grad row padded (S0, V1) and transposed (S1, V0); partials (K, V0) and (K, V1) */
+    vec *work = alloc_profiles(K, S0, S1, (size_t)S0 * V1 + (size_t)S1 * V0 +
+                               (size_t)K * (V0 + V1), &pr, &extra);
+    if (!work) return 1;
+    vec *grad_rows = extra, *grad_cols = grad_rows + (size_t)S0 * V1;
+    vec *part0 = grad_cols + (size_t)S1 * V0, *part1 = part0 + (size_t)K * V0;
+    memset(grad_rows, 0, sizeof(vec) * ((size_t)S0 * V1 + (size_t)S1 * V0));
+    const int64_t plane = R * K;
+    for (int64_t r = r0; r < r1; ++r) {
+        row_profiles(weight, P, SIG, R, comp0, comp1, half0, half1, sig_floor, version, r,
+                     &pr);
+        const REAL *grad = grad_kernel + r * S0 * S1;
+        for (int i = 0; i < S0; ++i) {
+            memcpy(grad_rows + (int64_t)i * V1, grad + (int64_t)i * S1, sizeof(REAL) * S1);
+            for (int j = 0; j < S1; ++j)
+                ((REAL *)(grad_cols + (int64_t)j * V0))[i] = grad[i * S1 + j];
+        }
+        /* part0[k][i] = sum_j grad[i, j] prof1[k][j], part1[k][j] = sum_i grad[i, j]
+         * prof0[k][i] */
+        matvecs(part0, K, V0, (const REAL *)pr.prof1, (int64_t)V1 * LANES, 1, NULL, grad_cols,
+                S1);
+        matvecs(part1, K, V1, (const REAL *)pr.prof0, (int64_t)V0 * LANES, 1, NULL, grad_rows,
+                S0);
+        const int64_t rk = r * K;
+        for (int k = 0; k < K; ++k) {
+            const REAL *a = (const REAL *)(pr.prof0 + k * V0);
+            const REAL *b = (const REAL *)(pr.prof1 + k * V1);
+            const REAL *pa = (const REAL *)(part0 + k * V0);
+            const REAL *pb = (const REAL *)(part1 + k * V1);
+            REAL grad_scale = 0;
+            for (int i = 0; i < V0 * LANES; ++i) grad_scale += pa[i] * a[i];
+            grad_weight[rk + k] = grad_scale / pr.norm[k];
+            REAL grad_norm = -grad_scale * pr.scale[k] / pr.norm[k];
+            REAL pos0 = P[comp0 * plane + rk + k] + half0;
+            REAL pos1 = P[comp1 * plane + rk + k] + half1;
+            REAL s0 = SIG[comp0 * plane + rk + k], s1 = SIG[comp1 * plane + rk + k];
+            REAL gp0, gs0, gp1, gs1;
+            axis_backward(a, pa, grad_norm * pr.sum1[k], pr.scale[k], pos0,
+                          FABS(s0) + sig_floor, V0 * LANES, version, &gp0, &gs0);
+            axis_backward(b, pb, grad_norm * pr.sum0[k], pr.scale[k], pos1,
+                          FABS(s1) + sig_floor, V1 * LANES, version, &gp1, &gs1);
+            /* d |SIG| / d SIG = sign(SIG) */
+            gs0 *= s0 > 0 ? 1 : (s0 < 0 ? -1 : 0);
+            gs1 *= s1 > 0 ? 1 : (s1 < 0 ? -1 : 0);
+            grad_P[comp0 * plane + rk + k] = gp0;
+            grad_P[comp1 * plane + rk + k] = gp1;
+            grad_SIG[comp0 * plane + rk + k] = gs0;
+            grad_SIG[comp1 * plane + rk + k] = gs1;
+        }
+    }
+    free(work);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ v0 / v1 (bilinear) */
+
+typedef struct {
+    int tap[2];      /* lower, upper grid index */
+    REAL w[2];       /* tap weights (1 - frac, frac), 0 where the tap is outside */
+    int in[2];       /* tap inside the axis */
+    REAL frac;
+} FN(Axis);
+
+static inline void FN(bilinear_axis)(REAL pos, int size, FN(Axis) *ax) {
+    REAL low = FLOOR(pos);
+    ax->frac = pos - low;
+    /* far outside (or NaN): both taps outside; keeps the int conversion defined */
+    if (!(low >= -2)) low = -2;
+    if (low > size) low = size;
+    ax->tap[0] = (int)low;
+    ax->tap[1] = (int)low + 1;
+    for (int b = 0; b < 2; ++b) {
+        ax->in[b] = ax->tap[b] >= 0 && ax->tap[b] < size;
+        ax->w[b] = ax->in[b] ? (b ? ax->frac : 1 - ax->frac) : 0;
+    }
+}
+
+static int bilinear_forward_rows(const REAL *weight, const REAL *P, REAL *kernel, int64_t R, int K,
+                         int S0, int S1, int comp0, int comp1, REAL half0, REAL half1,
+                         int version, int64_t r0, int64_t r1) {
+    const int64_t plane = R * K;
+    for (int64_t r = r0; r < r1; ++r) {
+        REAL *out = kernel + r * S0 * S1;
+        memset(out, 0, sizeof(REAL) * (size_t)S0 * S1);
+        const int64_t rk = r * K;
+        for (int k = 0; k < K; ++k) {
+            FN(Axis) a, b;
+            FN(bilinear_axis)(P[comp0 * plane + rk + k] + half0, S0, &a);
+            FN(bilinear_axis)(P[comp1 * plane + rk + k] + half1, S1, &b);
+            REAL scale = weight[rk + k];
+            if (version == VERSION_V1)
+                scale = scale / ((a.w[0] + a.w[1]) * (b.w[0] + b.w[1]) + NORMALISATION_EPS);
+            for (int i = 0; i < 2; ++i) {
+                if (!a.in[i]) continue;
+                for (int j = 0; j < 2; ++j)
+                    if (b.in[j]) out[a.tap[i] * S1 + b.tap[j]] += a.w[i] * b.w[j] * scale;
+            }
+        }
+    }
+    return 0;
+}
+
+static int bilinear_backward_rows(const REAL *weight, const REAL *P, const REAL *grad_kernel,
+                          REAL *grad_weight, REAL *grad_P, int64_t R, int K, int S0, int S1,
+                          int comp0, int comp1, REAL half0, REAL half1, int version,
+                          int64_t r0, int64_t r1) {
+    const int64_t plane = R * K;
+    for (int64_t r = r0; r < r1; ++r) {
+        const REAL *grad = grad_kernel + r * S0 * S1;
+        const int64_t rk = r * K;
+        for (int k = 0; k < K; ++k) {
+            FN(Axis) a, b;
+            FN(bilinear_axis)(P[comp0 * plane + rk + k] + half0, S0, &a);
+            FN(bilinear_axis)(P[comp1 * plane + rk + k] + half1, S1, &b);
+            REAL g[2][2];
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j)
+                    g[i][j] = a.in[i] && b.in[j] ? grad[a.tap[i] * S1 + b.tap[j]] : 0;
+            /* d loss / d tap weight of each axis, summed over the other axis's taps */
+            REAL pa[2], pb[2];
+            for (int t = 0; t < 2; ++t) {
+                pa[t] = g[t][0] * b.w[0] + g[t][1] * b.w[1];
+                pb[t] = g[0][t] * a.w[0] + g[1][t] * a.w[1];
+            }
+            REAL grad_scale = pa[0] * a.w[0] + pa[1] * a.w[1];
+            REAL scale = weight[rk + k], ga[2], gb[2];
+            if (version == VERSION_V1) {
+                REAL suma = a.w[0] + a.w[1], sumb = b.w[0] + b.w[1];
+                REAL norm = suma * sumb + NORMALISATION_EPS;
+                scale = scale / norm;
+                grad_weight[rk + k] = grad_scale / norm;
+                REAL grad_norm = -grad_scale * scale / norm;
+                for (int t = 0; t < 2; ++t) {
+                    ga[t] = pa[t] * scale + grad_norm * sumb;
+                    gb[t] = pb[t] * scale + grad_norm * suma;
+                }
+            } else {
+                grad_weight[rk + k] = grad_scale;
+                for (int t = 0; t < 2; ++t) {
+                    ga[t] = pa[t] * scale;
+                    gb[t] = pb[t] * scale;
+                }
+            }
+            /* d (1 - frac, frac) / d P = (-1, +1) on the taps inside the kernel; v1's
+             * relu(1 - |x|) has zero subgradient on grid points, v0's frac slope 1 */
+            REAL gpa = (a.in[1] ? ga[1] : 0) - (a.in[0] ? ga[0] : 0);
+            REAL gpb = (b.in[1] ? gb[1] : 0) - (b.in[0] ? gb[0] : 0);
+            if (version == VERSION_V1) {
+                if (!(a.frac > 0)) gpa = 0;
+                if (!(b.frac > 0)) gpb = 0;
+            }
+            grad_P[comp0 * plane + rk + k] = gpa;
+            grad_P[comp1 * plane + rk + k] = gpb;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ exported entry points */
+
+#ifdef _OPENMP
+#define THREAD_RANGE(R, lo, hi)                                                          \
+    int64_t lo = (R) * omp_get_thread_num() / omp_get_num_threads();                     \
+    int64_t hi = (R) * (omp_get_thread_num() + 1) / omp_get_num_threads()
+#else
+#define THREAD_RANGE(R, lo, hi) int64_t lo = 0, hi = (R)
+#endif
+
+/* Each returns 0, or 1 when a work buffer could not be allocated. */
+int FN(dense_forward)(const REAL *weight, const REAL *P, const REAL *SIG, REAL *kernel,
+                      int64_t R, int K, int S0, int S1, int comp0, int comp1, REAL half0,
+                      REAL half1, REAL sig_floor, int version, int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        THREAD_RANGE(R, lo, hi);
+        failed |= dense_forward_rows(weight, P, SIG, kernel, R, K, S0, S1, comp0, comp1, half0,
+                                     half1, sig_floor, version, lo, hi);
+    }
+    return failed;
+}
+
+int FN(dense_backward)(const REAL *weight, const REAL *P, const REAL *SIG,
+                       const REAL *grad_kernel, REAL *grad_weight, REAL *grad_P,
+                       REAL *grad_SIG, int64_t R, int K, int S0, int S1, int comp0, int comp1,
+                       REAL half0, REAL half1, REAL sig_floor, int version, int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        THREAD_RANGE(R, lo, hi);
+        failed |= dense_backward_rows(weight, P, SIG, grad_kernel, grad_weight, grad_P,
+                                      grad_SIG, R, K, S0, S1, comp0, comp1, half0, half1,
+                                      sig_floor, version, lo, hi);
+    }
+    return failed;
+}
+
+int FN(bilinear_forward)(const REAL *weight, const REAL *P, REAL *kernel, int64_t R, int K,
+                         int S0, int S1, int comp0, int comp1, REAL half0, REAL half1,
+                         int version, int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        THREAD_RANGE(R, lo, hi);
+        failed |= bilinear_forward_rows(weight, P, kernel, R, K, S0, S1, comp0, comp1, half0,
+                                        half1, version, lo, hi);
+    }
+    return failed;
+}
+
+int FN(bilinear_backward)(const REAL *weight, const REAL *P, const REAL *grad_kernel,
+                          REAL *grad_weight, REAL *grad_P, int64_t R, int K, int S0, int S1,
+                          int comp0, int comp1, REAL half0, REAL half1, int version,
+                          int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        THREAD_RANGE(R, lo, hi);
+        failed |= bilinear_backward_rows(weight, P, grad_kernel, grad_weight, grad_P, R, K, S0,
+                                         S1, comp0, comp1, half0, half1, version, lo, hi);
+    }
+    return failed;
+}

@@ -1,0 +1,226 @@
+"""Fused CPU construction of 2-D DCLS kernels: a small C library compiled on first use.
+
+The torch construction (:mod:`mmdcls.ops.construct`) is exact but memory-bound: every
+``max`` / ``gauss`` step is a pass over (rows, kernel_count, size) profile tensors, and the
+bilinear scatter goes through index tensors. ``csrc/construct_2d.c`` does the same arithmetic
+row by row in a work buffer that stays in cache, for float32 and float64 CPU tensors and
+2-D kernels (the ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT
+traces and ``torch.compile`` graphs use the torch path.
+
+It needs only a C compiler (``$CC``, else ``cc``), no torch headers: the library is built in
+about a second into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
+source, flags, compiler and CPU, and loaded with ctypes. Rows are split over
+``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP.
+
+``MMDCLS_NATIVE`` selects: unset / ``auto``: use it when it builds (one warning otherwise);
+``0``: never (pure torch); ``1``: always, raising if it cannot be built.
+"""
+import ctypes
+import hashlib
+import os
+import os.path as osp
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+ENV_VAR = 'MMDCLS_NATIVE'
+CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
+MODES = ('auto', '0', '1')
+SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'construct_2d.c')
+# Build configurations, tried in order. -ffast-math lets the compiler vectorise expf (through
+# glibc's libmvec) and the row reductions; it is given only when compiling, not when linking,
+# so crtfastmath.o (flush-to-zero for the whole process) is never linked in. -fopenmp splits
+# rows over threads; the library's libgomp.so.1 resolves to the one torch has loaded (same
+# soname), so both share one thread pool. The last one is plain portable serial C.
+_CONFIGS = (
+    (('-O3', '-ffast-math', '-march=native', '-fopenmp'), ('-fopenmp', '-lmvec', '-lm')),
+    (('-O3', '-ffast-math', '-fopenmp'), ('-fopenmp', '-lmvec', '-lm')),
+    (('-O3', ), ('-lm', )),
+)
+_TYPES = {torch.float32: ('_f32', (), ctypes.c_float),
+          torch.float64: ('_f64', ('-DREAL_IS_DOUBLE', ), ctypes.c_double)}
+_VERSION_CODES = {'gauss': 0, 'max': 1, 'v0': 0, 'v1': 1}
+# rows per thread below which splitting a call over threads costs more than it saves
+_MIN_ROWS_PER_THREAD = 16
+
+_lock = threading.Lock()
+_library = None  # ctypes.CDLL once built
+_failure: Optional[str] = None  # why it could not be built
+
+
+def mode() -> str:
+    """``$MMDCLS_NATIVE`` (``'auto'`` when unset); ValueError for any other value."""
+    value = os.environ.get(ENV_VAR, '') or 'auto'
+    if value not in MODES:
+        raise ValueError(f'environment variable {ENV_VAR} must be one of {MODES}, got {value!r}')
+    return value
+
+
+def _cache_dir() -> str:
+    root = os.environ.get(CACHE_ENV_VAR) or osp.join(
+        os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache'), 'mmdcls')
+    return root
+
+
+def _cpu_signature() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ''.join(line for line in f if line.startswith(('model name', 'flags'))
+                           )[:4096]
+    except OSError:
+        return platform.processor()
+
+
+def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str],
+             target: str) -> None:
+    with tempfile.TemporaryDirectory(dir=osp.dirname(target)) as tmp:
+        objects = []
+        for suffix, defines, _ in _TYPES.values():
+            obj = osp.join(tmp, f'construct{suffix}.o')
+            subprocess.run([compiler, *flags, '-fPIC', *defines, '-c', SOURCE, '-o', obj],
+                           check=True, capture_output=True, text=True)
+            objects.append(obj)
+        library = osp.join(tmp, 'construct.so')
+        subprocess.run([compiler, '-shared', *objects, '-o', library, *libraries], check=True,
+                       capture_output=True, text=True)
+        os.replace(library, target)  # atomic: concurrent builders never see a partial file
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get('CC') or 'cc'
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f'no C compiler: {compiler!r} not found (set $CC)')
+    with open(SOURCE, 'rb') as f:
+        source = f.read()
+    version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
+    errors = []
+    for flags, libraries in _CONFIGS:
+        key = hashlib.sha256(b'\0'.join(
+            [source, ' '.join(flags + libraries).encode(), version.encode(),
+             platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
+        os.makedirs(_cache_dir(), exist_ok=True)
+        target = osp.join(_cache_dir(), f'construct_2d-{key}.so')
+        try:
+            if not osp.exists(target):
+                _compile(compiler, flags, libraries, target)
+            library = ctypes.CDLL(target)
+        except (subprocess.CalledProcessError, OSError) as error:
+            detail = getattr(error, 'stderr', '') or str(error)
+            errors.append(f'{" ".join(flags)}: {detail.strip()[-500:]}')
+            continue
+        _declare(library)
+        return library
+    raise RuntimeError('building the DCLS construction library failed:\n' + '\n'.join(errors))
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for suffix, _, real in _TYPES.values():
+        shape = [i64, i32, i32, i32, i32, i32, real, real]
+        getattr(library, 'dense_forward' + suffix).argtypes = (
+            [ptr] * 4 + shape + [real, i32, i32])
+        getattr(library, 'dense_backward' + suffix).argtypes = (
+            [ptr] * 7 + shape + [real, i32, i32])
+        getattr(library, 'bilinear_forward' + suffix).argtypes = (
+            [ptr] * 3 + shape + [i32, i32])
+        getattr(library, 'bilinear_backward' + suffix).argtypes = (
+            [ptr] * 5 + shape + [i32, i32])
+
+
+def library() -> Optional[ctypes.CDLL]:
+    """The loaded library, building it on first call; None when disabled or unbuildable (in
+    ``auto`` mode, with one warning saying why)."""
+    global _library, _failure
+    selected = mode()
+    if selected == '0':
+        return None
+    if _library is None and _failure is None:
+        with _lock:
+            if _library is None and _failure is None:
+                try:
+                    _library = _build()
+                except RuntimeError as error:
+                    _failure = str(error)
+                    if selected == 'auto':
+                        warnings.warn(f'mmdcls: fused CPU construction unavailable, using the '
+                                      f'torch path ({_failure})')
+    if _library is None and selected == '1':
+        raise RuntimeError(f'{ENV_VAR}=1 but the fused CPU construction is unavailable: '
+                           f'{_failure}')
+    return _library
+
+
+def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
+    """Whether :func:`construct` handles these parameters: a 2-D kernel, float32 / float64 CPU
+    tensors, eager mode (not JIT tracing or ``torch.compile``), library available."""
+    return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in _TYPES
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and library() is not None)
+
+
+def _run(name: str, dtype: torch.dtype, rows: int, args: list) -> None:
+    """Calls ``name`` over all rows on up to ``torch.get_num_threads()`` threads."""
+    suffix, _, real = _TYPES[dtype]
+    threads = max(1, min(torch.get_num_threads(), rows // _MIN_ROWS_PER_THREAD))
+    if getattr(_library, name + suffix)(*args, threads):
+        raise MemoryError(f'mmdcls: {name} could not allocate its work buffer')
+
+
+def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int]) -> list:
+    rows, kernel_count = P.shape[1:]
+    comp0, comp1 = component_of_axis
+    return [rows, kernel_count, sizes[0], sizes[1], comp0, comp1,
+            float(sizes[comp0] // 2), float(sizes[comp1] // 2)]
+
+
+def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int],
+                  component_of_axis: Sequence[int], sig_floor: float, version: str) -> Tensor:
+    """``max`` / ``gauss`` kernel (R, S0, S1) from contiguous weight (R, K), P and SIG
+    (2, R, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``."""
+    rows = weight.shape[0]
+    kernel = weight.new_empty((rows, *sizes))
+    _run('dense_forward', weight.dtype, rows,
+         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), kernel.data_ptr(),
+          *_layout(P, sizes, component_of_axis), float(sig_floor), _VERSION_CODES[version]])
+    return kernel
+
+
+def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
+                   sizes: Tuple[int, int], component_of_axis: Sequence[int], sig_floor: float,
+                   version: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (weight, P, SIG) of :func:`dense_forward` from contiguous d loss / d kernel."""
+    grads = [torch.empty_like(t) for t in (weight, P, SIG)]
+    _run('dense_backward', weight.dtype, weight.shape[0],
+         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), grad_kernel.data_ptr(),
+          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
+          float(sig_floor), _VERSION_CODES[version]])
+    return tuple(grads)
+
+
+def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
+                     component_of_axis: Sequence[int], version: str) -> Tensor:
+    """``v0`` / ``v1`` kernel (R, S0, S1) from contiguous weight (R, K) and P (2, R, K)."""
+    rows = weight.shape[0]
+    kernel = weight.new_empty((rows, *sizes))
+    _run('bilinear_forward', weight.dtype, rows,
+         [weight.data_ptr(), P.data_ptr(), kernel.data_ptr(),
+          *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]])
+    return kernel
+
+
+def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tuple[int, int],
+                      component_of_axis: Sequence[int], version: str) -> Tuple[Tensor, Tensor]:
+    """Gradients (weight, P) of :func:`bilinear_forward` from contiguous d loss / d kernel."""
+    grads = [torch.empty_like(t) for t in (weight, P)]
+    _run('bilinear_backward', weight.dtype, weight.shape[0],
+         [weight.data_ptr(), P.data_ptr(), grad_kernel.data_ptr(),
+          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
+          _VERSION_CODES[version]])
+    return tuple(grads)

@@ -1,0 +1,18 @@
+"""Fixtures of the operator tests."""
+import pytest
+
+from mmdcls.ops import native
+
+
+@pytest.fixture(params=['native', 'torch'])
+def construction_backend(request, monkeypatch):
+    """Runs a test once through the fused C construction (2-D CPU kernels; skipped where it
+    cannot be built) and once through the pure-torch one, which other machines fall back to.
+    """
+    if request.param == 'torch':
+        monkeypatch.setenv(native.ENV_VAR, '0')
+    else:
+        monkeypatch.setenv(native.ENV_VAR, 'auto')
+        if native.library() is None:
+            pytest.skip(f'fused construction unavailable: {native._failure}')
+    return request.param

@@ -1,0 +1,125 @@
+"""The fused C construction of mmdcls.ops.native: built here, selected by MMDCLS_NATIVE,
+identical to the pure-torch construction, and a clear fallback / error when unbuildable."""
+import shutil
+
+import pytest
+import torch
+
+from mmdcls.ops import construct_kernel, native
+
+SETTINGS = [('v0', (17, 17), 34), ('v1', (7, 11), 9), ('gauss', (23, 23), 26),
+            ('max', (17, 11), 34), ('gauss', (9, 15), 5)]
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """An unbuilt library state with its own cache directory (restored afterwards)."""
+    monkeypatch.setattr(native, '_library', None)
+    monkeypatch.setattr(native, '_failure', None)
+    monkeypatch.setenv(native.CACHE_ENV_VAR, str(tmp_path))
+    return tmp_path
+
+
+def parameters(version, sizes, count, dtype, rows=50, spread=1.2):
+    """Parameters with positions up to ``spread`` x the clamp limit (some outside the kernel),
+    some exactly on grid points, and signed widths."""
+    weight = torch.randn(rows, 1, count, dtype=dtype, requires_grad=True)
+    limits = torch.tensor([s // 2 for s in sizes], dtype=dtype).view(2, 1, 1, 1)
+    P = (torch.rand(2, rows, 1, count, dtype=dtype) * 2 - 1) * limits * spread
+    P[:, :3, 0, :4] = P[:, :3, 0, :4].round()
+    P.requires_grad_()
+    SIG = None
+    if version in ('gauss', 'max'):
+        SIG = torch.randn(2, rows, 1, count, dtype=dtype, requires_grad=True)
+    return weight, P, SIG
+
+
+def construction(kernel):
+    """Name of the autograd node that built ``kernel`` (under construct_kernel's final view)."""
+    return kernel.grad_fn.next_functions[0][0].name()
+
+
+def kernel_and_grads(monkeypatch, mode, weight, P, SIG, sizes, version, grad):
+    monkeypatch.setenv(native.ENV_VAR, mode)
+    kernel = construct_kernel(weight, P, SIG, sizes, version)
+    inputs = [t for t in (weight, P, SIG) if t is not None]
+    return kernel, torch.autograd.grad(kernel, inputs, grad)
+
+
+def test_library_builds_where_a_compiler_exists():
+    if shutil.which('cc') is None:
+        pytest.skip('no C compiler on this machine')
+    assert native.library() is not None, native._failure
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('version,sizes,count', SETTINGS)
+def test_native_matches_torch_construction(monkeypatch, version, sizes, count, dtype):
+    if native.library() is None:
+        pytest.skip(f'fused construction unavailable: {native._failure}')
+    weight, P, SIG = parameters(version, sizes, count, dtype)
+    grad = torch.randn(weight.shape[0], 1, *sizes, dtype=dtype)
+    kernel, grads = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, sizes, version, grad)
+    assert construction(kernel) == '_ConstructNative2dBackward'
+    kernel_ref, grads_ref = kernel_and_grads(monkeypatch, '0', weight, P, SIG, sizes, version,
+                                             grad)
+    assert construction(kernel_ref) == '_ConstructKernelBackward' or construction(
+        kernel_ref) == '_ConstructBilinearBackward'
+    tol = 1e-5 if dtype == torch.float32 else 1e-13  # the dcls parity tolerance
+    for name, a, b in zip(('kernel', 'weight', 'P', 'SIG'), (kernel, *grads),
+                          (kernel_ref, *grads_ref)):
+        err = ((a - b).abs().max() / b.abs().max()).item()
+        assert err <= tol, f'{version} {name}: {err:.2e}'
+
+
+@pytest.mark.parametrize('version', ['v1', 'gauss'])
+def test_thread_split_does_not_change_results(monkeypatch, version):
+    if native.library() is None:
+        pytest.skip(f'fused construction unavailable: {native._failure}')
+    weight, P, SIG = parameters(version, (9, 7), 6, torch.float32, rows=200)
+    grad = torch.randn(200, 1, 9, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, (9, 7), version, grad)
+        torch.set_num_threads(2)
+        two = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, (9, 7), version, grad)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip((one[0], *one[1]), (two[0], *two[1])):
+        assert torch.equal(a, b)
+
+
+def test_other_cases_use_the_torch_path(monkeypatch):
+    weight = torch.randn(4, 1, 3)
+    assert not native.usable(weight, (5,))  # 1-D
+    assert not native.usable(weight, (3, 5, 3))  # 3-D
+    assert not native.usable(weight.half(), (5, 5))
+    monkeypatch.setenv(native.ENV_VAR, '0')
+    assert not native.usable(weight, (5, 5))
+
+
+def test_bad_mode_names_the_variable(monkeypatch):
+    monkeypatch.setenv(native.ENV_VAR, 'yes')
+    with pytest.raises(ValueError, match='MMDCLS_NATIVE must be one of'):
+        native.library()
+
+
+def test_unbuildable_library_falls_back_with_a_warning(monkeypatch, fresh_library):
+    monkeypatch.setenv('CC', 'no-such-compiler-mmdcls')
+    monkeypatch.setenv(native.ENV_VAR, 'auto')
+    weight, P, SIG = parameters('gauss', (5, 5), 3, torch.float32, rows=4)
+    with pytest.warns(UserWarning, match='fused CPU construction unavailable'):
+        kernel = construct_kernel(weight, P, SIG, (5, 5), 'gauss')
+    assert construction(kernel) == '_ConstructKernelBackward'
+    monkeypatch.setenv(native.ENV_VAR, '1')
+    with pytest.raises(RuntimeError, match='no-such-compiler-mmdcls'):
+        construct_kernel(weight, P, SIG, (5, 5), 'gauss')
+
+
+def test_build_is_cached_by_content(fresh_library):
+    if shutil.which('cc') is None:
+        pytest.skip('no C compiler on this machine')
+    assert native.library() is not None
+    built = sorted(p.name for p in fresh_library.iterdir())
+    assert len(built) == 1 and built[0].startswith('construct_2d-') and built[0].endswith('.so')
