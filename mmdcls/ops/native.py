@@ -105,9 +105,9 @@ def _build() -> ctypes.CDLL:
         key = hashlib.sha256(b'\0'.join(
             [source, ' '.join(flags + libraries).encode(), version.encode(),
              platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
-        os.makedirs(_cache_dir(), exist_ok=True)
         target = osp.join(_cache_dir(), f'construct_2d-{key}.so')
         try:
+            os.makedirs(_cache_dir(), exist_ok=True)
             if not osp.exists(target):
                 _compile(compiler, flags, libraries, target)
             library = ctypes.CDLL(target)
