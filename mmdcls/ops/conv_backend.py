@@ -174,6 +174,10 @@ def fft_lengths(spatial: Sequence[int], kernel_size: Sequence[int],
     return tuple(lengths)
 
 
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _out_dtype(input: Tensor, kernel: Tensor) -> torch.dtype:
     device_type = input.device.type
     if (input.is_floating_point() and torch.is_autocast_enabled(device_type)):
@@ -184,10 +188,32 @@ def _out_dtype(input: Tensor, kernel: Tensor) -> torch.dtype:
     return input.dtype
 
 
+def _fft_compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
+    """The conjugated real FFT of ``kernel`` (C_out, C_in / groups, *k) zero-padded to
+    ``lengths``, in float32 (float64 for float64 kernels): what :func:`conv_fft` multiplies
+    the input's spectrum by. Constant kernels (inference) can compute it once and pass it to
+    :func:`conv_fft` as ``kernel_spectrum``."""
+    ndim = kernel.dim() - 2
+    with torch.autocast(kernel.device.type, enabled=False):
+        k = kernel.to(_fft_compute_dtype(kernel.dtype))
+        spectrum = torch.fft.rfftn(k, s=tuple(lengths), dim=tuple(range(-ndim, 0)))
+        # physical conjugate: products with a lazily conjugated operand copy it every call
+        return torch.conj_physical(spectrum)
+
+
 def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
-             padding: Tuple[int, ...], groups: int) -> Tensor:
+             padding: Tuple[int, ...], groups: int,
+             kernel_spectrum: Optional[Tensor] = None) -> Tensor:
     """Convolution through real FFTs. input (N, C_in, *S), kernel (C_out, C_in / groups, *k)
-    -> (N, C_out, *S_out) with S_out = (S + 2 * padding - k) // stride + 1."""
+    -> (N, C_out, *S_out) with S_out = (S + 2 * padding - k) // stride + 1.
+    ``kernel_spectrum``: :func:`fft_kernel_spectrum` of ``kernel`` for
+    ``fft_lengths(S, k, padding)``, if already known (then ``kernel`` gives only its shape).
+    Without gradients the product and the bias are applied in place on the spectrum (the
+    bias as a constant on the zero-frequency bin), saving two passes over the output."""
     out_dtype = _out_dtype(input, kernel)
     ndim = kernel.dim() - 2
     n, c_in = input.shape[:2]
@@ -199,28 +225,36 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
                          f'{tuple(s + 2 * p for s, p in zip(spatial, padding))}')
     lengths = fft_lengths(spatial, ksize, padding)
     dims = tuple(range(-ndim, 0))
-    compute = torch.float64 if input.dtype == torch.float64 else torch.float32
+    compute = _fft_compute_dtype(input.dtype)
+    in_place = not _needs_grad(input, kernel, bias)
     with torch.autocast(input.device.type, enabled=False):
         x = input.to(compute)
-        k = kernel.to(compute)
         # Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1
         # and wrap-around only ever reads the front zeros (length >= size + padding).
         x = F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
                                            reversed(padding)) for q in (p, L - s - p)])
         xf = torch.fft.rfftn(x, dim=dims)
-        kf = torch.fft.rfftn(k, s=lengths, dim=dims).conj()
+        kf = fft_kernel_spectrum(kernel, lengths) if kernel_spectrum is None else kernel_spectrum
         freq = xf.shape[2:]
         g = groups
-        if c_in_g == 1:
-            # (N, G, 1, *F) * (G, C_out / G, *F): depthwise and channel multipliers.
+        if c_in_g == 1 and c_out == c_in:
+            # depthwise: (N, C, *F) * (C, *F)
+            kf = kf.view(c_out, *freq)
+            yf = xf.mul_(kf) if in_place else xf * kf
+        elif c_in_g == 1:
+            # (N, G, 1, *F) * (G, C_out / G, *F): channel multipliers.
             yf = xf.view(n, g, 1, *freq) * kf.view(g, c_out // g, *freq)
         else:
             yf = torch.einsum('ngc...,goc...->ngo...', xf.view(n, g, c_in_g, *freq),
                               kf.view(g, c_out // g, c_in_g, *freq))
-        y = torch.fft.irfftn(yf.reshape(n, c_out, *freq), s=lengths, dim=dims)
+        yf = yf.reshape(n, c_out, *freq)
+        if bias is not None and in_place:
+            # irfftn divides by prod(lengths): a constant b everywhere is b * prod at frequency 0
+            yf[(slice(None), slice(None)) + (0, ) * ndim] += bias.to(compute) * math.prod(lengths)
+        y = torch.fft.irfftn(yf, s=lengths, dim=dims)
         index = tuple(slice(0, f, st) for f, st in zip(full, stride))
         y = y[(Ellipsis, ) + index]
-        if bias is not None:
+        if bias is not None and not in_place:
             y = y + bias.to(compute).view(1, -1, *(1, ) * ndim)
     return y.to(out_dtype)
 
@@ -238,16 +272,19 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 #: ``'benchmark'`` on ConvNeXt-DCLS-T (17x17 and 23x23 depthwise, 12x12 to 128x128 maps).
 #: Training: FFT on every such layer, which over the whole train step measured 1.08x / 1.10x
 #: the 7x7 network at 2x3x512x512 (v0 / gauss) against 1.36x / 1.73x with channels-last
-#: direct, for ~25% more peak memory. Inference: channels-last direct for 17x17, FFT for 23x23
-#: on maps of 32x32 and more.
-_FFT_COST_PER_POINT = {True: 3.5, False: 8.0}
+#: direct, for ~25% more peak memory. Inference (refitted for the in-place product, the bias
+#: on the zero-frequency bin and, in :class:`LargeKernelConv2d`, the cached kernel spectrum):
+#: FFT for 17x17 / 23x23 depthwise on every ConvNeXt-T map of 16x16 and more (1.2-3.9x faster
+#: than channels-last), channels-last on 12x12 where it measured faster.
+_FFT_COST_PER_POINT = {True: 3.5, False: 6.0}
 #: kernels with at most this many taps always use direct convolution
 _SMALL_KERNEL = 25
 
 
 def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
                    stride: Sequence[int], padding: Sequence[int], groups: int,
-                   device_type: str = 'cpu', needs_grad: bool = True) -> str:
+                   device_type: str = 'cpu', needs_grad: bool = True,
+                   kernel_spectrum_cached: bool = False) -> str:
     """``'auto'``'s choice. CUDA and other devices: ``'direct'`` (use ``'benchmark'`` to time
     the alternatives there). CPU: kernels of at most 25 taps run direct; otherwise a cost model
     in multiply-adds per element of one (sample, output channel) input-sized map, with
@@ -255,9 +292,10 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
 
     * direct: ``taps * (C_in / groups) * prod(S_out) / prod(S)``;
     * FFT: ``c * P * log2(P) / prod(S) * (C_in / C_out + 1 + (C_in / groups) / N)`` for the
-      input, output and kernel transforms, plus ``2 * (C_in / groups) * P / prod(S)`` for the
-      per-frequency products; ``c = 3.5`` with gradients, ``8`` without (fitted to
-      ``'benchmark'``'s choices, see ``_FFT_COST_PER_POINT``).
+      input, output and kernel transforms (the last dropped when ``kernel_spectrum_cached``:
+      constant kernels of :class:`LargeKernelConv2d` in inference), plus
+      ``2 * (C_in / groups) * P / prod(S)`` for the per-frequency products; ``c`` from
+      ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices).
 
     The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
     NCHW for 1-D.
@@ -276,8 +314,9 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     points = math.prod(fft_lengths(spatial, ksize, padding))
     size = math.prod(spatial)
     direct = taps * c_in_g * math.prod(out) / size
+    transforms = c_in / c_out + 1 + (0 if kernel_spectrum_cached else c_in_g / n)
     fft = (_FFT_COST_PER_POINT[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
-           (c_in / c_out + 1 + c_in_g / n) + 2 * c_in_g * points / size)
+           transforms + 2 * c_in_g * points / size)
     return 'fft' if fft < direct else direct_name
 
 
@@ -334,25 +373,27 @@ def benchmark_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride
 
 
 def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
-                groups, algo: Optional[str] = None) -> str:
+                groups, algo: Optional[str] = None, kernel_spectrum_cached: bool = False) -> str:
     """The concrete algorithm ``conv_nd`` runs for these arguments (see the module docstring)."""
     name = resolve_algo(algo)
     if name == 'auto':
-        needs_grad = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (input, kernel, bias))
         return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
-                              input.device.type, needs_grad)
+                              input.device.type, _needs_grad(input, kernel, bias),
+                              kernel_spectrum_cached)
     if name == 'benchmark':
         return benchmark_algo(input, kernel, bias, stride, padding, groups)
     return name
 
 
 def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
-            padding: Sequence[int], groups: int, algo: Optional[str] = None) -> Tensor:
+            padding: Sequence[int], groups: int, algo: Optional[str] = None,
+            kernel_spectrum: Optional[Callable[[Tuple[int, ...]], Tensor]] = None) -> Tensor:
     """Zero-padded N-d convolution (cross-correlation, dilation 1) of ``input``
     (N, C_in, *spatial) with a dense ``kernel`` (C_out, C_in / groups, *k) and optional
     ``bias`` (C_out,) -> (N, C_out, *out). ``algo``: one of :data:`ALGOS` or None (then
-    ``$MMDCLS_CONV_ALGO``, else ``'auto'``)."""
+    ``$MMDCLS_CONV_ALGO``, else ``'auto'``). ``kernel_spectrum``: for constant kernels, a
+    function of the transform lengths returning :func:`fft_kernel_spectrum` (e.g. from a
+    cache); used, and counted as free by ``'auto'``, when no gradient is needed."""
     ndim = kernel.dim() - 2
     if ndim not in _CONV_FNS:
         raise ValueError(f'kernel must be 3-D, 4-D or 5-D (C_out, C_in / groups, *k), got shape '
@@ -370,7 +411,14 @@ def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Seque
         # a trace (FLOP counters, exporters) records one standard conv; the exact algorithms
         # all compute the same values
         return conv_direct(input, kernel, bias, stride, padding, groups)
-    name = select_algo(input, kernel, bias, stride, padding, groups, algo)
+    if kernel_spectrum is not None and not _needs_grad(input, kernel, bias):
+        name = select_algo(input, kernel, bias, stride, padding, groups, algo, True)
+        if name == 'fft':
+            lengths = fft_lengths(input.shape[2:], kernel.shape[2:], padding)
+            return conv_fft(input, kernel, bias, stride, padding, groups,
+                            kernel_spectrum=kernel_spectrum(lengths))
+    else:
+        name = select_algo(input, kernel, bias, stride, padding, groups, algo)
     return _ALGORITHM_FNS[name](input, kernel, bias, stride, padding, groups)
 
 
@@ -397,7 +445,24 @@ class _LargeKernelConvMixin:
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
             padding = (0, ) * len(self.kernel_size)
         return conv_nd(input, self.weight, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo)
+                       algo=self.conv_algo, kernel_spectrum=self._kernel_spectrum)
+
+    def _kernel_spectrum(self, lengths: Tuple[int, ...]) -> Tensor:
+        """:func:`fft_kernel_spectrum` of the weight, cached while the weight is unchanged
+        (same tensor, same in-place version) and the lengths are the same (one entry: the
+        input size of the last inference call). Not in the state dict."""
+        weight = self.weight
+        try:
+            version = weight._version
+        except RuntimeError:  # inference tensors have no version counter: no cache
+            return fft_kernel_spectrum(weight, lengths)
+        key = (weight.data_ptr(), version, weight.dtype, weight.device, lengths)
+        cached = getattr(self, '_spectrum_cache', None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, fft_kernel_spectrum(weight, lengths))
+            self._spectrum_cache = cached
+        return cached[1]
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -136,6 +136,13 @@ def test_heuristic():
     assert heuristic_algo((1, c, 12, 12), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'fft'
     assert heuristic_algo((2, c, 64, 64), (c, 1, 23, 23), (1, 1), (11, 11), c,
                           needs_grad=False) == 'fft'
+    # constant kernels with a cached spectrum (LargeKernelConv2d inference): FFT down to 16x16
+    # maps (measured 1.2-3.9x faster), channels-last on 12x12
+    for side in (96, 48, 24):
+        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
+                              needs_grad=False, kernel_spectrum_cached=True) == 'fft'
+    assert heuristic_algo((1, 768, 12, 12), (768, 1, 17, 17), (1, 1), (8, 8), 768,
+                          needs_grad=False, kernel_spectrum_cached=True) == 'channels_last'
     assert heuristic_algo((1, c, 50), (c, 1, 3), (1, ), (1, ), c) == 'direct'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, 'cuda') == 'direct'
 
@@ -224,3 +231,45 @@ def test_large_kernel_same_padding_and_depthwise_helper():
         LargeKernelDepthwiseConv2d(5, 16)
     with pytest.raises(ValueError, match='dilation'):
         LargeKernelConv2d(2, 2, 3, dilation=2)
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: f'{c[0]}d-g{c[4]}-k{c[5]}-s{c[6]}')
+def test_fft_without_grad_matches_conv(case):
+    """Inference applies the product and the bias in place on the spectrum (bias on the
+    zero-frequency bin); with a precomputed kernel spectrum too."""
+    ndim, n, c_in, c_out, groups, ksize, stride, padding, spatial = case
+    torch.manual_seed(5)
+    x = torch.randn(n, c_in, *spatial)
+    k = torch.randn(c_out, c_in // groups, *ksize)
+    b = torch.randn(c_out)
+    ref = _CONV[ndim](x, k, b, stride, padding, 1, groups)
+    spectrum = conv_backend.fft_kernel_spectrum(k, fft_lengths(spatial, ksize, padding))
+    with torch.inference_mode():
+        assert rel_err(conv_backend.conv_fft(x, k, b, stride, padding, groups), ref) < 1e-4
+        out = conv_backend.conv_fft(x, k, b, stride, padding, groups, kernel_spectrum=spectrum)
+        assert rel_err(out, ref) < 1e-4
+
+
+def test_large_kernel_conv_caches_its_spectrum_while_the_weight_is_unchanged():
+    torch.manual_seed(6)
+    conv = LargeKernelDepthwiseConv2d(8, 17, conv_algo='fft').eval()
+    x, x_small = torch.randn(1, 8, 20, 20), torch.randn(1, 8, 12, 12)
+    with torch.inference_mode():
+        y = conv(x)
+        spectrum = conv._spectrum_cache[1]
+        assert rel_err(y, F.conv2d(x, conv.weight, conv.bias, 1, 8, 1, 8)) < 1e-4
+        conv(x)
+        assert conv._spectrum_cache[1] is spectrum  # reused
+    with torch.no_grad():
+        conv.weight.mul_(2)  # in place: a new version
+    with torch.inference_mode():
+        y = conv(x)
+        assert conv._spectrum_cache[1] is not spectrum
+        assert rel_err(y, F.conv2d(x, conv.weight, conv.bias, 1, 8, 1, 8)) < 1e-4
+        y_small = conv(x_small)  # other transform lengths
+        assert rel_err(y_small, F.conv2d(x_small, conv.weight, conv.bias, 1, 8, 1, 8)) < 1e-4
+    assert '_spectrum_cache' not in ''.join(conv.state_dict())
+    # training: gradients reach the weight (no cache involved)
+    conv.train()
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0

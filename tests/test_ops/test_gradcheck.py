@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from construction_backends import construction_backend  # noqa: F401 (fixture)
 from mmdcls.ops import construct_kernel, dcls_conv2d
 
 # every test runs through the fused C construction and the pure-torch one

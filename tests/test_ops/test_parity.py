@@ -5,6 +5,7 @@ import pytest
 import torch
 from DCLS.construct import modules as official
 
+from construction_backends import construction_backend  # noqa: F401 (fixture)
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d, construct_kernel
 
 OURS = {1: Dcls1d, 2: Dcls2d, 3: Dcls3d}

@@ -1,4 +1,6 @@
-"""Fixtures of the operator tests."""
+"""The construction_backend fixture of the operator tests (imported by the test modules that
+use it; a conftest.py here would shadow tests/test_tools/conftest.py, which is imported by
+name)."""
 import pytest
 
 from mmdcls.ops import native
