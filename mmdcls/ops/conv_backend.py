@@ -205,6 +205,57 @@ def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
         return torch.conj_physical(spectrum)
 
 
+class _DepthwiseFFT(torch.autograd.Function):
+    """Depthwise stride-1 FFT convolution with a hand-written backward. Autograd through
+    ``rfftn`` / ``irfftn`` differentiates each transform separately (complex-to-complex
+    transforms and Hermitian fix-ups); here the gradients are the real circular identities
+    directly: with X = rfft(pad(x)), K = conj(rfft(kernel)), G = rfft(d loss / d y placed at
+    the output positions), d loss / d pad(x) = irfft(G conj(K)) and d loss / d kernel =
+    irfft(sum over the batch of conj(G) X): one real transform of d loss / d y and two inverse
+    ones (the kernel's over C maps only), no complex-to-complex transforms.
+    x (N, C, *S), kernel (C, 1, *k), bias (C,) or None, all in the compute dtype."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, padding, lengths, full):
+        ndim = kernel.dim() - 2
+        dims = tuple(range(-ndim, 0))
+        spatial = x.shape[2:]
+        xf = torch.fft.rfftn(F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
+                                                            reversed(padding))
+                                       for q in (p, L - s - p)]), dim=dims)
+        kf = fft_kernel_spectrum(kernel, lengths).view(kernel.shape[0], *xf.shape[2:])
+        yf = xf * kf
+        if bias is not None:
+            yf[(slice(None), slice(None)) + (0, ) * ndim] += bias * math.prod(lengths)
+        y = torch.fft.irfftn(yf, s=lengths, dim=dims)
+        ctx.save_for_backward(xf, kf)
+        ctx.geometry = (tuple(spatial), tuple(kernel.shape[2:]), padding, lengths, full)
+        ctx.has_bias = bias is not None
+        return y[(Ellipsis, ) + tuple(slice(0, f) for f in full)]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        xf, kf = ctx.saved_tensors
+        spatial, ksize, padding, lengths, full = ctx.geometry
+        dims = tuple(range(-len(lengths), 0))
+        grad_x = grad_kernel = grad_bias = None
+        gf = torch.fft.rfftn(F.pad(grad_y, [q for L, f in zip(reversed(lengths), reversed(full))
+                                            for q in (0, L - f)]), dim=dims)
+        if ctx.needs_input_grad[0]:
+            grad_pad = torch.fft.irfftn(gf * kf.conj(), s=lengths, dim=dims)
+            grad_x = grad_pad[(Ellipsis, ) + tuple(slice(p, p + s)
+                                                   for p, s in zip(padding, spatial))]
+        if ctx.needs_input_grad[1]:
+            cross = (xf * gf.conj_physical_()).sum(0)  # gf is not needed any more
+            grad_kernel = torch.fft.irfftn(cross, s=lengths, dim=dims)
+            grad_kernel = grad_kernel[(Ellipsis, ) + tuple(slice(0, k) for k in ksize)]
+            grad_kernel = grad_kernel.unsqueeze(1).contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_y.sum((0, ) + dims)
+        return grad_x, grad_kernel, grad_bias, None, None, None
+
+
 def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
              padding: Tuple[int, ...], groups: int,
              kernel_spectrum: Optional[Tensor] = None) -> Tensor:
@@ -229,6 +280,12 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     in_place = not _needs_grad(input, kernel, bias)
     with torch.autocast(input.device.type, enabled=False):
         x = input.to(compute)
+        if (not in_place and c_in_g == 1 and c_out == c_in == groups and kernel_spectrum is None
+                and all(st == 1 for st in stride)):
+            y = _DepthwiseFFT.apply(x, kernel.to(compute),
+                                    None if bias is None else bias.to(compute), tuple(padding),
+                                    lengths, full)
+            return y.to(out_dtype)
         # Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1
         # and wrap-around only ever reads the front zeros (length >= size + padding).
         x = F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),

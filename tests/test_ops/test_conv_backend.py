@@ -273,3 +273,29 @@ def test_large_kernel_conv_caches_its_spectrum_while_the_weight_is_unchanged():
     conv.train()
     conv(x).sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
+                                   (False, True, False), (False, False, True)])
+def test_depthwise_fft_backward(needs):
+    """Depthwise stride-1 FFT convs (every DCLS layer of ConvNeXt) use a hand-written
+    backward: gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=needs[0])
+    k = torch.randn(3, 1, 7, 5, dtype=torch.float64, requires_grad=needs[1])
+    b = torch.randn(3, dtype=torch.float64, requires_grad=needs[2])
+    y = conv_nd(x, k, b, (1, 1), (3, 2), 3, algo='fft')
+    assert y.grad_fn.name().startswith('_DepthwiseFFT')
+    inputs = [t for t in (x, k, b) if t.requires_grad]
+    grad = torch.randn_like(y)
+    ours = torch.autograd.grad(y, inputs, grad)
+    refs = torch.autograd.grad(F.conv2d(x, k, b, 1, (3, 2), 1, 3), inputs, grad)
+    for a, r in zip(ours, refs):
+        assert rel_err(a, r) < 1e-10
+
+    def conv(*leaves):
+        it = iter(leaves)
+        args = [next(it) if t.requires_grad else t for t in (x, k, b)]
+        return conv_nd(*args, (1, 1), (3, 2), 3, algo='fft')
+
+    assert torch.autograd.gradcheck(conv, inputs)
