@@ -16,9 +16,13 @@ differentiable with respect to input, kernel and bias through ordinary torch ops
   length (front: the conv padding), stride is a subsampling of the stride-1 result. Computed in
   float32 (float64 for float64 inputs) with autocast off, so bf16/fp16 autocast never reaches
   the transforms; the output has the dtype ``F.conv`` would give.
+* ``'native'``: for inference (no gradient needed) of depthwise stride-1 2-D convs on float32 /
+  float64 CPU tensors, the register-blocked direct convolution of :mod:`mmdcls.ops.native`
+  over the kernel's non-zero taps (a folded DCLS ``v0`` kernel has ~100 of 289); otherwise,
+  or without the C library, ``'channels_last'``.
 
 Selection (first that applies): the call's ``algo`` (a DCLS module's ``conv_algo``), the
-``MMDCLS_CONV_ALGO`` environment variable, then ``'auto'``. Besides the three algorithms:
+``MMDCLS_CONV_ALGO`` environment variable, then ``'auto'``. Besides the four algorithms:
 
 * ``'auto'``: a cost model fitted on this project's CPU measurements (see
   :func:`heuristic_algo`); CUDA inputs use ``'direct'`` (cuDNN).
@@ -36,8 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import native
+
 #: the concrete algorithms
-ALGORITHMS = ('direct', 'channels_last', 'fft')
+ALGORITHMS = ('direct', 'channels_last', 'fft', 'native')
 #: every value ``algo`` / ``conv_algo`` / ``MMDCLS_CONV_ALGO`` accepts
 ALGOS = ('auto', 'benchmark') + ALGORITHMS
 ENV_VAR = 'MMDCLS_CONV_ALGO'
@@ -316,10 +322,21 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     return y.to(out_dtype)
 
 
+def conv_native(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                stride: Tuple[int, ...], padding: Tuple[int, ...], groups: int) -> Tensor:
+    """:func:`mmdcls.ops.native.depthwise_conv2d` where it applies (inference, depthwise,
+    stride 1, 2-D, float32 / float64 CPU, outside autocast), else :func:`conv_channels_last`."""
+    if (not torch.is_autocast_enabled(input.device.type)
+            and native.depthwise_usable(input, kernel, bias, stride, groups)):
+        return native.depthwise_conv2d(input, kernel, bias, padding)
+    return conv_channels_last(input, kernel, bias, stride, padding, groups)
+
+
 _ALGORITHM_FNS: Dict[str, Callable] = {
     'direct': conv_direct,
     'channels_last': conv_channels_last,
     'fft': conv_fft,
+    'native': conv_native,
 }
 
 
@@ -334,6 +351,11 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 #: FFT for 17x17 / 23x23 depthwise on every ConvNeXt-T map of 16x16 and more (1.2-3.9x faster
 #: than channels-last), channels-last on 12x12 where it measured faster.
 _FFT_COST_PER_POINT = {True: 3.5, False: 6.0}
+#: cost of one tap of the native direct depthwise conv per output point, in the units above,
+#: fitted to per-layer timings against cached-spectrum FFT on ConvNeXt-T maps (0.58-1.06
+#: across layers): native for folded v0 kernels (~108 of 289 taps; 1.9-2.7x faster than FFT),
+#: FFT for dense 23x23 Gaussian kernels (1.0-1.7x faster than native)
+_NATIVE_COST_PER_TAP = 0.65
 #: kernels with at most this many taps always use direct convolution
 _SMALL_KERNEL = 25
 
@@ -341,7 +363,8 @@ _SMALL_KERNEL = 25
 def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
                    stride: Sequence[int], padding: Sequence[int], groups: int,
                    device_type: str = 'cpu', needs_grad: bool = True,
-                   kernel_spectrum_cached: bool = False) -> str:
+                   kernel_spectrum_cached: bool = False,
+                   nonzero_taps: Optional[float] = None) -> str:
     """``'auto'``'s choice. CUDA and other devices: ``'direct'`` (use ``'benchmark'`` to time
     the alternatives there). CPU: kernels of at most 25 taps run direct; otherwise a cost model
     in multiply-adds per element of one (sample, output channel) input-sized map, with
@@ -352,7 +375,10 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
       input, output and kernel transforms (the last dropped when ``kernel_spectrum_cached``:
       constant kernels of :class:`LargeKernelConv2d` in inference), plus
       ``2 * (C_in / groups) * P / prod(S)`` for the per-frequency products; ``c`` from
-      ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices).
+      ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices);
+    * native (only when ``nonzero_taps``, the mean non-zero taps per channel, is given:
+      :func:`select_algo` passes it where ``'native'`` applies):
+      ``0.65 * nonzero_taps * prod(S_out, last axis rounded up to 8) / prod(S)``.
 
     The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
     NCHW for 1-D.
@@ -374,7 +400,11 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     transforms = c_in / c_out + 1 + (0 if kernel_spectrum_cached else c_in_g / n)
     fft = (_FFT_COST_PER_POINT[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
            transforms + 2 * c_in_g * points / size)
-    return 'fft' if fft < direct else direct_name
+    costs = {'fft': fft, direct_name: direct}
+    if nonzero_taps is not None:
+        padded_out = math.prod(out[:-1]) * -(-out[-1] // 8) * 8
+        costs['native'] = _NATIVE_COST_PER_TAP * nonzero_taps * padded_out / size
+    return min(costs, key=costs.get)
 
 
 _BENCHMARK_CACHE: Dict[tuple, str] = {}
@@ -434,9 +464,13 @@ def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, p
     """The concrete algorithm ``conv_nd`` runs for these arguments (see the module docstring)."""
     name = resolve_algo(algo)
     if name == 'auto':
+        nonzero_taps = None
+        if (not torch.is_autocast_enabled(input.device.type)
+                and native.depthwise_usable(input, kernel, bias, stride, groups)):
+            nonzero_taps = int(torch.count_nonzero(kernel)) / kernel.shape[0]
         return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
                               input.device.type, _needs_grad(input, kernel, bias),
-                              kernel_spectrum_cached)
+                              kernel_spectrum_cached, nonzero_taps)
     if name == 'benchmark':
         return benchmark_algo(input, kernel, bias, stride, padding, groups)
     return name

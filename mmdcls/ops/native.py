@@ -1,4 +1,5 @@
-"""Fused CPU construction of 2-D DCLS kernels: a small C library compiled on first use.
+"""Fused CPU construction of 2-D DCLS kernels and a direct depthwise convolution for
+inference: a small C library compiled on first use.
 
 The torch construction (:mod:`mmdcls.ops.construct`) is exact but memory-bound: every
 ``max`` / ``gauss`` step is a pass over (rows, kernel_count, size) profile tensors, and the
@@ -6,6 +7,10 @@ bilinear scatter goes through index tensors. ``csrc/construct_2d.c`` does the sa
 row by row in a work buffer that stays in cache, for float32 and float64 CPU tensors and
 2-D kernels (the ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT
 traces and ``torch.compile`` graphs use the torch path.
+
+``csrc/depthwise_2d.c`` is a register-blocked direct depthwise convolution (stride 1, zero
+padding, no gradients) over each kernel's non-zero taps; ``conv_backend``'s ``'native'``
+algorithm uses it (see there).
 
 It needs only a C compiler (``$CC``, else ``cc``), no torch headers: the library is built in
 about a second into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
@@ -33,7 +38,8 @@ from torch import Tensor
 ENV_VAR = 'MMDCLS_NATIVE'
 CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
 MODES = ('auto', '0', '1')
-SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'construct_2d.c')
+SOURCES = tuple(osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', name)
+                for name in ('construct_2d.c', 'depthwise_2d.c'))
 # Build configurations, tried in order. -ffast-math lets the compiler vectorise expf (through
 # glibc's libmvec) and the row reductions; it is given only when compiling, not when linking,
 # so crtfastmath.o (flush-to-zero for the whole process) is never linked in. -fopenmp splits
@@ -82,11 +88,12 @@ def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str],
              target: str) -> None:
     with tempfile.TemporaryDirectory(dir=osp.dirname(target)) as tmp:
         objects = []
-        for suffix, defines, _ in _TYPES.values():
-            obj = osp.join(tmp, f'construct{suffix}.o')
-            subprocess.run([compiler, *flags, '-fPIC', *defines, '-c', SOURCE, '-o', obj],
-                           check=True, capture_output=True, text=True)
-            objects.append(obj)
+        for source in SOURCES:
+            for suffix, defines, _ in _TYPES.values():
+                obj = osp.join(tmp, osp.basename(source)[:-2] + suffix + '.o')
+                subprocess.run([compiler, *flags, '-fPIC', *defines, '-c', source, '-o', obj],
+                               check=True, capture_output=True, text=True)
+                objects.append(obj)
         library = osp.join(tmp, 'construct.so')
         subprocess.run([compiler, '-shared', *objects, '-o', library, *libraries], check=True,
                        capture_output=True, text=True)
@@ -97,8 +104,10 @@ def _build() -> ctypes.CDLL:
     compiler = os.environ.get('CC') or 'cc'
     if shutil.which(compiler) is None:
         raise RuntimeError(f'no C compiler: {compiler!r} not found (set $CC)')
-    with open(SOURCE, 'rb') as f:
-        source = f.read()
+    source = b''
+    for path in SOURCES:
+        with open(path, 'rb') as f:
+            source += f.read()
     version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
     errors = []
     for flags, libraries in _CONFIGS:
@@ -132,6 +141,8 @@ def _declare(library: ctypes.CDLL) -> None:
             [ptr] * 3 + shape + [i32, i32])
         getattr(library, 'bilinear_backward' + suffix).argtypes = (
             [ptr] * 5 + shape + [i32, i32])
+        getattr(library, 'depthwise_forward' + suffix).argtypes = (
+            [ptr] * 4 + [i64] + [i32] * 8)
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -224,3 +235,44 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
           *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
           _VERSION_CODES[version]])
     return tuple(grads)
+
+
+def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                     stride: Sequence[int], groups: int) -> bool:
+    """Whether :func:`depthwise_conv2d` handles this convolution: 2-D, depthwise
+    (C_out == C_in == groups), stride 1, float32 / float64 CPU tensors of one dtype, no
+    gradient needed, eager mode, library available."""
+    return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
+            and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
+            and input.device.type == 'cpu' and input.dtype in _TYPES
+            and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
+            and not (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (input, kernel, bias)))
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and library() is not None)
+
+
+def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                     padding: Sequence[int]) -> Tensor:
+    """Depthwise stride-1 correlation of input (N, C, H, W) zero-padded by ``padding`` with
+    kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
+    ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (see
+    :func:`depthwise_usable`)."""
+    input, kernel = input.contiguous(), kernel.contiguous()
+    n, c, h, w = input.shape
+    kh, kw = kernel.shape[2:]
+    ph, pw = padding
+    out = input.new_empty((n, c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1))
+    if out.numel() == 0:
+        return out
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f'the native depthwise convolution is unavailable: {_failure}')
+    suffix = _TYPES[input.dtype][0]
+    bias_ptr = None if bias is None else bias.contiguous().data_ptr()
+    threads = max(1, min(torch.get_num_threads(), n * c))
+    if getattr(lib, 'depthwise_forward' + suffix)(
+            input.data_ptr(), kernel.data_ptr(), bias_ptr, out.data_ptr(), n, c, h, w, kh, kw,
+            ph, pw, threads):
+        raise MemoryError('mmdcls: depthwise_forward could not allocate its work buffer')
+    return out

@@ -299,3 +299,57 @@ def test_depthwise_fft_backward(needs):
         return conv_nd(*args, (1, 1), (3, 2), 3, algo='fft')
 
     assert torch.autograd.gradcheck(conv, inputs)
+
+
+NATIVE_CASES = [  # (N, C, H, W, kernel, padding)
+    (2, 5, 9, 13, (17, 17), (8, 8)),      # kernel larger than the map
+    (1, 3, 20, 7, (5, 3), (2, 1)),        # rectangular
+    (2, 4, 6, 6, (7, 9), (1, 4)),         # asymmetric padding, output != input size
+    (1, 2, 30, 33, (23, 23), (11, 11)),   # rows longer than one register block
+]
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('case', NATIVE_CASES, ids=str)
+def test_native_depthwise_matches_conv(case, dtype):
+    from mmdcls.ops import native
+    if native.library() is None:
+        pytest.skip(f'native library unavailable: {native._failure}')
+    n, c, h, w, ksize, padding = case
+    torch.manual_seed(8)
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    k = torch.randn(c, 1, *ksize, dtype=dtype)
+    k[k.abs() < 0.7] = 0  # sparse, like a folded v0 kernel
+    k[0] = 0  # a channel without taps: bias only
+    b = torch.randn(c, dtype=dtype)
+    ref = F.conv2d(x, k, b, 1, padding, 1, c)
+    with torch.inference_mode():
+        assert native.depthwise_usable(x, k, b, (1, 1), c)
+        out = conv_nd(x, k, b, (1, 1), padding, c, algo='native')
+        assert rel_err(out, ref) < (1e-5 if dtype == torch.float32 else 1e-12)
+        assert rel_err(conv_nd(x, k, None, (1, 1), padding, c, algo='native'),
+                       F.conv2d(x, k, None, 1, padding, 1, c)) < 1e-5
+
+
+def test_native_applies_only_to_depthwise_stride_one_inference():
+    from mmdcls.ops import native
+    x, k = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 5, 5)
+    with torch.no_grad():
+        assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
+        assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
+        assert not native.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
+    # with gradients 'native' runs channels-last (test_matches_conv covers the values)
+    assert not native.depthwise_usable(x, k.requires_grad_(), None, (1, 1), 4)
+
+
+def test_heuristic_native_choice():
+    c = 96
+    # folded v0 kernels (~108 of 289 taps): native; dense 23x23 Gaussian kernels: FFT on
+    # large maps (cached spectrum, inference)
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, needs_grad=False,
+                          kernel_spectrum_cached=True, nonzero_taps=108) == 'native'
+    assert heuristic_algo((1, 768, 12, 12), (768, 1, 17, 17), (1, 1), (8, 8), 768,
+                          needs_grad=False, kernel_spectrum_cached=True,
+                          nonzero_taps=108) == 'native'
+    assert heuristic_algo((1, c, 96, 96), (c, 1, 23, 23), (1, 1), (11, 11), c, needs_grad=False,
+                          kernel_spectrum_cached=True, nonzero_taps=529) == 'fft'
