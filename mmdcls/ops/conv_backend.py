@@ -322,12 +322,43 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     return y.to(out_dtype)
 
 
+class _NativeDepthwise(torch.autograd.Function):
+    """:func:`mmdcls.ops.native.depthwise_conv2d` with its gradients: d loss / d input is the
+    same correlation of d loss / d output with the kernel rotated by 180 degrees (padding
+    k - 1 - p), d loss / d kernel :func:`mmdcls.ops.native.depthwise_grad_kernel`."""
+
+    @staticmethod
+    def forward(ctx, input, kernel, bias, padding):
+        ctx.save_for_backward(input, kernel)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return native.depthwise_conv2d(input, kernel, bias, padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        input, kernel = ctx.saved_tensors
+        ksize = kernel.shape[2:]
+        grad_input = grad_kernel = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = native.depthwise_conv2d(
+                grad_out, kernel.flip(2, 3), None,
+                tuple(k - 1 - p for k, p in zip(ksize, ctx.padding)))
+        if ctx.needs_input_grad[1]:
+            grad_kernel = native.depthwise_grad_kernel(input, grad_out, ksize, ctx.padding)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum((0, 2, 3))
+        return grad_input, grad_kernel, grad_bias, None
+
+
 def conv_native(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                 stride: Tuple[int, ...], padding: Tuple[int, ...], groups: int) -> Tensor:
-    """:func:`mmdcls.ops.native.depthwise_conv2d` where it applies (inference, depthwise,
-    stride 1, 2-D, float32 / float64 CPU, outside autocast), else :func:`conv_channels_last`."""
+    """The direct depthwise convolution of :mod:`mmdcls.ops.native` (with its gradients) where
+    it applies (depthwise, stride 1, 2-D, float32 / float64 CPU, outside autocast), else
+    :func:`conv_channels_last`."""
     if (not torch.is_autocast_enabled(input.device.type)
             and native.depthwise_usable(input, kernel, bias, stride, groups)):
+        if _needs_grad(input, kernel, bias):
+            return _NativeDepthwise.apply(input, kernel, bias, tuple(padding))
         return native.depthwise_conv2d(input, kernel, bias, padding)
     return conv_channels_last(input, kernel, bias, stride, padding, groups)
 
@@ -352,10 +383,13 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 #: than channels-last), channels-last on 12x12 where it measured faster.
 _FFT_COST_PER_POINT = {True: 3.5, False: 6.0}
 #: cost of one tap of the native direct depthwise conv per output point, in the units above,
-#: fitted to per-layer timings against cached-spectrum FFT on ConvNeXt-T maps (0.58-1.06
-#: across layers): native for folded v0 kernels (~108 of 289 taps; 1.9-2.7x faster than FFT),
-#: FFT for dense 23x23 Gaussian kernels (1.0-1.7x faster than native)
-_NATIVE_COST_PER_TAP = 0.65
+#: for training (True: forward and input gradient over the non-zero taps, kernel gradient
+#: over all taps) and inference (False), fitted to per-layer timings against FFT on
+#: ConvNeXt-T maps with positions spread as in trained checkpoints (training 0.17-0.24,
+#: inference 0.58-1.06 across layers). Native wins for v0 kernels (~108 of 289 taps): 1.3-1.9x
+#: faster than FFT in training, 1.9-2.7x in folded inference; FFT for dense 23x23 Gaussian
+#: kernels (1.0-1.8x faster than native).
+_NATIVE_COST_PER_TAP = {True: 0.2, False: 0.65}
 #: kernels with at most this many taps always use direct convolution
 _SMALL_KERNEL = 25
 
@@ -377,8 +411,9 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
       ``2 * (C_in / groups) * P / prod(S)`` for the per-frequency products; ``c`` from
       ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices);
     * native (only when ``nonzero_taps``, the mean non-zero taps per channel, is given:
-      :func:`select_algo` passes it where ``'native'`` applies):
-      ``0.65 * nonzero_taps * prod(S_out, last axis rounded up to 8) / prod(S)``.
+      :func:`select_algo` passes it where ``'native'`` applies): ``a * t * O / prod(S)`` with
+      ``O = prod(S_out)`` (last axis rounded up to 8), ``t`` the non-zero taps (inference) or
+      twice them plus all taps (training), ``a`` from ``_NATIVE_COST_PER_TAP``.
 
     The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
     NCHW for 1-D.
@@ -403,7 +438,9 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     costs = {'fft': fft, direct_name: direct}
     if nonzero_taps is not None:
         padded_out = math.prod(out[:-1]) * -(-out[-1] // 8) * 8
-        costs['native'] = _NATIVE_COST_PER_TAP * nonzero_taps * padded_out / size
+        tap_passes = 2 * nonzero_taps + taps if needs_grad else nonzero_taps
+        costs['native'] = (_NATIVE_COST_PER_TAP[bool(needs_grad)] * tap_passes * padded_out /
+                           size)
     return min(costs, key=costs.get)
 
 

@@ -143,6 +143,8 @@ def _declare(library: ctypes.CDLL) -> None:
             [ptr] * 5 + shape + [i32, i32])
         getattr(library, 'depthwise_forward' + suffix).argtypes = (
             [ptr] * 4 + [i64] + [i32] * 8)
+        getattr(library, 'depthwise_grad_kernel' + suffix).argtypes = (
+            [ptr] * 3 + [i64] + [i32] * 8)
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -239,15 +241,13 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
 
 def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                      stride: Sequence[int], groups: int) -> bool:
-    """Whether :func:`depthwise_conv2d` handles this convolution: 2-D, depthwise
-    (C_out == C_in == groups), stride 1, float32 / float64 CPU tensors of one dtype, no
-    gradient needed, eager mode, library available."""
+    """Whether :func:`depthwise_conv2d` (and :func:`depthwise_grad_kernel` for its kernel
+    gradient) handle this convolution: 2-D, depthwise (C_out == C_in == groups), stride 1,
+    float32 / float64 CPU tensors of one dtype, eager mode, library available."""
     return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
             and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
             and input.device.type == 'cpu' and input.dtype in _TYPES
             and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
-            and not (torch.is_grad_enabled() and any(
-                t is not None and t.requires_grad for t in (input, kernel, bias)))
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and library() is not None)
 
@@ -256,8 +256,8 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                      padding: Sequence[int]) -> Tensor:
     """Depthwise stride-1 correlation of input (N, C, H, W) zero-padded by ``padding`` with
     kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
-    ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (see
-    :func:`depthwise_usable`)."""
+    ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (conv_backend's
+    ``'native'`` algorithm wraps it with its gradients; see :func:`depthwise_usable`)."""
     input, kernel = input.contiguous(), kernel.contiguous()
     n, c, h, w = input.shape
     kh, kw = kernel.shape[2:]
@@ -276,3 +276,22 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
             ph, pw, threads):
         raise MemoryError('mmdcls: depthwise_forward could not allocate its work buffer')
     return out
+
+
+def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Sequence[int],
+                          padding: Sequence[int]) -> Tensor:
+    """d loss / d kernel (C, 1, kh, kw) of :func:`depthwise_conv2d` from its input
+    (N, C, H, W) and d loss / d output (N, C, OH, OW)."""
+    input, grad_output = input.contiguous(), grad_output.contiguous()
+    n, c, h, w = input.shape
+    kh, kw = kernel_size
+    grad_kernel = input.new_empty((c, 1, kh, kw))
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f'the native depthwise convolution is unavailable: {_failure}')
+    threads = max(1, min(torch.get_num_threads(), c))
+    if getattr(lib, 'depthwise_grad_kernel' + _TYPES[input.dtype][0])(
+            input.data_ptr(), grad_output.data_ptr(), grad_kernel.data_ptr(), n, c, h, w, kh,
+            kw, padding[0], padding[1], threads):
+        raise MemoryError('mmdcls: depthwise_grad_kernel could not allocate its work buffer')
+    return grad_kernel

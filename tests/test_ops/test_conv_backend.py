@@ -331,15 +331,17 @@ def test_native_depthwise_matches_conv(case, dtype):
                        F.conv2d(x, k, None, 1, padding, 1, c)) < 1e-5
 
 
-def test_native_applies_only_to_depthwise_stride_one_inference():
+def test_native_applies_only_to_depthwise_stride_one():
+    """Elsewhere 'native' runs channels-last (test_matches_conv covers the values)."""
     from mmdcls.ops import native
     x, k = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 5, 5)
-    with torch.no_grad():
-        assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
-        assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
-        assert not native.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
-    # with gradients 'native' runs channels-last (test_matches_conv covers the values)
-    assert not native.depthwise_usable(x, k.requires_grad_(), None, (1, 1), 4)
+    assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
+    assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
+    assert not native.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
+    assert not native.depthwise_usable(x, k.double(), None, (1, 1), 4)  # mixed dtypes
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = conv_nd(x, k, None, (1, 1), (2, 2), 4, algo='native')
+    assert y.dtype == torch.bfloat16  # autocast: channels-last in bf16, as F.conv2d
 
 
 def test_heuristic_native_choice():
@@ -353,3 +355,43 @@ def test_heuristic_native_choice():
                           nonzero_taps=108) == 'native'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 23, 23), (1, 1), (11, 11), c, needs_grad=False,
                           kernel_spectrum_cached=True, nonzero_taps=529) == 'fft'
+
+
+@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
+                                   (False, True, False), (False, False, True)])
+def test_native_depthwise_backward(needs):
+    """Training through 'native': input gradient by the rotated kernel, kernel gradient by
+    the C correlation; as F.conv2d's for any subset of inputs, gradcheck in float64."""
+    from mmdcls.ops import native
+    if native.library() is None:
+        pytest.skip(f'native library unavailable: {native._failure}')
+    torch.manual_seed(9)
+    x = torch.randn(2, 3, 11, 9, dtype=torch.float64, requires_grad=needs[0])
+    k = torch.randn(3, 1, 7, 5, dtype=torch.float64)
+    k[k.abs() < 0.5] = 0
+    k.requires_grad_(needs[1])
+    b = torch.randn(3, dtype=torch.float64, requires_grad=needs[2])
+    y = conv_nd(x, k, b, (1, 1), (3, 1), 3, algo='native')
+    assert y.grad_fn.name() == '_NativeDepthwiseBackward'
+    inputs = [t for t in (x, k, b) if t.requires_grad]
+    grad = torch.randn_like(y)
+    ours = torch.autograd.grad(y, inputs, grad)
+    refs = torch.autograd.grad(F.conv2d(x, k, b, 1, (3, 1), 1, 3), inputs, grad)
+    for a, r in zip(ours, refs):
+        assert rel_err(a, r) < 1e-12
+
+    def conv(*leaves):
+        it = iter(leaves)
+        args = [next(it) if t.requires_grad else t for t in (x, k, b)]
+        return conv_nd(*args, (1, 1), (3, 1), 3, algo='native')
+
+    assert torch.autograd.gradcheck(conv, inputs)
+
+
+def test_heuristic_native_in_training():
+    # v0 kernels (~108 non-zero taps): native; dense 23x23 Gaussian kernels: FFT
+    for side, c in ((96, 96), (12, 768)):
+        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
+                              nonzero_taps=108) == 'native'
+        assert heuristic_algo((1, c, side, side), (c, 1, 23, 23), (1, 1), (11, 11), c,
+                              nonzero_taps=529) == 'fft'

@@ -102,3 +102,76 @@ int FN(depthwise_forward)(const REAL *x, const REAL *kernel, const REAL *bias, R
     }
     return failed;
 }
+
+/* d loss / d kernel (C, 1, kh, kw) of depthwise_forward: gk[c, i, j] = sum over samples and
+ * output points of gy[n, c, h, w] * x_padded[n, c, h + i, w + j]. Channels are split over
+ * threads; per (sample, channel) the padded input plane and the output gradient (rows padded
+ * to whole vectors with zeros) are copied once, and for each kernel row i the dot products of
+ * up to four consecutive taps j are accumulated in registers over the whole map, sharing each
+ * gradient vector, with one horizontal sum per tap and map. */
+#define GRAD_CASE(NJ)                                                                    \
+    case NJ: {                                                                           \
+        vec a[NJ];                                                                       \
+        for (int q = 0; q < NJ; ++q) a[q] = (vec){0};                                    \
+        for (int h = 0; h < OH; ++h) {                                                   \
+            const REAL *xr = plane + (int64_t)(h + i) * Wp + j;                          \
+            const vec *gr = (const vec *)(grad + (int64_t)h * OWr);                      \
+            for (int v = 0; v < OWr / LANES; ++v) {                                      \
+                vec g = gr[v];                                                           \
+                for (int q = 0; q < NJ; ++q)                                             \
+                    a[q] += g * *(const uvec *)(xr + q + v * LANES);                     \
+            }                                                                            \
+        }                                                                                \
+        for (int q = 0; q < NJ; ++q) {                                                   \
+            REAL total = 0;                                                              \
+            for (int l = 0; l < LANES; ++l) total += a[q][l];                            \
+            gkc[i * kw + j + q] += total;                                                \
+        }                                                                                \
+        break;                                                                           \
+    }
+
+int FN(depthwise_grad_kernel)(const REAL *x, const REAL *gy, REAL *gk, int64_t N, int C, int H,
+                              int W, int kh, int kw, int ph, int pw, int nthreads) {
+    const int OH = H + 2 * ph - kh + 1, OW = W + 2 * pw - kw + 1;
+    const int OWr = (OW + LANES - 1) / LANES * LANES;
+    const int Wp = (OWr + kw - 1 > W + 2 * pw ? OWr + kw - 1 : W + 2 * pw);
+    const int Hp = H + 2 * ph;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        REAL *plane = (REAL *)malloc(sizeof(REAL) * (size_t)Hp * Wp);
+        REAL *grad = (REAL *)aligned_alloc(32, sizeof(REAL) * (size_t)OH * OWr + 32);
+        if (!plane || !grad) {
+            failed = 1;
+        } else {
+            memset(plane, 0, sizeof(REAL) * (size_t)Hp * Wp);
+            memset(grad, 0, sizeof(REAL) * (size_t)OH * OWr);
+#pragma omp for schedule(static)
+            for (int c = 0; c < C; ++c) {
+                REAL *gkc = gk + (int64_t)c * kh * kw;
+                memset(gkc, 0, sizeof(REAL) * (size_t)kh * kw);
+                for (int64_t n = 0; n < N; ++n) {
+                    const REAL *xp = x + (n * C + c) * H * W;
+                    const REAL *gp = gy + (n * C + c) * OH * OW;
+                    for (int r = 0; r < H; ++r)
+                        memcpy(plane + (int64_t)(r + ph) * Wp + pw, xp + (int64_t)r * W,
+                               sizeof(REAL) * W);
+                    for (int h = 0; h < OH; ++h)
+                        memcpy(grad + (int64_t)h * OWr, gp + (int64_t)h * OW, sizeof(REAL) * OW);
+                    for (int i = 0; i < kh; ++i)
+                        for (int j = 0; j < kw; j += 4) {
+                            switch (kw - j >= 4 ? 4 : kw - j) {
+                                GRAD_CASE(4)
+                                GRAD_CASE(3)
+                                GRAD_CASE(2)
+                                GRAD_CASE(1)
+                            }
+                        }
+                }
+            }
+        }
+        free(plane);
+        free(grad);
+    }
+    return failed;
+}
