@@ -374,7 +374,8 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 # ---------------------------------------------------------------------------------- selection
 #: cost of one real FFT, per point and log2(points), in multiply-adds, for training (True) and
 #: inference (False), fitted on CPU (2 threads, idle machine) to the per-layer choices of
-#: ``'benchmark'`` on ConvNeXt-DCLS-T (17x17 and 23x23 depthwise, 12x12 to 128x128 maps).
+#: ``'benchmark'`` on ConvNeXt-DCLS-T (17x17 and 23x23 depthwise, 12x12 to 128x128 maps), FFT
+#: against channels-last (the native direct conv is costed by ``_NATIVE_COST_PER_TAP``).
 #: Training: FFT on every such layer, which over the whole train step measured 1.08x / 1.10x
 #: the 7x7 network at 2x3x512x512 (v0 / gauss) against 1.36x / 1.73x with channels-last
 #: direct, for ~25% more peak memory. Inference (refitted for the in-place product, the bias
