@@ -281,22 +281,33 @@ def test_depthwise_fft_backward(needs):
     """Depthwise stride-1 FFT convs (every DCLS layer of ConvNeXt) use a hand-written
     backward: gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
     torch.manual_seed(7)
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=needs[0])
-    k = torch.randn(3, 1, 7, 5, dtype=torch.float64, requires_grad=needs[1])
+    check_depthwise_backward('fft', '_DepthwiseFFTBackward', needs, sparse=False,
+                             padding=(3, 2), tol=1e-10)
+
+
+def check_depthwise_backward(algo, node, needs, sparse, padding, tol):
+    """``conv_nd(algo=)`` of a (2, 3, 11, 9) x (3, 1, 7, 5) depthwise float64 conv runs
+    through ``node`` and gives F.conv2d's gradients for the inputs marked in ``needs``
+    (input, kernel, bias), and passes gradcheck."""
+    x = torch.randn(2, 3, 11, 9, dtype=torch.float64, requires_grad=needs[0])
+    k = torch.randn(3, 1, 7, 5, dtype=torch.float64)
+    if sparse:
+        k[k.abs() < 0.5] = 0
+    k.requires_grad_(needs[1])
     b = torch.randn(3, dtype=torch.float64, requires_grad=needs[2])
-    y = conv_nd(x, k, b, (1, 1), (3, 2), 3, algo='fft')
-    assert y.grad_fn.name().startswith('_DepthwiseFFT')
+    y = conv_nd(x, k, b, (1, 1), padding, 3, algo=algo)
+    assert y.grad_fn.name() == node
     inputs = [t for t in (x, k, b) if t.requires_grad]
     grad = torch.randn_like(y)
     ours = torch.autograd.grad(y, inputs, grad)
-    refs = torch.autograd.grad(F.conv2d(x, k, b, 1, (3, 2), 1, 3), inputs, grad)
+    refs = torch.autograd.grad(F.conv2d(x, k, b, 1, padding, 1, 3), inputs, grad)
     for a, r in zip(ours, refs):
-        assert rel_err(a, r) < 1e-10
+        assert rel_err(a, r) < tol
 
     def conv(*leaves):
         it = iter(leaves)
         args = [next(it) if t.requires_grad else t for t in (x, k, b)]
-        return conv_nd(*args, (1, 1), (3, 2), 3, algo='fft')
+        return conv_nd(*args, (1, 1), padding, 3, algo=algo)
 
     assert torch.autograd.gradcheck(conv, inputs)
 
@@ -366,26 +377,8 @@ def test_native_depthwise_backward(needs):
     if native.library() is None:
         pytest.skip(f'native library unavailable: {native._failure}')
     torch.manual_seed(9)
-    x = torch.randn(2, 3, 11, 9, dtype=torch.float64, requires_grad=needs[0])
-    k = torch.randn(3, 1, 7, 5, dtype=torch.float64)
-    k[k.abs() < 0.5] = 0
-    k.requires_grad_(needs[1])
-    b = torch.randn(3, dtype=torch.float64, requires_grad=needs[2])
-    y = conv_nd(x, k, b, (1, 1), (3, 1), 3, algo='native')
-    assert y.grad_fn.name() == '_NativeDepthwiseBackward'
-    inputs = [t for t in (x, k, b) if t.requires_grad]
-    grad = torch.randn_like(y)
-    ours = torch.autograd.grad(y, inputs, grad)
-    refs = torch.autograd.grad(F.conv2d(x, k, b, 1, (3, 1), 1, 3), inputs, grad)
-    for a, r in zip(ours, refs):
-        assert rel_err(a, r) < 1e-12
-
-    def conv(*leaves):
-        it = iter(leaves)
-        args = [next(it) if t.requires_grad else t for t in (x, k, b)]
-        return conv_nd(*args, (1, 1), (3, 1), 3, algo='native')
-
-    assert torch.autograd.gradcheck(conv, inputs)
+    check_depthwise_backward('native', '_NativeDepthwiseBackward', needs, sparse=True,
+                             padding=(3, 1), tol=1e-12)
 
 
 def test_heuristic_native_in_training():

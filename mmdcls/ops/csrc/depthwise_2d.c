@@ -31,6 +31,14 @@
 typedef REAL vec __attribute__((vector_size(32)));
 typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
 
+/* Output size (OH, OW), OW rounded up to whole vectors (OWr), and the zero-padded input plane
+ * (Hp, Wp) wide enough for whole-vector reads at every tap. */
+#define GEOMETRY(H, W, kh, kw, ph, pw)                                                   \
+    const int OH = (H) + 2 * (ph) - (kh) + 1, OW = (W) + 2 * (pw) - (kw) + 1;            \
+    const int OWr = (OW + LANES - 1) / LANES * LANES;                                    \
+    const int Wp = (OWr + (kw) - 1 > (W) + 2 * (pw) ? OWr + (kw) - 1 : (W) + 2 * (pw));  \
+    const int Hp = (H) + 2 * (ph)
+
 #define BLOCK_CASE(NV)                                                                 \
     case NV: {                                                                         \
         vec a[NV];                                                                     \
@@ -62,10 +70,7 @@ typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
 int FN(depthwise_forward)(const REAL *x, const REAL *kernel, const REAL *bias, REAL *y,
                           int64_t N, int C, int H, int W, int kh, int kw, int ph, int pw,
                           int nthreads) {
-    const int OH = H + 2 * ph - kh + 1, OW = W + 2 * pw - kw + 1;
-    const int OWr = (OW + LANES - 1) / LANES * LANES;
-    const int Wp = (OWr + kw - 1 > W + 2 * pw ? OWr + kw - 1 : W + 2 * pw);
-    const int Hp = H + 2 * ph;
+    GEOMETRY(H, W, kh, kw, ph, pw);
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
@@ -158,10 +163,7 @@ int FN(depthwise_forward)(const REAL *x, const REAL *kernel, const REAL *bias, R
 
 int FN(depthwise_grad_kernel)(const REAL *x, const REAL *gy, REAL *gk, int64_t N, int C, int H,
                               int W, int kh, int kw, int ph, int pw, int nthreads) {
-    const int OH = H + 2 * ph - kh + 1, OW = W + 2 * pw - kw + 1;
-    const int OWr = (OW + LANES - 1) / LANES * LANES;
-    const int Wp = (OWr + kw - 1 > W + 2 * pw ? OWr + kw - 1 : W + 2 * pw);
-    const int Hp = H + 2 * ph;
+    GEOMETRY(H, W, kh, kw, ph, pw);
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
