@@ -58,6 +58,27 @@ def mmcv_ops_status():
     return 'ok'
 
 
+def native_status():
+    """State of mmdcls's C library (fused construction, native depthwise conv).
+
+    Returns:
+        str: ``'ok (<path>)'``, ``'disabled (MMDCLS_NATIVE=0)'`` or ``'unavailable: <why>'``.
+    """
+    try:
+        from mmdcls.ops import native
+        if native.mode() == '0':
+            return f'disabled ({native.ENV_VAR}=0)'
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the reason is reported here instead
+            library = native.library()
+        if library is None:
+            return f'unavailable: {native._failure}'
+        return f'ok ({library._name})'
+    except Exception as e:
+        return f'error: {type(e).__name__}: {e}'
+
+
 def collect_env():
     """Collect what a bug report needs.
 
@@ -100,6 +121,7 @@ def collect_env():
     env['MMSegmentation'] = _version('mmseg')
     env['DCLS reference (dcls)'] = _version('DCLS', 'dcls')
     env['mmdcls'] = _version('mmdcls')
+    env['mmdcls native (C)'] = native_status()
     return env
 
 

@@ -15,7 +15,7 @@ from mmdcls.utils.collect_env import collect_env, format_env
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REQUIRED = ('Python', 'PyTorch', 'PyTorch build', 'PyTorch threads', 'CUDA available', 'CPU count',
             'NumPy', 'MMEngine', 'MMCV', 'MMCV compiled ops', 'MMDetection', 'MMSegmentation',
-            'mmdcls')
+            'mmdcls', 'mmdcls native (C)')
 
 
 def test_collect_env_reports_the_installed_stack():
@@ -32,6 +32,10 @@ def test_collect_env_reports_the_installed_stack():
         installed = pytest.importorskip(module)
         assert env[key] == installed.__version__, key
     assert env['MMCV compiled ops'] == 'ok'
+    from mmdcls.ops import native
+    expected = ('disabled' if native.mode() == '0' else
+                'ok' if native.library() is not None else 'unavailable')
+    assert env['mmdcls native (C)'].startswith(expected)
 
 
 def test_missing_or_broken_toolkit_is_reported_not_raised(monkeypatch):
