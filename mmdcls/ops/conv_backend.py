@@ -467,7 +467,8 @@ def _time_algorithm(name: str, input: Tensor, kernel: Tensor, bias: Optional[Ten
                     padding, groups, backward: bool, repeats: int = 2) -> float:
     fn = _ALGORITHM_FNS[name]
     x = torch.randn_like(input).requires_grad_(backward)
-    k = torch.randn_like(kernel).requires_grad_(backward)
+    # the real kernel, not a random one: 'native' skips its zero taps
+    k = kernel.detach().clone().requires_grad_(backward)
     b = None if bias is None else torch.randn_like(bias).requires_grad_(backward)
     sync = torch.cuda.synchronize if input.is_cuda else (lambda: None)
     best = math.inf
