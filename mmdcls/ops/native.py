@@ -9,8 +9,8 @@ row by row in a work buffer that stays in cache, for float32 and float64 CPU ten
 traces and ``torch.compile`` graphs use the torch path.
 
 ``csrc/depthwise_2d.c`` is a register-blocked direct depthwise convolution (stride 1, zero
-padding, no gradients) over each kernel's non-zero taps; ``conv_backend``'s ``'native'``
-algorithm uses it (see there).
+padding) over each kernel's non-zero taps, and its kernel gradient; ``conv_backend``'s
+``'native'`` algorithm uses them, in training and inference (see there).
 
 It needs only a C compiler (``$CC``, else ``cc``), no torch headers: the library is built in
 about a second into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
@@ -162,17 +162,19 @@ def library() -> Optional[ctypes.CDLL]:
                 except RuntimeError as error:
                     _failure = str(error)
                     if selected == 'auto':
-                        warnings.warn(f'mmdcls: fused CPU construction unavailable, using the '
-                                      f'torch path ({_failure})')
+                        warnings.warn(f'mmdcls: C library unavailable (fused CPU construction, '
+                                      f'native depthwise conv), using the torch paths '
+                                      f'({_failure})')
     if _library is None and selected == '1':
-        raise RuntimeError(f'{ENV_VAR}=1 but the fused CPU construction is unavailable: '
-                           f'{_failure}')
+        raise RuntimeError(f'{ENV_VAR}=1 but the C library (fused CPU construction, native '
+                           f'depthwise conv) is unavailable: {_failure}')
     return _library
 
 
 def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
-    """Whether :func:`construct` handles these parameters: a 2-D kernel, float32 / float64 CPU
-    tensors, eager mode (not JIT tracing or ``torch.compile``), library available."""
+    """Whether the fused construction (:func:`dense_forward`, :func:`bilinear_forward`)
+    handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
+    tracing or ``torch.compile``), library available."""
     return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in _TYPES
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and library() is not None)
@@ -180,7 +182,7 @@ def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
 
 def _run(name: str, dtype: torch.dtype, rows: int, args: list) -> None:
     """Calls ``name`` over all rows on up to ``torch.get_num_threads()`` threads."""
-    suffix, _, real = _TYPES[dtype]
+    suffix = _TYPES[dtype][0]
     threads = max(1, min(torch.get_num_threads(), rows // _MIN_ROWS_PER_THREAD))
     if getattr(_library, name + suffix)(*args, threads):
         raise MemoryError(f'mmdcls: {name} could not allocate its work buffer')
