@@ -134,8 +134,7 @@ def conv_channels_last(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     if fmt is None:
         return conv_direct(input, kernel, bias, stride, padding, groups)
     depthwise = kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (input, kernel, bias))
+    needs_grad = _needs_grad(input, kernel, bias)
     device_type = input.device.type
     if depthwise and needs_grad:
         if torch.is_autocast_enabled(device_type):
@@ -198,6 +197,20 @@ def _fft_compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _pad_to_transform(x: Tensor, lengths: Sequence[int], padding: Sequence[int]) -> Tensor:
+    """Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1 and
+    wrap-around only ever reads the front zeros (length >= size + padding)."""
+    spatial = x.shape[2:]
+    return F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
+                                          reversed(padding)) for q in (p, L - s - p)])
+
+
+def _add_bias_in_spectrum(yf: Tensor, bias: Tensor, lengths: Sequence[int]) -> None:
+    """Adds ``bias`` (C,) in place to the spectrum (N, C, *F) of an output: irfftn divides by
+    prod(lengths), so a constant b everywhere is b * prod(lengths) at frequency 0."""
+    yf[(slice(None), slice(None)) + (0, ) * len(lengths)] += bias * math.prod(lengths)
+
+
 def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     """The conjugated real FFT of ``kernel`` (C_out, C_in / groups, *k) zero-padded to
     ``lengths``, in float32 (float64 for float64 kernels): what :func:`conv_fft` multiplies
@@ -226,13 +239,11 @@ class _DepthwiseFFT(torch.autograd.Function):
         ndim = kernel.dim() - 2
         dims = tuple(range(-ndim, 0))
         spatial = x.shape[2:]
-        xf = torch.fft.rfftn(F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
-                                                            reversed(padding))
-                                       for q in (p, L - s - p)]), dim=dims)
+        xf = torch.fft.rfftn(_pad_to_transform(x, lengths, padding), dim=dims)
         kf = fft_kernel_spectrum(kernel, lengths).view(kernel.shape[0], *xf.shape[2:])
         yf = xf * kf
         if bias is not None:
-            yf[(slice(None), slice(None)) + (0, ) * ndim] += bias * math.prod(lengths)
+            _add_bias_in_spectrum(yf, bias, lengths)
         y = torch.fft.irfftn(yf, s=lengths, dim=dims)
         ctx.save_for_backward(xf, kf)
         ctx.geometry = (tuple(spatial), tuple(kernel.shape[2:]), padding, lengths, full)
@@ -292,11 +303,7 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
                                     None if bias is None else bias.to(compute), tuple(padding),
                                     lengths, full)
             return y.to(out_dtype)
-        # Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1
-        # and wrap-around only ever reads the front zeros (length >= size + padding).
-        x = F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
-                                           reversed(padding)) for q in (p, L - s - p)])
-        xf = torch.fft.rfftn(x, dim=dims)
+        xf = torch.fft.rfftn(_pad_to_transform(x, lengths, padding), dim=dims)
         kf = fft_kernel_spectrum(kernel, lengths) if kernel_spectrum is None else kernel_spectrum
         freq = xf.shape[2:]
         g = groups
@@ -312,8 +319,7 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
                               kf.view(g, c_out // g, c_in_g, *freq))
         yf = yf.reshape(n, c_out, *freq)
         if bias is not None and in_place:
-            # irfftn divides by prod(lengths): a constant b everywhere is b * prod at frequency 0
-            yf[(slice(None), slice(None)) + (0, ) * ndim] += bias.to(compute) * math.prod(lengths)
+            _add_bias_in_spectrum(yf, bias.to(compute), lengths)
         y = torch.fft.irfftn(yf, s=lengths, dim=dims)
         index = tuple(slice(0, f, st) for f, st in zip(full, stride))
         y = y[(Ellipsis, ) + index]
@@ -353,10 +359,9 @@ class _NativeDepthwise(torch.autograd.Function):
 def conv_native(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                 stride: Tuple[int, ...], padding: Tuple[int, ...], groups: int) -> Tensor:
     """The direct depthwise convolution of :mod:`mmdcls.ops.native` (with its gradients) where
-    it applies (depthwise, stride 1, 2-D, float32 / float64 CPU, outside autocast), else
+    it applies (:func:`mmdcls.ops.native.depthwise_usable`), else
     :func:`conv_channels_last`."""
-    if (not torch.is_autocast_enabled(input.device.type)
-            and native.depthwise_usable(input, kernel, bias, stride, groups)):
+    if native.depthwise_usable(input, kernel, bias, stride, groups):
         if _needs_grad(input, kernel, bias):
             return _NativeDepthwise.apply(input, kernel, bias, tuple(padding))
         return native.depthwise_conv2d(input, kernel, bias, padding)
@@ -504,8 +509,7 @@ def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, p
     name = resolve_algo(algo)
     if name == 'auto':
         nonzero_taps = None
-        if (not torch.is_autocast_enabled(input.device.type)
-                and native.depthwise_usable(input, kernel, bias, stride, groups)):
+        if native.depthwise_usable(input, kernel, bias, stride, groups):
             nonzero_taps = int(torch.count_nonzero(kernel)) / kernel.shape[0]
         return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
                               input.device.type, _needs_grad(input, kernel, bias),

@@ -245,8 +245,10 @@ def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                      stride: Sequence[int], groups: int) -> bool:
     """Whether :func:`depthwise_conv2d` (and :func:`depthwise_grad_kernel` for its kernel
     gradient) handle this convolution: 2-D, depthwise (C_out == C_in == groups), stride 1,
-    float32 / float64 CPU tensors of one dtype, eager mode, library available."""
+    float32 / float64 CPU tensors of one dtype, outside autocast (F.conv would compute in the
+    autocast dtype), eager mode, library available."""
     return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
+            and not torch.is_autocast_enabled(input.device.type)
             and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
             and input.device.type == 'cpu' and input.dtype in _TYPES
             and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
