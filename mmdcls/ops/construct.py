@@ -603,7 +603,10 @@ class _ConstructKernel(torch.autograd.Function):
 class _ConstructNative2d(torch.autograd.Function):
     """Every version for 2-D kernels on CPU through the fused C library of
     :mod:`mmdcls.ops.native` (same arithmetic as the torch classes above, row by row in cache);
-    backward recomputes each row's interpolation."""
+    backward recomputes each row's interpolation. Takes the parameters in their own shapes
+    (weight (out, in / groups, K), P / SIG (2, out, in / groups, K)) and returns the kernel
+    (out, in / groups, S0, S1): no view nodes around it in the autograd graph, whose per-node
+    cost is a noticeable part of a ~1 ms construction."""
 
     @staticmethod
     def forward(ctx, weight, P, SIG, sizes, version):
@@ -613,9 +616,16 @@ class _ConstructNative2d(torch.autograd.Function):
         ctx.sizes, ctx.version, ctx.layout = sizes, version, layout
         if version in VERSIONS_WITH_SIGMA:
             SIG = SIG.contiguous()
+            # Gaussian profiles (an exp per tap) are the main cost: the backward reuses the
+            # forward's axis-1 half when that memory stays small next to the kernel
+            save = version == 'gauss' and native.saved_profiles_size(
+                sizes, weight.shape[-1], weight.dtype) <= (
+                    native.SAVED_PROFILES_MAX_RATIO * sizes[0] * sizes[1])
+            kernel, saved = native.dense_forward(weight, P, SIG, sizes, layout,
+                                                 _SIGMA_FLOOR[version], version, save)
+            ctx.saved = saved
             ctx.save_for_backward(weight, P, SIG)
-            return native.dense_forward(weight, P, SIG, sizes, layout, _SIGMA_FLOOR[version],
-                                        version)
+            return kernel
         ctx.save_for_backward(weight, P)
         return native.bilinear_forward(weight, P, sizes, layout, version)
 
@@ -626,7 +636,8 @@ class _ConstructNative2d(torch.autograd.Function):
         if ctx.version in VERSIONS_WITH_SIGMA:
             weight, P, SIG = ctx.saved_tensors
             grads = native.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
-                                          _SIGMA_FLOOR[ctx.version], ctx.version)
+                                          _SIGMA_FLOOR[ctx.version], ctx.version, ctx.saved)
+            ctx.saved = None
             return (*grads, None, None)
         weight, P = ctx.saved_tensors
         grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout,
@@ -673,14 +684,16 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         raise ValueError(f'kernel of {rows} x {sizes} entries is too large for the bilinear '
                          f'construction (out * in / groups * prod(dilated_kernel_size + 1) '
                          f'must be < 2**31)')
+    if (P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
+            and native.usable(weight, sizes)):
+        # C code: autocast does not apply; float32 / float64 parameters as they are
+        return _ConstructNative2d.apply(weight, P, SIG, sizes, version)
     with torch.autocast(device_type=weight.device.type, enabled=False):
         dtype = torch.promote_types(weight.dtype, torch.float32)
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)
         flat_P = P.to(dtype).reshape(ndim, rows, kernel_count)
         flat_SIG = None if SIG is None else SIG.to(dtype).reshape(ndim, rows, kernel_count)
-        if native.usable(flat_weight, sizes):
-            kernel = _ConstructNative2d.apply(flat_weight, flat_P, flat_SIG, sizes, version)
-        elif version in ('v0', 'v1'):
+        if version in ('v0', 'v1'):
             kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version)
         else:
             kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version)

@@ -134,9 +134,9 @@ def _declare(library: ctypes.CDLL) -> None:
     for suffix, _, real in _TYPES.values():
         shape = [i64, i32, i32, i32, i32, i32, real, real]
         getattr(library, 'dense_forward' + suffix).argtypes = (
-            [ptr] * 4 + shape + [real, i32, i32])
+            [ptr] * 5 + shape + [real, i32, i32])
         getattr(library, 'dense_backward' + suffix).argtypes = (
-            [ptr] * 7 + shape + [real, i32, i32])
+            [ptr] * 8 + shape + [real, i32, i32])
         getattr(library, 'bilinear_forward' + suffix).argtypes = (
             [ptr] * 3 + shape + [i32, i32])
         getattr(library, 'bilinear_backward' + suffix).argtypes = (
@@ -189,31 +189,55 @@ def _run(name: str, dtype: torch.dtype, rows: int, args: list) -> None:
 
 
 def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int]) -> list:
-    rows, kernel_count = P.shape[1:]
+    kernel_count = P.shape[-1]
+    rows = P.numel() // (2 * kernel_count)
     comp0, comp1 = component_of_axis
     return [rows, kernel_count, sizes[0], sizes[1], comp0, comp1,
             float(sizes[comp0] // 2), float(sizes[comp1] // 2)]
 
 
+# Saved axis-1 profiles (see dense_forward) at most this many kernel sizes: bounds the memory
+# a layer holds between forward and backward (1.2x for the release's gauss 23x23 / 26).
+SAVED_PROFILES_MAX_RATIO = 1.5
+
+
+def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.dtype) -> int:
+    """Scalars per kernel row of the axis-1 profiles dense_forward can save: padded profiles
+    (whole 32-byte vectors) and their sums."""
+    lanes = 32 // torch.empty((), dtype=dtype).element_size()
+    return kernel_count * (-(-sizes[1] // lanes) * lanes + 1)
+
+
 def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int],
-                  component_of_axis: Sequence[int], sig_floor: float, version: str) -> Tensor:
-    """``max`` / ``gauss`` kernel (R, S0, S1) from contiguous weight (R, K), P and SIG
-    (2, R, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``."""
-    rows = weight.shape[0]
-    kernel = weight.new_empty((rows, *sizes))
+                  component_of_axis: Sequence[int], sig_floor: float, version: str,
+                  save_profiles: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """``max`` / ``gauss`` kernel (*rows, S0, S1) from contiguous weight (*rows, K), P and SIG
+    (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``.
+    ``save_profiles``: also return the axis-1 profiles for :func:`dense_backward` (which then
+    evaluates only axis 0's), else None."""
+    rows = weight.numel() // weight.shape[-1]
+    kernel = weight.new_empty((*weight.shape[:-1], *sizes))
+    saved = None
+    if save_profiles:
+        saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1],
+                                                            weight.dtype))
     _run('dense_forward', weight.dtype, rows,
          [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), kernel.data_ptr(),
+          None if saved is None else saved.data_ptr(),
           *_layout(P, sizes, component_of_axis), float(sig_floor), _VERSION_CODES[version]])
-    return kernel
+    return kernel, saved
 
 
 def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
                    sizes: Tuple[int, int], component_of_axis: Sequence[int], sig_floor: float,
-                   version: str) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients (weight, P, SIG) of :func:`dense_forward` from contiguous d loss / d kernel."""
+                   version: str, saved: Optional[Tensor] = None
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (weight, P, SIG) of :func:`dense_forward` from contiguous d loss / d kernel;
+    ``saved``: the profiles it returned, if any."""
     grads = [torch.empty_like(t) for t in (weight, P, SIG)]
-    _run('dense_backward', weight.dtype, weight.shape[0],
+    _run('dense_backward', weight.dtype, weight.numel() // weight.shape[-1],
          [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), grad_kernel.data_ptr(),
+          None if saved is None else saved.data_ptr(),
           *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
           float(sig_floor), _VERSION_CODES[version]])
     return tuple(grads)
@@ -221,9 +245,10 @@ def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
 
 def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
                      component_of_axis: Sequence[int], version: str) -> Tensor:
-    """``v0`` / ``v1`` kernel (R, S0, S1) from contiguous weight (R, K) and P (2, R, K)."""
-    rows = weight.shape[0]
-    kernel = weight.new_empty((rows, *sizes))
+    """``v0`` / ``v1`` kernel (*rows, S0, S1) from contiguous weight (*rows, K) and P
+    (2, *rows, K)."""
+    rows = weight.numel() // weight.shape[-1]
+    kernel = weight.new_empty((*weight.shape[:-1], *sizes))
     _run('bilinear_forward', weight.dtype, rows,
          [weight.data_ptr(), P.data_ptr(), kernel.data_ptr(),
           *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]])
@@ -234,7 +259,7 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
                       component_of_axis: Sequence[int], version: str) -> Tuple[Tensor, Tensor]:
     """Gradients (weight, P) of :func:`bilinear_forward` from contiguous d loss / d kernel."""
     grads = [torch.empty_like(t) for t in (weight, P)]
-    _run('bilinear_backward', weight.dtype, weight.shape[0],
+    _run('bilinear_backward', weight.dtype, weight.numel() // weight.shape[-1],
          [weight.data_ptr(), P.data_ptr(), grad_kernel.data_ptr(),
           *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
           _VERSION_CODES[version]])

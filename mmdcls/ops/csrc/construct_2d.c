@@ -36,12 +36,14 @@
 #define EXP exp
 #define FABS fabs
 #define FLOOR floor
+#define CEIL ceil
 #else
 #define REAL float
 #define SUFFIX _f32
 #define EXP expf /* vectorised through glibc's libmvec under -ffast-math */
 #define FABS fabsf
 #define FLOOR floorf
+#define CEIL ceilf
 #endif
 
 #define CAT_(a, b) a##b
@@ -69,8 +71,54 @@ static inline int lanes_up(int n) { return (n + LANES - 1) / LANES; }
  * of libmvec) and is summed in a separate loop, which keeps the exp loop vectorised (measured
  * faster than masking the padding). The triangle masks its padding (narrow stores re-read by
  * vector loads stall on store forwarding) and writes and sums in one pass. */
+#ifndef REAL_IS_DOUBLE
+typedef int32_t ivec __attribute__((vector_size(32)));
+
+/* mask ? a : b per lane (mask lanes all ones or zero, as vector comparisons give) */
+static inline vec select_lanes(ivec mask, vec a, vec b) {
+    return (vec)(((ivec)a & mask) | ((ivec)b & ~mask));
+}
+
+/* exp(x) for x in [-87, 0], 8 lanes inline (Cephes expf: ~1 ulp): libmvec's call costs as much
+ * again in spills of the caller's vector registers and range checks. */
+static inline vec exp_nonpositive(vec x) {
+    /* n = nearest integer to x / ln 2 (x <= 0: truncation of a non-negative number) */
+    ivec n = -__builtin_convertvector((REAL)0.5 - x * (REAL)1.44269504088896341, ivec);
+    vec nf = __builtin_convertvector(n, vec);
+    vec f = x - nf * (REAL)0.693359375;
+    f = f - nf * (REAL)-2.12194440e-4;
+    vec p = f * (REAL)1.9875691500E-4 + (REAL)1.3981999507E-3;
+    p = p * f + (REAL)8.3334519073E-3;
+    p = p * f + (REAL)4.1665795894E-2;
+    p = p * f + (REAL)1.6666665459E-1;
+    p = p * f + (REAL)5.0000001201E-1;
+    p = p * f * f + f + (REAL)1;
+    return p * (vec)((n + 127) << 23); /* 2^n: n >= -126 keeps it a normal float */
+}
+#endif
+
 static inline REAL profile(REAL pos, REAL sig, int size, int padded, int version,
                            REAL *restrict prof) {
+#ifndef REAL_IS_DOUBLE
+    if (version == VERSION_GAUSS) {
+        vec *pv = (vec *)prof, sum = {0}, grid;
+        const int last = padded / LANES - 1;
+        const REAL inverse = (REAL)1 / sig;
+        for (int l = 0; l < LANES; ++l) grid[l] = (REAL)l;
+        for (int v = 0; v <= last; ++v, grid += (REAL)LANES) {
+            vec t = (grid - pos) * inverse;
+            vec e = t * t * (REAL)-0.5;
+            e = select_lanes(e < GAUSS_EXPONENT_FLOOR, e - e + GAUSS_EXPONENT_FLOOR, e);
+            vec p = exp_nonpositive(e);
+            if (v == last) p = select_lanes(grid < (REAL)size, p, p - p);
+            pv[v] = p;
+            sum += p;
+        }
+        REAL total = 0;
+        for (int l = 0; l < LANES; ++l) total += sum[l];
+        return total;
+    }
+#endif
     if (version == VERSION_GAUSS) {
         for (int g = 0; g < padded; ++g) {
             REAL t = ((REAL)g - pos) / sig;
@@ -78,9 +126,16 @@ static inline REAL profile(REAL pos, REAL sig, int size, int padded, int version
             e = e < GAUSS_EXPONENT_FLOOR ? GAUSS_EXPONENT_FLOOR : e;
             prof[g] = EXP(e);
         }
-        for (int g = size; g < padded; ++g) prof[g] = 0;
+        /* zero the padding with whole-vector operations: narrow stores re-read by vector
+         * loads stall on store forwarding */
+        vec *pv = (vec *)prof, sum = {0};
+        const int last = padded / LANES - 1;
+        vec tail;
+        for (int l = 0; l < LANES; ++l) tail[l] = (REAL)(last * LANES + l < size);
+        pv[last] *= tail;
+        for (int v = 0; v <= last; ++v) sum += pv[v];
         REAL total = 0;
-        for (int g = 0; g < padded; ++g) total += prof[g];
+        for (int l = 0; l < LANES; ++l) total += sum[l];
         return total;
     }
     REAL total = 0; /* triangle: no call in the loop, so it writes and sums in one pass */
@@ -103,23 +158,34 @@ static void *alloc_vectors(size_t count) {
     return aligned_alloc(32, count * sizeof(vec) > 0 ? count * sizeof(vec) : sizeof(vec));
 }
 
-/* Profiles of all K elements of row r on both axes, their sums and scale = w / normaliser. */
+/* Profiles of all K elements of row r on both axes, their sums and scale = w / normaliser.
+ * axis1_given: prof1 / sum1 already hold the row's axis-1 profiles (saved by the forward). */
 static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int64_t R,
                          int comp0, int comp1, REAL half0, REAL half1, REAL sig_floor,
-                         int version, int64_t r, Profiles *pr) {
+                         int version, int64_t r, int axis1_given, Profiles *pr) {
     const int64_t rk = r * pr->K, plane = R * pr->K;
     for (int k = 0; k < pr->K; ++k) {
         REAL pos0 = P[comp0 * plane + rk + k] + half0;
-        REAL pos1 = P[comp1 * plane + rk + k] + half1;
         REAL sig0 = FABS(SIG[comp0 * plane + rk + k]) + sig_floor;
-        REAL sig1 = FABS(SIG[comp1 * plane + rk + k]) + sig_floor;
         pr->sum0[k] = profile(pos0, sig0, pr->S0, pr->V0 * LANES, version,
                               (REAL *)(pr->prof0 + (int64_t)k * pr->V0));
-        pr->sum1[k] = profile(pos1, sig1, pr->S1, pr->V1 * LANES, version,
-                              (REAL *)(pr->prof1 + (int64_t)k * pr->V1));
+        if (!axis1_given) {
+            REAL pos1 = P[comp1 * plane + rk + k] + half1;
+            REAL sig1 = FABS(SIG[comp1 * plane + rk + k]) + sig_floor;
+            pr->sum1[k] = profile(pos1, sig1, pr->S1, pr->V1 * LANES, version,
+                                  (REAL *)(pr->prof1 + (int64_t)k * pr->V1));
+        }
         pr->norm[k] = pr->sum0[k] * pr->sum1[k] + NORMALISATION_EPS;
         pr->scale[k] = weight[rk + k] / pr->norm[k];
     }
+}
+
+/* Points the axis-1 profiles and sums of pr at row r of `saved`: (R, K, V1) vectors of
+ * profiles, then (R, K) sums. The forward computes them there, the backward reuses them
+ * (a quarter of the profile evaluations, the construction's main cost, saved). */
+static void saved_axis1(REAL *saved, int64_t R, int K, int V1, int64_t r, Profiles *pr) {
+    pr->prof1 = (vec *)saved + r * K * V1;
+    pr->sum1 = saved + R * K * V1 * LANES + r * K;
 }
 
 /* Work buffer of a Profiles plus `extra` vectors after it (returned through *extra). */
@@ -201,16 +267,248 @@ static void matvecs(vec *restrict out, int M, int V, const REAL *restrict coef,
     }
 }
 
+/* ------------------------------------------------------------------ max: compact support */
+
+/* The triangle sig - |g - pos| is positive on fewer than 2 sig + 1 taps per axis (sig = |SIG|
+ * + 1: at most two, the bilinear width, as initialised). Rows whose elements all span at most
+ * TRIANGLE_SUPPORT taps per axis are built from a window of `taps` taps per element and axis
+ * (the row's widest span, placed inside the kernel): a few scalar FMAs per element instead of
+ * a full-size contraction, with the same trip counts for every element of the row (no
+ * mispredicted branches). Wider rows take the dense path. Window values are computed as in
+ * profile(), so the taps the window leaves out are exactly the dense path's zeros.
+ * Per-element quantities are stored structure-of-arrays (element k; window tap t at t * K + k)
+ * so the loops over elements vectorise; only each element's scatter / gather is scalar. */
+#define TRIANGLE_SUPPORT 8
+
+typedef struct {
+    REAL *pos, *sig, *sum, *v; /* (K); v: (TRIANGLE_SUPPORT, K) */
+    int *lo;                   /* (K) first tap of the window */
+    int taps;                  /* window width of the row */
+} FN(Taps);
+
+static size_t FN(taps_scalars)(int K) { return (size_t)K * (4 + TRIANGLE_SUPPORT); }
+
+static void FN(taps_bind)(REAL *buffer, int K, FN(Taps) *ax) {
+    ax->pos = buffer, ax->sig = ax->pos + K, ax->sum = ax->sig + K;
+    ax->lo = (int *)(ax->sum + K);
+    ax->v = ax->sum + 2 * K;
+}
+
+/* Windows of the K elements of one row on one axis of `size` taps (P, SIG: that component's
+ * K values); 0 when an element may span more than TRIANGLE_SUPPORT taps. Indices are clamped
+ * in int, so no input (NaN, huge positions) indexes outside the kernel. */
+static int FN(triangle_axis_taps)(const REAL *restrict P, const REAL *restrict SIG, REAL half,
+                                  REAL sig_floor, int K, int size, FN(Taps) *ax) {
+    REAL *restrict pos_ = ax->pos, *restrict sig_ = ax->sig, *restrict sum_ = ax->sum;
+    REAL *restrict first = ax->sum, *restrict count = ax->v; /* scratch, overwritten below */
+    int *restrict lo_ = ax->lo;
+    REAL widest = 0;
+    for (int k = 0; k < K; ++k) {
+        REAL pos = P[k] + half, sig = FABS(SIG[k]) + sig_floor;
+        /* positive on pos - sig < g < pos + sig; pos -/+ sig is rounded, so a boundary tap
+         * whose value is positive is added */
+        REAL lo = FLOOR(pos - sig) + 1, hi = CEIL(pos + sig) - 1;
+        lo -= sig - FABS(lo - 1 - pos) > 0 ? 1 : 0;
+        hi += sig - FABS(hi + 1 - pos) > 0 ? 1 : 0;
+        lo = lo > 0 ? lo : 0;
+        hi = hi < (REAL)(size - 1) ? hi : (REAL)(size - 1);
+        pos_[k] = pos, sig_[k] = sig, first[k] = lo, count[k] = hi - lo + 1;
+        widest = widest > sig ? widest : sig;
+    }
+    /* wide, or inf (fast-math may drop NaN checks: NaN rows stay in bounds, clamped below) */
+    if (!(widest < (REAL)(TRIANGLE_SUPPORT / 2))) return 0;
+    int taps = 1;
+    for (int k = 0; k < K; ++k) {
+        int n = (int)count[k];
+        taps = taps > n ? taps : n;
+    }
+    if (taps > TRIANGLE_SUPPORT || taps > size) return 0;
+    for (int k = 0; k < K; ++k) {
+        int lo = (int)first[k];
+        lo = lo > size - taps ? size - taps : lo;
+        lo_[k] = lo < 0 ? 0 : lo;
+    }
+    ax->taps = taps;
+    for (int k = 0; k < K; ++k) sum_[k] = 0;
+    for (int t = 0; t < taps; ++t) {
+        REAL *restrict v = ax->v + (int64_t)t * K;
+        for (int k = 0; k < K; ++k) {
+            REAL value = sig_[k] - FABS((REAL)(lo_[k] + t) - pos_[k]);
+            value = value > 0 ? value : 0;
+            v[k] = value;
+            sum_[k] += value;
+        }
+    }
+    return 1;
+}
+
+/* Windows of row r on both axes; 0 when the row needs the dense path. */
+static int FN(triangle_row_taps)(const REAL *P, const REAL *SIG, int64_t R, int K, int S0,
+                                 int S1, int comp0, int comp1, REAL half0, REAL half1,
+                                 REAL sig_floor, int64_t r, FN(Taps) *a, FN(Taps) *b) {
+    const int64_t rk = r * K, plane = R * K;
+    return FN(triangle_axis_taps)(P + comp0 * plane + rk, SIG + comp0 * plane + rk, half0,
+                                  sig_floor, K, S0, a) &&
+           FN(triangle_axis_taps)(P + comp1 * plane + rk, SIG + comp1 * plane + rk, half1,
+                                  sig_floor, K, S1, b);
+}
+
+/* The scatter (forward) and gather (backward) of every element's na x nb window, inlined
+ * with constant nb for the common widths. */
+static inline __attribute__((always_inline)) void FN(triangle_scatter)(
+        const FN(Taps) *a, const FN(Taps) *b, const REAL *restrict scale, int K, int S1,
+        int na, int nb, REAL *restrict out) {
+    for (int k = 0; k < K; ++k) {
+        REAL *o = out + (int64_t)a->lo[k] * S1 + b->lo[k];
+        for (int i = 0; i < na; ++i, o += S1) {
+            REAL lead = a->v[(int64_t)i * K + k] * scale[k];
+            for (int j = 0; j < nb; ++j) o[j] += lead * b->v[(int64_t)j * K + k];
+        }
+    }
+}
+
+/* part0 (na, K) / part1 (nb, K): d loss / d tap value on each axis (the other axis's taps
+ * contracted); grad_scale (K): d loss / d (weight / normaliser). */
+static inline __attribute__((always_inline)) void FN(triangle_gather)(
+        const FN(Taps) *a, const FN(Taps) *b, const REAL *restrict grad, int K, int S1,
+        int na, int nb, REAL *restrict part0, REAL *restrict part1,
+        REAL *restrict grad_scale) {
+    for (int k = 0; k < K; ++k) {
+        const REAL *g = grad + (int64_t)a->lo[k] * S1 + b->lo[k];
+        REAL bv[TRIANGLE_SUPPORT], pb[TRIANGLE_SUPPORT], total = 0;
+        for (int j = 0; j < nb; ++j) bv[j] = b->v[(int64_t)j * K + k], pb[j] = 0;
+        for (int i = 0; i < na; ++i, g += S1) {
+            const REAL ai = a->v[(int64_t)i * K + k];
+            REAL sum = 0;
+            for (int j = 0; j < nb; ++j) {
+                sum += g[j] * bv[j];
+                pb[j] += g[j] * ai;
+            }
+            part0[(int64_t)i * K + k] = sum;
+            total += sum * ai;
+        }
+        for (int j = 0; j < nb; ++j) part1[(int64_t)j * K + k] = pb[j];
+        grad_scale[k] = total;
+    }
+}
+
+#define TRIANGLE_BY_WIDTH(call, nb)                                                      \
+    switch (nb) {                                                                        \
+        case 1: call(1); break;                                                          \
+        case 2: call(2); break;                                                          \
+        case 3: call(3); break;                                                          \
+        case 4: call(4); break;                                                          \
+        default: call(nb);                                                               \
+    }
+
+/* kernel row r (out, `area` scalars) from its windows; scale: K scalars of work space. */
+static void FN(triangle_forward_row)(const REAL *restrict weight, int K, int S1,
+                                     const FN(Taps) *a, const FN(Taps) *b,
+                                     REAL *restrict scale, REAL *restrict out, size_t area) {
+    memset(out, 0, sizeof(REAL) * area);
+    for (int k = 0; k < K; ++k)
+        scale[k] = weight[k] / (a->sum[k] * b->sum[k] + NORMALISATION_EPS);
+    const int na = a->taps;
+#define SCATTER(NB) FN(triangle_scatter)(a, b, scale, K, S1, na, NB, out)
+    TRIANGLE_BY_WIDTH(SCATTER, b->taps)
+#undef SCATTER
+}
+
+/* d loss / d (position, width) of the K elements on one axis: the dense path's arithmetic
+ * (axis_backward) over the window, vectorised over elements. part: d loss / d tap, (taps, K);
+ * rest: K values added to each; acc_pos / acc_sig: K outputs. */
+static void FN(triangle_axis_backward)(const FN(Taps) *ax, const REAL *restrict part,
+                                       const REAL *restrict rest, const REAL *restrict scale,
+                                       int K, REAL *restrict acc_pos, REAL *restrict acc_sig) {
+    for (int k = 0; k < K; ++k) acc_pos[k] = acc_sig[k] = 0;
+    for (int t = 0; t < ax->taps; ++t) {
+        const REAL *restrict v = ax->v + (int64_t)t * K, *restrict pt = part + (int64_t)t * K;
+        for (int k = 0; k < K; ++k) {
+            REAL offset = (REAL)(ax->lo[k] + t) - ax->pos[k];
+            REAL active = v[k] > 0 ? rest[k] + pt[k] * scale[k] : 0;
+            acc_sig[k] += active;
+            acc_pos[k] += offset > 0 ? active : (offset < 0 ? -active : 0);
+        }
+    }
+}
+
+/* d loss / d (weight, P, SIG) of row r (grad: its d loss / d kernel) from its windows; work:
+ * (2 TRIANGLE_SUPPORT + 8) K scalars. */
+static void FN(triangle_backward_row)(const REAL *weight, const REAL *SIG, const REAL *grad,
+                                      REAL *grad_weight, REAL *grad_P, REAL *grad_SIG,
+                                      int64_t R, int K, int S1, int comp0, int comp1, int64_t r,
+                                      const FN(Taps) *a, const FN(Taps) *b, REAL *work) {
+    const int64_t rk = r * K, plane = R * K;
+    REAL *part0 = work, *part1 = part0 + (size_t)TRIANGLE_SUPPORT * K;
+    REAL *scale = part1 + (size_t)TRIANGLE_SUPPORT * K, *rest0 = scale + K, *rest1 = rest0 + K;
+    REAL *grad_scale = rest1 + K, *acc = grad_scale + K; /* acc: 4 K, both axes' sums */
+    const int na = a->taps;
+#define GATHER(NB) FN(triangle_gather)(a, b, grad, K, S1, na, NB, part0, part1, grad_scale)
+    TRIANGLE_BY_WIDTH(GATHER, b->taps)
+#undef GATHER
+    for (int k = 0; k < K; ++k) {
+        REAL norm = a->sum[k] * b->sum[k] + NORMALISATION_EPS;
+        scale[k] = weight[rk + k] / norm;
+        REAL grad_norm = -grad_scale[k] * scale[k] / norm;
+        grad_weight[rk + k] = grad_scale[k] / norm;
+        rest0[k] = grad_norm * b->sum[k];
+        rest1[k] = grad_norm * a->sum[k];
+    }
+    FN(triangle_axis_backward)(a, part0, rest0, scale, K, acc, acc + K);
+    FN(triangle_axis_backward)(b, part1, rest1, scale, K, acc + 2 * K, acc + 3 * K);
+    for (int k = 0; k < K; ++k) {
+        /* d |SIG| / d SIG = sign(SIG) */
+        REAL s0 = SIG[comp0 * plane + rk + k], s1 = SIG[comp1 * plane + rk + k];
+        grad_P[comp0 * plane + rk + k] = acc[k];
+        grad_P[comp1 * plane + rk + k] = acc[2 * K + k];
+        grad_SIG[comp0 * plane + rk + k] = s0 > 0 ? acc[K + k] : (s0 < 0 ? -acc[K + k] : 0);
+        grad_SIG[comp1 * plane + rk + k] =
+            s1 > 0 ? acc[3 * K + k] : (s1 < 0 ? -acc[3 * K + k] : 0);
+    }
+}
+
+/* Work space of the triangle rows: taps of both axes and the backward's partial sums. */
+typedef struct {
+    REAL *buffer, *work; /* buffer NULL: not a triangle (no compact rows) */
+    FN(Taps) a, b;
+} Triangle;
+
+/* 0 when the buffer could not be allocated. */
+static int FN(triangle_alloc)(int version, int K, Triangle *tri) {
+    tri->buffer = NULL;
+    if (version != VERSION_MAX) return 1;
+    size_t taps = FN(taps_scalars)(K);
+    tri->buffer = malloc(sizeof(REAL) * (2 * taps + (size_t)(2 * TRIANGLE_SUPPORT + 8) * K));
+    if (!tri->buffer) return 0;
+    FN(taps_bind)(tri->buffer, K, &tri->a);
+    FN(taps_bind)(tri->buffer + taps, K, &tri->b);
+    tri->work = tri->buffer + 2 * taps;
+    return 1;
+}
+
 /* kernel[r] = sum_k (scale[k] * prof0[k]) (outer) prof1[k], rows [r0, r1). */
 static int dense_forward_rows(const REAL *weight, const REAL *P, const REAL *SIG, REAL *kernel,
-                      int64_t R, int K, int S0, int S1, int comp0, int comp1, REAL half0,
-                      REAL half1, REAL sig_floor, int version, int64_t r0, int64_t r1) {
+                      REAL *saved, int64_t R, int K, int S0, int S1, int comp0, int comp1,
+                      REAL half0, REAL half1, REAL sig_floor, int version, int64_t r0,
+                      int64_t r1) {
     Profiles pr;
     vec *acc;
     vec *work = alloc_profiles(K, S0, S1, (size_t)S0 * lanes_up(S1), &pr, &acc);
-    if (!work) return 1;
+    Triangle tri;
+    if (!work || !FN(triangle_alloc)(version, K, &tri)) {
+        free(work);
+        return 1;
+    }
     for (int64_t r = r0; r < r1; ++r) {
-        row_profiles(weight, P, SIG, R, comp0, comp1, half0, half1, sig_floor, version, r,
+        if (tri.buffer && FN(triangle_row_taps)(P, SIG, R, K, S0, S1, comp0, comp1, half0,
+                                                half1, sig_floor, r, &tri.a, &tri.b)) {
+            FN(triangle_forward_row)(weight + r * K, K, S1, &tri.a, &tri.b, tri.work,
+                                     kernel + r * S0 * S1, (size_t)S0 * S1);
+            continue;
+        }
+        if (saved) /* the axis-1 profiles are computed into the saved buffer */
+            saved_axis1(saved, R, K, pr.V1, r, &pr);
+        row_profiles(weight, P, SIG, R, comp0, comp1, half0, half1, sig_floor, version, r, 0,
                      &pr);
         /* kernel row i = sum_k scale[k] * prof0[k][i] * prof1[k] */
         matvecs(acc, S0, pr.V1, (const REAL *)pr.prof0, 1, (int64_t)pr.V0 * LANES, pr.scale,
@@ -219,7 +517,7 @@ static int dense_forward_rows(const REAL *weight, const REAL *P, const REAL *SIG
         for (int i = 0; i < S0; ++i)
             memcpy(out + (int64_t)i * S1, acc + (int64_t)i * pr.V1, sizeof(REAL) * S1);
     }
-    free(work);
+    free(work), free(tri.buffer);
     return 0;
 }
 
@@ -257,7 +555,7 @@ static inline void axis_backward(const REAL *restrict prof, const REAL *restrict
 }
 
 static int dense_backward_rows(const REAL *weight, const REAL *P, const REAL *SIG,
-                       const REAL *grad_kernel, REAL *grad_weight, REAL *grad_P,
+                       const REAL *grad_kernel, REAL *saved, REAL *grad_weight, REAL *grad_P,
                        REAL *grad_SIG, int64_t R, int K, int S0, int S1, int comp0, int comp1,
                        REAL half0, REAL half1, REAL sig_floor, int version, int64_t r0,
                        int64_t r1) {
@@ -267,14 +565,26 @@ static int dense_backward_rows(const REAL *weight, const REAL *P, const REAL *SI
     /* grad row padded (S0, V1) and transposed (S1, V0); partials (K, V0) and (K, V1) */
     vec *work = alloc_profiles(K, S0, S1, (size_t)S0 * V1 + (size_t)S1 * V0 +
                                (size_t)K * (V0 + V1), &pr, &extra);
-    if (!work) return 1;
+    Triangle tri;
+    if (!work || !FN(triangle_alloc)(version, K, &tri)) {
+        free(work);
+        return 1;
+    }
     vec *grad_rows = extra, *grad_cols = grad_rows + (size_t)S0 * V1;
     vec *part0 = grad_cols + (size_t)S1 * V0, *part1 = part0 + (size_t)K * V0;
     memset(grad_rows, 0, sizeof(vec) * ((size_t)S0 * V1 + (size_t)S1 * V0));
     const int64_t plane = R * K;
     for (int64_t r = r0; r < r1; ++r) {
+        if (tri.buffer && FN(triangle_row_taps)(P, SIG, R, K, S0, S1, comp0, comp1, half0,
+                                                half1, sig_floor, r, &tri.a, &tri.b)) {
+            FN(triangle_backward_row)(weight, SIG, grad_kernel + r * S0 * S1, grad_weight,
+                                      grad_P, grad_SIG, R, K, S1, comp0, comp1, r, &tri.a,
+                                      &tri.b, tri.work);
+            continue;
+        }
+        if (saved) saved_axis1(saved, R, K, V1, r, &pr);
         row_profiles(weight, P, SIG, R, comp0, comp1, half0, half1, sig_floor, version, r,
-                     &pr);
+                     saved != NULL, &pr);
         const REAL *grad = grad_kernel + r * S0 * S1;
         for (int i = 0; i < S0; ++i) {
             memcpy(grad_rows + (int64_t)i * V1, grad + (int64_t)i * S1, sizeof(REAL) * S1);
@@ -314,7 +624,7 @@ static int dense_backward_rows(const REAL *weight, const REAL *P, const REAL *SI
             grad_SIG[comp1 * plane + rk + k] = gs1;
         }
     }
-    free(work);
+    free(work), free(tri.buffer);
     return 0;
 }
 
@@ -433,23 +743,26 @@ static int bilinear_backward_rows(const REAL *weight, const REAL *P, const REAL 
 #endif
 
 /* Each returns 0, or 1 when a work buffer could not be allocated. */
+/* saved: NULL, or a 32-byte aligned buffer of R K (V1 LANES + 1) scalars that receives the
+ * axis-1 profiles for dense_backward (see saved_axis1). */
 int FN(dense_forward)(const REAL *weight, const REAL *P, const REAL *SIG, REAL *kernel,
-                      int64_t R, int K, int S0, int S1, int comp0, int comp1, REAL half0,
-                      REAL half1, REAL sig_floor, int version, int nthreads) {
+                      REAL *saved, int64_t R, int K, int S0, int S1, int comp0, int comp1,
+                      REAL half0, REAL half1, REAL sig_floor, int version, int nthreads) {
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
         THREAD_RANGE(R, lo, hi);
         FTZ_BEGIN;
-        failed |= dense_forward_rows(weight, P, SIG, kernel, R, K, S0, S1, comp0, comp1, half0,
-                                     half1, sig_floor, version, lo, hi);
+        failed |= dense_forward_rows(weight, P, SIG, kernel, saved, R, K, S0, S1, comp0, comp1,
+                                     half0, half1, sig_floor, version, lo, hi);
         FTZ_END;
     }
     return failed;
 }
 
+/* saved: NULL (profiles recomputed) or the buffer dense_forward filled. */
 int FN(dense_backward)(const REAL *weight, const REAL *P, const REAL *SIG,
-                       const REAL *grad_kernel, REAL *grad_weight, REAL *grad_P,
+                       const REAL *grad_kernel, REAL *saved, REAL *grad_weight, REAL *grad_P,
                        REAL *grad_SIG, int64_t R, int K, int S0, int S1, int comp0, int comp1,
                        REAL half0, REAL half1, REAL sig_floor, int version, int nthreads) {
     int failed = 0;
@@ -457,7 +770,7 @@ int FN(dense_backward)(const REAL *weight, const REAL *P, const REAL *SIG,
     {
         THREAD_RANGE(R, lo, hi);
         FTZ_BEGIN;
-        failed |= dense_backward_rows(weight, P, SIG, grad_kernel, grad_weight, grad_P,
+        failed |= dense_backward_rows(weight, P, SIG, grad_kernel, saved, grad_weight, grad_P,
                                       grad_SIG, R, K, S0, S1, comp0, comp1, half0, half1,
                                       sig_floor, version, lo, hi);
         FTZ_END;
