@@ -211,6 +211,18 @@ def _add_bias_in_spectrum(yf: Tensor, bias: Tensor, lengths: Sequence[int]) -> N
     yf[(slice(None), slice(None)) + (0, ) * len(lengths)] += bias * math.prod(lengths)
 
 
+def _irfft_region(spectrum: Tensor, lengths: Sequence[int], region: Sequence[slice]) -> Tensor:
+    """``irfftn(spectrum, s=lengths)[..., *region]`` over the trailing axes. In 2-D the column
+    pass runs first and the row pass only on the rows kept (a kernel gradient keeps 23 of
+    ~108): the same arithmetic, a fraction of the second pass and of its input copy."""
+    index = (Ellipsis, ) + tuple(region)
+    if len(lengths) != 2:
+        return torch.fft.irfftn(spectrum, s=tuple(lengths),
+                                dim=tuple(range(-len(lengths), 0)))[index]
+    rows = torch.fft.ifft(spectrum, dim=-2)[..., region[0], :]
+    return torch.fft.irfft(rows, n=lengths[1], dim=-1)[..., region[1]]
+
+
 def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     """The conjugated real FFT of ``kernel`` (C_out, C_in / groups, *k) zero-padded to
     ``lengths``, in float32 (float64 for float64 kernels): what :func:`conv_fft` multiplies
@@ -219,7 +231,13 @@ def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     ndim = kernel.dim() - 2
     with torch.autocast(kernel.device.type, enabled=False):
         k = kernel.to(_fft_compute_dtype(kernel.dtype))
-        spectrum = torch.fft.rfftn(k, s=tuple(lengths), dim=tuple(range(-ndim, 0)))
+        if ndim == 2:
+            # row transforms of the kernel's k0 rows only, then the column transforms (the
+            # zero rows of the padding transform to zeros): ~30% less than rfftn
+            spectrum = torch.fft.fft(torch.fft.rfft(k, n=lengths[1], dim=-1), n=lengths[0],
+                                     dim=-2)
+        else:
+            spectrum = torch.fft.rfftn(k, s=tuple(lengths), dim=tuple(range(-ndim, 0)))
         # physical conjugate: products with a lazily conjugated operand copy it every call
         return torch.conj_physical(spectrum)
 
@@ -244,11 +262,10 @@ class _DepthwiseFFT(torch.autograd.Function):
         yf = xf * kf
         if bias is not None:
             _add_bias_in_spectrum(yf, bias, lengths)
-        y = torch.fft.irfftn(yf, s=lengths, dim=dims)
         ctx.save_for_backward(xf, kf)
         ctx.geometry = (tuple(spatial), tuple(kernel.shape[2:]), padding, lengths, full)
         ctx.has_bias = bias is not None
-        return y[(Ellipsis, ) + tuple(slice(0, f) for f in full)]
+        return _irfft_region(yf, lengths, [slice(0, f) for f in full])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -260,13 +277,11 @@ class _DepthwiseFFT(torch.autograd.Function):
         gf = torch.fft.rfftn(F.pad(grad_y, [q for L, f in zip(reversed(lengths), reversed(full))
                                             for q in (0, L - f)]), dim=dims)
         if ctx.needs_input_grad[0]:
-            grad_pad = torch.fft.irfftn(gf * kf.conj(), s=lengths, dim=dims)
-            grad_x = grad_pad[(Ellipsis, ) + tuple(slice(p, p + s)
-                                                   for p, s in zip(padding, spatial))]
+            grad_x = _irfft_region(gf * kf.conj(), lengths,
+                                   [slice(p, p + s) for p, s in zip(padding, spatial)])
         if ctx.needs_input_grad[1]:
             cross = (xf * gf.conj_physical_()).sum(0)  # gf is not needed any more
-            grad_kernel = torch.fft.irfftn(cross, s=lengths, dim=dims)
-            grad_kernel = grad_kernel[(Ellipsis, ) + tuple(slice(0, k) for k in ksize)]
+            grad_kernel = _irfft_region(cross, lengths, [slice(0, k) for k in ksize])
             grad_kernel = grad_kernel.unsqueeze(1).contiguous()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_y.sum((0, ) + dims)
@@ -320,9 +335,7 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
         yf = yf.reshape(n, c_out, *freq)
         if bias is not None and in_place:
             _add_bias_in_spectrum(yf, bias.to(compute), lengths)
-        y = torch.fft.irfftn(yf, s=lengths, dim=dims)
-        index = tuple(slice(0, f, st) for f, st in zip(full, stride))
-        y = y[(Ellipsis, ) + index]
+        y = _irfft_region(yf, lengths, [slice(0, f, st) for f, st in zip(full, stride)])
         if bias is not None and not in_place:
             y = y + bias.to(compute).view(1, -1, *(1, ) * ndim)
     return y.to(out_dtype)
