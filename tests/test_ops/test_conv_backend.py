@@ -388,3 +388,15 @@ def test_heuristic_native_in_training():
                               nonzero_taps=108) == 'native'
         assert heuristic_algo((1, c, side, side), (c, 1, 23, 23), (1, 1), (11, 11), c,
                               nonzero_taps=529) == 'fft'
+
+
+def test_nonzero_taps_remembered_on_weights_until_modified():
+    weight = torch.nn.Parameter(torch.zeros(4, 1, 5, 5))
+    with torch.no_grad():
+        weight[:, :, 2, 2] = 1
+    assert conv_backend._mean_nonzero_taps(weight) == 1
+    with torch.no_grad():
+        weight[:, :, 0, :] = 1  # in place: the version changes
+    assert conv_backend._mean_nonzero_taps(weight) == 6
+    built = weight * 2  # not a leaf (a constructed DCLS kernel): counted every call
+    assert conv_backend._mean_nonzero_taps(built) == 6 and not hasattr(built, '_mmdcls_nonzero_taps')
