@@ -603,7 +603,9 @@ class _ConstructKernel(torch.autograd.Function):
 class _ConstructNative2d(torch.autograd.Function):
     """Every version for 2-D kernels on CPU through the fused C library of
     :mod:`mmdcls.ops.native` (same arithmetic as the torch classes above, row by row in cache);
-    backward recomputes each row's interpolation. Takes the parameters in their own shapes
+    backward recomputes each row's interpolation (the Gaussian's axis-0 half only, when the
+    forward kept the axis-1 profiles: see ``native.SAVED_PROFILES_MAX_RATIO``). Takes the
+    parameters in their own shapes
     (weight (out, in / groups, K), P / SIG (2, out, in / groups, K)) and returns the kernel
     (out, in / groups, S0, S1): no view nodes around it in the autograd graph, whose per-node
     cost is a noticeable part of a ~1 ms construction."""
