@@ -66,11 +66,6 @@ typedef REAL vec __attribute__((vector_size(32)));
 
 static inline int lanes_up(int n) { return (n + LANES - 1) / LANES; }
 
-/* One element's profile on one axis: prof[g] for g < size, zeros up to padded (a multiple of
- * LANES); returns the sum. The Gaussian's exp runs over whole vectors (no remainder calls
- * of libmvec) and is summed in a separate loop, which keeps the exp loop vectorised (measured
- * faster than masking the padding). The triangle masks its padding (narrow stores re-read by
- * vector loads stall on store forwarding) and writes and sums in one pass. */
 #ifndef REAL_IS_DOUBLE
 typedef int32_t ivec __attribute__((vector_size(32)));
 
@@ -97,6 +92,12 @@ static inline vec exp_nonpositive(vec x) {
 }
 #endif
 
+/* One element's profile on one axis: prof[g] for g < size, zeros up to padded (a multiple of
+ * LANES); returns the sum. float32 Gaussians run whole vectors through an inline exp
+ * (exp_nonpositive) and mask the padding in registers; float64 ones call libmvec over whole
+ * vectors, then zero the padding and sum with vector operations. The triangle masks its
+ * padding and writes and sums in one pass. Padding is never written with narrow stores: the
+ * vector loads that read it back would stall on store forwarding. */
 static inline REAL profile(REAL pos, REAL sig, int size, int padded, int version,
                            REAL *restrict prof) {
 #ifndef REAL_IS_DOUBLE
