@@ -743,22 +743,27 @@ static int bilinear_backward_rows(const REAL *weight, const REAL *P, const REAL 
 #define THREAD_RANGE(R, lo, hi) int64_t lo = 0, hi = (R)
 #endif
 
-/* Each returns 0, or 1 when a work buffer could not be allocated. */
+/* Body of every entry point: `rows_call` (which uses lo / hi) on disjoint row ranges of `R`
+ * rows over `nthreads` OpenMP threads, denormals flushed; 0, or 1 when a work buffer could
+ * not be allocated. */
+#define OVER_ROW_RANGES(R, rows_call)                                                    \
+    int failed = 0;                                                                      \
+    _Pragma("omp parallel num_threads(nthreads) reduction(| : failed)")                  \
+    {                                                                                    \
+        THREAD_RANGE(R, lo, hi);                                                         \
+        FTZ_BEGIN;                                                                       \
+        failed |= rows_call;                                                             \
+        FTZ_END;                                                                         \
+    }                                                                                    \
+    return failed
+
 /* saved: NULL, or a 32-byte aligned buffer of R K (V1 LANES + 1) scalars that receives the
  * axis-1 profiles for dense_backward (see saved_axis1). */
 int FN(dense_forward)(const REAL *weight, const REAL *P, const REAL *SIG, REAL *kernel,
                       REAL *saved, int64_t R, int K, int S0, int S1, int comp0, int comp1,
                       REAL half0, REAL half1, REAL sig_floor, int version, int nthreads) {
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
-    {
-        THREAD_RANGE(R, lo, hi);
-        FTZ_BEGIN;
-        failed |= dense_forward_rows(weight, P, SIG, kernel, saved, R, K, S0, S1, comp0, comp1,
-                                     half0, half1, sig_floor, version, lo, hi);
-        FTZ_END;
-    }
-    return failed;
+    OVER_ROW_RANGES(R, dense_forward_rows(weight, P, SIG, kernel, saved, R, K, S0, S1, comp0,
+                                          comp1, half0, half1, sig_floor, version, lo, hi));
 }
 
 /* saved: NULL (profiles recomputed) or the buffer dense_forward filled. */
@@ -766,46 +771,23 @@ int FN(dense_backward)(const REAL *weight, const REAL *P, const REAL *SIG,
                        const REAL *grad_kernel, REAL *saved, REAL *grad_weight, REAL *grad_P,
                        REAL *grad_SIG, int64_t R, int K, int S0, int S1, int comp0, int comp1,
                        REAL half0, REAL half1, REAL sig_floor, int version, int nthreads) {
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
-    {
-        THREAD_RANGE(R, lo, hi);
-        FTZ_BEGIN;
-        failed |= dense_backward_rows(weight, P, SIG, grad_kernel, saved, grad_weight, grad_P,
-                                      grad_SIG, R, K, S0, S1, comp0, comp1, half0, half1,
-                                      sig_floor, version, lo, hi);
-        FTZ_END;
-    }
-    return failed;
+    OVER_ROW_RANGES(R, dense_backward_rows(weight, P, SIG, grad_kernel, saved, grad_weight,
+                                           grad_P, grad_SIG, R, K, S0, S1, comp0, comp1, half0,
+                                           half1, sig_floor, version, lo, hi));
 }
 
 int FN(bilinear_forward)(const REAL *weight, const REAL *P, REAL *kernel, int64_t R, int K,
                          int S0, int S1, int comp0, int comp1, REAL half0, REAL half1,
                          int version, int nthreads) {
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
-    {
-        THREAD_RANGE(R, lo, hi);
-        FTZ_BEGIN;
-        failed |= bilinear_forward_rows(weight, P, kernel, R, K, S0, S1, comp0, comp1, half0,
-                                        half1, version, lo, hi);
-        FTZ_END;
-    }
-    return failed;
+    OVER_ROW_RANGES(R, bilinear_forward_rows(weight, P, kernel, R, K, S0, S1, comp0, comp1,
+                                             half0, half1, version, lo, hi));
 }
 
 int FN(bilinear_backward)(const REAL *weight, const REAL *P, const REAL *grad_kernel,
                           REAL *grad_weight, REAL *grad_P, int64_t R, int K, int S0, int S1,
                           int comp0, int comp1, REAL half0, REAL half1, int version,
                           int nthreads) {
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
-    {
-        THREAD_RANGE(R, lo, hi);
-        FTZ_BEGIN;
-        failed |= bilinear_backward_rows(weight, P, grad_kernel, grad_weight, grad_P, R, K, S0,
-                                         S1, comp0, comp1, half0, half1, version, lo, hi);
-        FTZ_END;
-    }
-    return failed;
+    OVER_ROW_RANGES(R, bilinear_backward_rows(weight, P, grad_kernel, grad_weight, grad_P, R,
+                                              K, S0, S1, comp0, comp1, half0, half1, version,
+                                              lo, hi));
 }
