@@ -611,7 +611,7 @@ class _ConstructNative2d(torch.autograd.Function):
     cost is a noticeable part of a ~1 ms construction."""
 
     @staticmethod
-    def forward(ctx, weight, P, SIG, sizes, version):
+    def forward(ctx, weight, P, SIG, sizes, version, grad_needed):
         weight, P = weight.contiguous(), P.contiguous()
         components = position_axes(version, 2)
         layout = [components.index(axis) for axis in range(2)]
@@ -620,7 +620,7 @@ class _ConstructNative2d(torch.autograd.Function):
             SIG = SIG.contiguous()
             # Gaussian profiles (an exp per tap) are the main cost: the backward reuses the
             # forward's axis-1 half when that memory stays small next to the kernel
-            save = version == 'gauss' and native.saved_profiles_size(
+            save = grad_needed and version == 'gauss' and native.saved_profiles_size(
                 sizes, weight.shape[-1], weight.dtype) <= (
                     native.SAVED_PROFILES_MAX_RATIO * sizes[0] * sizes[1])
             kernel, saved = native.dense_forward(weight, P, SIG, sizes, layout,
@@ -640,11 +640,11 @@ class _ConstructNative2d(torch.autograd.Function):
             grads = native.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
                                           _SIGMA_FLOOR[ctx.version], ctx.version, ctx.saved)
             ctx.saved = None
-            return (*grads, None, None)
+            return (*grads, None, None, None)
         weight, P = ctx.saved_tensors
         grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout,
                                          ctx.version)
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)
 
 
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
@@ -689,7 +689,9 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
     if (P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
             and native.usable(weight, sizes)):
         # C code: autocast does not apply; float32 / float64 parameters as they are
-        return _ConstructNative2d.apply(weight, P, SIG, sizes, version)
+        grad_needed = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (weight, P, SIG))
+        return _ConstructNative2d.apply(weight, P, SIG, sizes, version, grad_needed)
     with torch.autocast(device_type=weight.device.type, enabled=False):
         dtype = torch.promote_types(weight.dtype, torch.float32)
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)

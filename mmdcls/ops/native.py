@@ -204,7 +204,7 @@ SAVED_PROFILES_MAX_RATIO = 1.5
 def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.dtype) -> int:
     """Scalars per kernel row of the axis-1 profiles dense_forward can save: padded profiles
     (whole 32-byte vectors) and their sums."""
-    lanes = 32 // torch.empty((), dtype=dtype).element_size()
+    lanes = 32 // dtype.itemsize
     return kernel_count * (-(-sizes[1] // lanes) * lanes + 1)
 
 
@@ -221,6 +221,9 @@ def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int]
     if save_profiles:
         saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1],
                                                             weight.dtype))
+        if saved.data_ptr() % 32:  # the C code reads it as 32-byte vectors
+            raise RuntimeError(f'mmdcls: profile buffer at {saved.data_ptr():#x} is not '
+                               f'32-byte aligned')
     _run('dense_forward', weight.dtype, rows,
          [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), kernel.data_ptr(),
           None if saved is None else saved.data_ptr(),

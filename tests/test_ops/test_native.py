@@ -152,3 +152,21 @@ def test_build_is_cached_by_content(fresh_library):
     assert native.library() is not None
     built = sorted(p.name for p in fresh_library.iterdir())
     assert len(built) == 1 and built[0].startswith('construct_2d-') and built[0].endswith('.so')
+
+
+def test_gaussian_profiles_kept_for_backward_only_when_training():
+    """The Gaussian forward keeps its axis-1 profiles (1.23x the kernel for 23x23 / 26) only
+    when a backward can follow."""
+    if native.library() is None:
+        pytest.skip(f'fused construction unavailable: {native._failure}')
+    from mmdcls.utils.profiling import peak_cpu_bytes
+    weight, P, SIG = parameters('gauss', (23, 23), 26, torch.float32, rows=64)
+    kernel_bytes = 64 * 23 * 23 * 4
+
+    def extra():
+        return peak_cpu_bytes(lambda: construct_kernel(weight, P, SIG, (23, 23), 'gauss')
+                              ) / kernel_bytes - 1
+
+    assert 1.0 < extra() < 1.5
+    with torch.no_grad():
+        assert extra() < 0.1
