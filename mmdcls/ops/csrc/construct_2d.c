@@ -93,33 +93,12 @@ static inline vec exp_nonpositive(vec x) {
 #endif
 
 /* One element's profile on one axis: prof[g] for g < size, zeros up to padded (a multiple of
- * LANES); returns the sum. float32 Gaussians run whole vectors through an inline exp
- * (exp_nonpositive) and mask the padding in registers; float64 ones call libmvec over whole
- * vectors, then zero the padding and sum with vector operations. The triangle masks its
- * padding and writes and sums in one pass. Padding is never written with narrow stores: the
- * vector loads that read it back would stall on store forwarding. */
+ * LANES); returns the sum. Gaussians (float64 here; float32 ones: gauss_axis_profiles) call
+ * libmvec over whole vectors, then zero the padding and sum with vector operations. The
+ * triangle masks its padding and writes and sums in one pass. Padding is never written with
+ * narrow stores: the vector loads that read it back would stall on store forwarding. */
 static inline REAL profile(REAL pos, REAL sig, int size, int padded, int version,
                            REAL *restrict prof) {
-#ifndef REAL_IS_DOUBLE
-    if (version == VERSION_GAUSS) {
-        vec *pv = (vec *)prof, sum = {0}, grid;
-        const int last = padded / LANES - 1;
-        const REAL inverse = (REAL)1 / sig;
-        for (int l = 0; l < LANES; ++l) grid[l] = (REAL)l;
-        for (int v = 0; v <= last; ++v, grid += (REAL)LANES) {
-            vec t = (grid - pos) * inverse;
-            vec e = t * t * (REAL)-0.5;
-            e = select_lanes(e < GAUSS_EXPONENT_FLOOR, e - e + GAUSS_EXPONENT_FLOOR, e);
-            vec p = exp_nonpositive(e);
-            if (v == last) p = select_lanes(grid < (REAL)size, p, p - p);
-            pv[v] = p;
-            sum += p;
-        }
-        REAL total = 0;
-        for (int l = 0; l < LANES; ++l) total += sum[l];
-        return total;
-    }
-#endif
     if (version == VERSION_GAUSS) {
         for (int g = 0; g < padded; ++g) {
             REAL t = ((REAL)g - pos) / sig;
@@ -159,12 +138,58 @@ static void *alloc_vectors(size_t count) {
     return aligned_alloc(32, count * sizeof(vec) > 0 ? count * sizeof(vec) : sizeof(vec));
 }
 
+#ifndef REAL_IS_DOUBLE
+/* float32 Gaussian profiles of K elements on one axis (P, SIG: that component's K values,
+ * prof: K x V vectors, padding masked in registers) and their sums. The loop holds only the
+ * inline exps, independent from one element to the next, so several are in flight; the sums
+ * follow in a second pass (20% faster forward than one element's profile and sum at a time). */
+static void gauss_axis_profiles(const REAL *restrict P, const REAL *restrict SIG, REAL half,
+                                REAL sig_floor, int K, int size, int V, vec *restrict prof,
+                                REAL *restrict sums) {
+    vec lanes;
+    for (int l = 0; l < LANES; ++l) lanes[l] = (REAL)l;
+    const vec tail = lanes + (REAL)((V - 1) * LANES);
+    for (int k = 0; k < K; ++k) {
+        const REAL pos = P[k] + half, inverse = (REAL)1 / (FABS(SIG[k]) + sig_floor);
+        vec *pk = prof + (int64_t)k * V;
+        for (int v = 0; v < V; ++v) {
+            vec t = (lanes + (REAL)(v * LANES) - pos) * inverse;
+            vec e = t * t * (REAL)-0.5;
+            e = select_lanes(e < GAUSS_EXPONENT_FLOOR, e - e + GAUSS_EXPONENT_FLOOR, e);
+            pk[v] = exp_nonpositive(e);
+        }
+        pk[V - 1] = select_lanes(tail < (REAL)size, pk[V - 1], pk[V - 1] - pk[V - 1]);
+    }
+    for (int k = 0; k < K; ++k) {
+        vec total = prof[(int64_t)k * V];
+        for (int v = 1; v < V; ++v) total += prof[(int64_t)k * V + v];
+        REAL s = 0;
+        for (int l = 0; l < LANES; ++l) s += total[l];
+        sums[k] = s;
+    }
+}
+#endif
+
 /* Profiles of all K elements of row r on both axes, their sums and scale = w / normaliser.
  * axis1_given: prof1 / sum1 already hold the row's axis-1 profiles (saved by the forward). */
 static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int64_t R,
                          int comp0, int comp1, REAL half0, REAL half1, REAL sig_floor,
                          int version, int64_t r, int axis1_given, Profiles *pr) {
     const int64_t rk = r * pr->K, plane = R * pr->K;
+#ifndef REAL_IS_DOUBLE
+    if (version == VERSION_GAUSS) {
+        gauss_axis_profiles(P + comp0 * plane + rk, SIG + comp0 * plane + rk, half0, sig_floor,
+                            pr->K, pr->S0, pr->V0, pr->prof0, pr->sum0);
+        if (!axis1_given)
+            gauss_axis_profiles(P + comp1 * plane + rk, SIG + comp1 * plane + rk, half1,
+                                sig_floor, pr->K, pr->S1, pr->V1, pr->prof1, pr->sum1);
+        for (int k = 0; k < pr->K; ++k) {
+            pr->norm[k] = pr->sum0[k] * pr->sum1[k] + NORMALISATION_EPS;
+            pr->scale[k] = weight[rk + k] / pr->norm[k];
+        }
+        return;
+    }
+#endif
     for (int k = 0; k < pr->K; ++k) {
         REAL pos0 = P[comp0 * plane + rk + k] + half0;
         REAL sig0 = FABS(SIG[comp0 * plane + rk + k]) + sig_floor;
