@@ -183,12 +183,7 @@ static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int
         if (!axis1_given)
             gauss_axis_profiles(P + comp1 * plane + rk, SIG + comp1 * plane + rk, half1,
                                 sig_floor, pr->K, pr->S1, pr->V1, pr->prof1, pr->sum1);
-        for (int k = 0; k < pr->K; ++k) {
-            pr->norm[k] = pr->sum0[k] * pr->sum1[k] + NORMALISATION_EPS;
-            pr->scale[k] = weight[rk + k] / pr->norm[k];
-        }
-        return;
-    }
+    } else
 #endif
     for (int k = 0; k < pr->K; ++k) {
         REAL pos0 = P[comp0 * plane + rk + k] + half0;
@@ -201,6 +196,8 @@ static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int
             pr->sum1[k] = profile(pos1, sig1, pr->S1, pr->V1 * LANES, version,
                                   (REAL *)(pr->prof1 + (int64_t)k * pr->V1));
         }
+    }
+    for (int k = 0; k < pr->K; ++k) {
         pr->norm[k] = pr->sum0[k] * pr->sum1[k] + NORMALISATION_EPS;
         pr->scale[k] = weight[rk + k] / pr->norm[k];
     }
