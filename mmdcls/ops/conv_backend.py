@@ -288,15 +288,79 @@ class _DepthwiseFFT(torch.autograd.Function):
         return grad_x, grad_kernel, grad_bias, None, None, None
 
 
+class _NativeDepthwiseFFT(torch.autograd.Function):
+    """Depthwise stride-1 FFT convolution of :mod:`mmdcls.ops.native` (transforms vectorised
+    across channels) with the gradients of :class:`_DepthwiseFFT`: d loss / d x from the same
+    spectra (convolution instead of correlation), d loss / d kernel by
+    :func:`mmdcls.ops.native.depthwise_fft_grad_kernel`. Saves x and the kernel's spectra.
+    x (N, C, H, W), kernel (C, 1, kh, kw), bias (C,) or None, float32 / float64."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, padding, lengths, full):
+        spectra = native.depthwise_fft_spectra(kernel, lengths)
+        ctx.save_for_backward(x, spectra)
+        ctx.geometry = (padding, lengths, tuple(kernel.shape[2:]))
+        ctx.has_bias = bias is not None
+        return native.depthwise_fft_filter(x, spectra, bias, padding, (0, 0), full, lengths)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, spectra = ctx.saved_tensors
+        padding, lengths, ksize = ctx.geometry
+        grad_y = grad_y.contiguous()
+        grad_x = grad_kernel = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = native.depthwise_fft_filter(grad_y, spectra, None, (0, 0), padding,
+                                                 x.shape[2:], lengths, conjugate=True)
+        if ctx.needs_input_grad[1]:
+            grad_kernel = native.depthwise_fft_grad_kernel(x, grad_y, padding, ksize, lengths)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_y.sum((0, 2, 3))
+        return grad_x, grad_kernel, grad_bias, None, None, None
+
+
+def kernel_spectrum_for(kernel: Tensor, lengths: Sequence[int], native_form: bool) -> Tensor:
+    """What :func:`conv_fft` multiplies by for ``kernel`` and transform ``lengths``: the
+    spectra of :func:`mmdcls.ops.native.depthwise_fft_spectra` when ``native_form`` (see
+    :func:`native_fft_applies`), else :func:`fft_kernel_spectrum`."""
+    if native_form:
+        return native.depthwise_fft_spectra(kernel, lengths)
+    return fft_kernel_spectrum(kernel, lengths)
+
+
+def native_fft_applies(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride,
+                       groups: int) -> bool:
+    """Whether :func:`conv_fft` runs the C library's FFT convolution (transforms vectorised
+    across channels, ~3-4x faster than ``torch.fft`` on depthwise ConvNeXt shapes): the cases
+    of :func:`mmdcls.ops.native.depthwise_usable` (2-D depthwise stride 1, float32 / float64
+    CPU, no autocast, eager)."""
+    return native.depthwise_usable(input, kernel, bias, stride, groups)
+
+
 def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
              padding: Tuple[int, ...], groups: int,
              kernel_spectrum: Optional[Tensor] = None) -> Tensor:
     """Convolution through real FFTs. input (N, C_in, *S), kernel (C_out, C_in / groups, *k)
     -> (N, C_out, *S_out) with S_out = (S + 2 * padding - k) // stride + 1.
-    ``kernel_spectrum``: :func:`fft_kernel_spectrum` of ``kernel`` for
-    ``fft_lengths(S, k, padding)``, if already known (then ``kernel`` gives only its shape).
-    Without gradients the product and the bias are applied in place on the spectrum (the
-    bias as a constant on the zero-frequency bin), saving two passes over the output."""
+    ``kernel_spectrum``: :func:`kernel_spectrum_for` ``kernel``, ``fft_lengths(S, k, padding)``
+    and ``native_fft_applies(...)``, if already known (then ``kernel`` gives only its shape).
+    Where :func:`native_fft_applies`, the C library computes it; otherwise ``torch.fft``,
+    where without gradients the product and the bias are applied in place on the spectrum
+    (the bias as a constant on the zero-frequency bin), saving two passes over the output."""
+    if native_fft_applies(input, kernel, bias, stride, groups):
+        lengths = fft_lengths(input.shape[2:], kernel.shape[2:], padding)
+        full = tuple(s + 2 * p - k + 1 for s, p, k in zip(input.shape[2:], padding,
+                                                          kernel.shape[2:]))
+        if any(f < 1 for f in full):
+            raise ValueError(f'kernel {tuple(kernel.shape[2:])} is larger than the padded '
+                             f'input {tuple(s + 2 * p for s, p in zip(input.shape[2:], padding))}')
+        if _needs_grad(input, kernel, bias):
+            return _NativeDepthwiseFFT.apply(input, kernel, bias, tuple(padding), lengths, full)
+        if kernel_spectrum is None:
+            kernel_spectrum = native.depthwise_fft_spectra(kernel, lengths)
+        return native.depthwise_fft_filter(input, kernel_spectrum, bias, padding, (0, 0), full,
+                                           lengths)
     out_dtype = _out_dtype(input, kernel)
     ndim = kernel.dim() - 2
     n, c_in = input.shape[:2]
@@ -401,6 +465,12 @@ _ALGORITHM_FNS: Dict[str, Callable] = {
 #: FFT for 17x17 / 23x23 depthwise on every ConvNeXt-T map of 16x16 and more (1.2-3.9x faster
 #: than channels-last), channels-last on 12x12 where it measured faster.
 _FFT_COST_PER_POINT = {True: 3.5, False: 6.0}
+#: the same for the C library's FFT convolution (depthwise stride-1 2-D float32 / float64 CPU:
+#: where ``'native'`` applies), fitted the same way to per-layer timings on ConvNeXt-T maps
+#: (1x384 and 2x512 inputs) against the native direct conv: training 1.0-1.8 (FFT faster on
+#: every layer, v0 and gauss), inference 1.8-3.1 (native faster for v0 kernels on maps of
+#: 48x48 and less, FFT for the rest and for every dense 23x23 Gaussian kernel).
+_NATIVE_FFT_COST_PER_POINT = {True: 1.5, False: 2.3}
 #: cost of one tap of the native direct depthwise conv per output point, in the units above,
 #: for training (True: forward and input gradient over the non-zero taps, kernel gradient
 #: over all taps) and inference (False), fitted to per-layer timings against FFT on
@@ -428,7 +498,9 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
       input, output and kernel transforms (the last dropped when ``kernel_spectrum_cached``:
       constant kernels of :class:`LargeKernelConv2d` in inference), plus
       ``2 * (C_in / groups) * P / prod(S)`` for the per-frequency products; ``c`` from
-      ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices);
+      ``_FFT_COST_PER_POINT`` (with / without gradients, fitted to ``'benchmark'``'s choices),
+      or ``_NATIVE_FFT_COST_PER_POINT`` when ``nonzero_taps`` is given (the C library's
+      transforms apply);
     * native (only when ``nonzero_taps``, the mean non-zero taps per channel, is given:
       :func:`select_algo` passes it where ``'native'`` applies): ``a * t * O / prod(S)`` with
       ``O = prod(S_out)`` (last axis rounded up to 8), ``t`` the non-zero taps (inference) or
@@ -452,7 +524,8 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     size = math.prod(spatial)
     direct = taps * c_in_g * math.prod(out) / size
     transforms = c_in / c_out + 1 + (0 if kernel_spectrum_cached else c_in_g / n)
-    fft = (_FFT_COST_PER_POINT[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
+    per_point = (_FFT_COST_PER_POINT if nonzero_taps is None else _NATIVE_FFT_COST_PER_POINT)
+    fft = (per_point[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
            transforms + 2 * c_in_g * points / size)
     costs = {'fft': fft, direct_name: direct}
     if nonzero_taps is not None:
@@ -546,13 +619,15 @@ def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, p
 
 def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
             padding: Sequence[int], groups: int, algo: Optional[str] = None,
-            kernel_spectrum: Optional[Callable[[Tuple[int, ...]], Tensor]] = None) -> Tensor:
+            kernel_spectrum: Optional[Callable[[Tuple[int, ...], bool], Tensor]] = None
+            ) -> Tensor:
     """Zero-padded N-d convolution (cross-correlation, dilation 1) of ``input``
     (N, C_in, *spatial) with a dense ``kernel`` (C_out, C_in / groups, *k) and optional
     ``bias`` (C_out,) -> (N, C_out, *out). ``algo``: one of :data:`ALGOS` or None (then
     ``$MMDCLS_CONV_ALGO``, else ``'auto'``). ``kernel_spectrum``: for constant kernels, a
-    function of the transform lengths returning :func:`fft_kernel_spectrum` (e.g. from a
-    cache); used, and counted as free by ``'auto'``, when no gradient is needed."""
+    function of (transform lengths, native_form) returning :func:`kernel_spectrum_for` the
+    kernel (e.g. from a cache); used, and counted as free by ``'auto'``, when no gradient is
+    needed."""
     ndim = kernel.dim() - 2
     if ndim not in _CONV_FNS:
         raise ValueError(f'kernel must be 3-D, 4-D or 5-D (C_out, C_in / groups, *k), got shape '
@@ -574,8 +649,9 @@ def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Seque
         name = select_algo(input, kernel, bias, stride, padding, groups, algo, True)
         if name == 'fft':
             lengths = fft_lengths(input.shape[2:], kernel.shape[2:], padding)
+            native_form = native_fft_applies(input, kernel, bias, stride, groups)
             return conv_fft(input, kernel, bias, stride, padding, groups,
-                            kernel_spectrum=kernel_spectrum(lengths))
+                            kernel_spectrum=kernel_spectrum(lengths, native_form))
     else:
         name = select_algo(input, kernel, bias, stride, padding, groups, algo)
     return _ALGORITHM_FNS[name](input, kernel, bias, stride, padding, groups)
@@ -606,20 +682,20 @@ class _LargeKernelConvMixin:
         return conv_nd(input, self.weight, self.bias, self.stride, padding, self.groups,
                        algo=self.conv_algo, kernel_spectrum=self._kernel_spectrum)
 
-    def _kernel_spectrum(self, lengths: Tuple[int, ...]) -> Tensor:
-        """:func:`fft_kernel_spectrum` of the weight, cached while the weight is unchanged
-        (same tensor, same in-place version) and the lengths are the same (one entry: the
+    def _kernel_spectrum(self, lengths: Tuple[int, ...], native_form: bool) -> Tensor:
+        """:func:`kernel_spectrum_for` the weight, cached while the weight is unchanged (same
+        tensor, same in-place version) and the lengths and form are the same (one entry: the
         input size of the last inference call). Not in the state dict."""
         weight = self.weight
         try:
             version = weight._version
         except RuntimeError:  # inference tensors have no version counter: no cache
-            return fft_kernel_spectrum(weight, lengths)
-        key = (weight.data_ptr(), version, weight.dtype, weight.device, lengths)
+            return kernel_spectrum_for(weight, lengths, native_form)
+        key = (weight.data_ptr(), version, weight.dtype, weight.device, lengths, native_form)
         cached = getattr(self, '_spectrum_cache', None)
         if cached is None or cached[0] != key:
             with torch.no_grad():
-                cached = (key, fft_kernel_spectrum(weight, lengths))
+                cached = (key, kernel_spectrum_for(weight, lengths, native_form))
             self._spectrum_cache = cached
         return cached[1]
 

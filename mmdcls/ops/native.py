@@ -39,7 +39,7 @@ ENV_VAR = 'MMDCLS_NATIVE'
 CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
 MODES = ('auto', '0', '1')
 SOURCES = tuple(osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', name)
-                for name in ('construct_2d.c', 'depthwise_2d.c'))
+                for name in ('construct_2d.c', 'depthwise_2d.c', 'depthwise_fft_2d.c'))
 # Build configurations, tried in order. -ffast-math lets the compiler vectorise expf (through
 # glibc's libmvec) and the row reductions; it is given only when compiling, not when linking,
 # so crtfastmath.o (flush-to-zero for the whole process) is never linked in. -fopenmp splits
@@ -145,6 +145,12 @@ def _declare(library: ctypes.CDLL) -> None:
             [ptr] * 4 + [i64] + [i32] * 8)
         getattr(library, 'depthwise_grad_kernel' + suffix).argtypes = (
             [ptr] * 3 + [i64] + [i32] * 8)
+        getattr(library, 'depthwise_fft_spectra' + suffix).argtypes = (
+            [ptr] * 2 + [i64] + [i32] * 5)
+        getattr(library, 'depthwise_fft_filter' + suffix).argtypes = (
+            [ptr] * 4 + [i64] * 2 + [i32] * 12)
+        getattr(library, 'depthwise_fft_grad_kernel' + suffix).argtypes = (
+            [ptr] * 3 + [i64] * 2 + [i32] * 11)
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -326,4 +332,107 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
             input.data_ptr(), grad_output.data_ptr(), grad_kernel.data_ptr(), n, c, h, w, kh,
             kw, padding[0], padding[1], threads):
         raise MemoryError('mmdcls: depthwise_grad_kernel could not allocate its work buffer')
+    return grad_kernel
+
+
+# ------------------------------------------------------------------ FFT depthwise convolution
+def _fft_group(dtype: torch.dtype) -> int:
+    """Channels per complex transform of csrc/depthwise_fft_2d.c: two 32-byte vectors."""
+    return 2 * 32 // dtype.itemsize
+
+
+def _checked_library(name: str):
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f'{name} is unavailable: {_failure}')
+    return lib
+
+
+def _check_lengths(lengths: Sequence[int]) -> Tuple[int, int]:
+    """The transform lengths (L0, L1): positive, with no prime factor but 2, 3 and 5 (the
+    radices of csrc/depthwise_fft_2d.c; conv_backend.fft_lengths gives such)."""
+    lengths = tuple(lengths)
+    for length in lengths:
+        rest = length if isinstance(length, int) and length > 0 else 0
+        for p in (2, 3, 5):
+            while rest and rest % p == 0:
+                rest //= p
+        if len(lengths) != 2 or rest != 1:
+            raise ValueError(f'lengths must be two positive ints with no prime factor other '
+                             f'than 2, 3 and 5, got {lengths}')
+    return lengths
+
+
+def _aligned(tensor: Tensor, what: str) -> Tensor:
+    if tensor.data_ptr() % 32:  # the C code reads it as 32-byte vectors
+        raise RuntimeError(f'mmdcls: {what} at {tensor.data_ptr():#x} is not 32-byte aligned')
+    return tensor
+
+
+def depthwise_fft_spectra(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
+    """The spectra of depthwise ``kernel`` (C, 1, kh, kw) for :func:`depthwise_fft_filter`
+    with transform ``lengths`` (L0, L1) (2-3-5-smooth): an opaque float tensor
+    (ceil(C / group), L0, L1 // 2 + 1, 2, 2, lanes) of the kernel's dtype."""
+    kernel = kernel.contiguous()
+    c, _, kh, kw = kernel.shape
+    L0, L1 = lengths = _check_lengths(lengths)
+    lanes = 32 // kernel.element_size()
+    groups = -(-c // _fft_group(kernel.dtype))
+    spectra = _aligned(kernel.new_empty((groups, L0, L1 // 2 + 1, 2, 2, lanes)), 'spectra')
+    lib = _checked_library('the FFT depthwise convolution')
+    threads = max(1, min(torch.get_num_threads(), groups))
+    if getattr(lib, 'depthwise_fft_spectra' + _TYPES[kernel.dtype][0])(
+            kernel.data_ptr(), spectra.data_ptr(), c, kh, kw, L0, L1, threads):
+        raise MemoryError('mmdcls: depthwise_fft_spectra could not allocate its work buffer')
+    return spectra
+
+
+def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
+                         in_offset: Sequence[int], out_offset: Sequence[int],
+                         out_size: Sequence[int], lengths: Sequence[int],
+                         conjugate: bool = False) -> Tensor:
+    """Each map of input (N, C, H, W), placed at ``in_offset`` in a zero (L0, L1) plane,
+    circularly correlated with its kernel (``conjugate``: convolved) through ``spectra`` of
+    :func:`depthwise_fft_spectra`, read at ``out_offset`` (``out_size`` values), plus bias:
+    (N, C, *out_size). No autograd."""
+    input = input.contiguous()
+    n, c, h, w = input.shape
+    lengths = _check_lengths(lengths)
+    groups = -(-c // _fft_group(input.dtype))
+    expected = (groups, lengths[0], lengths[1] // 2 + 1, 2, 2, 32 // input.element_size())
+    if (tuple(spectra.shape) != expected or spectra.dtype != input.dtype
+            or not spectra.is_contiguous()):
+        raise ValueError(f'spectra must be depthwise_fft_spectra of a ({c}, 1, kh, kw) '
+                         f'{input.dtype} kernel for lengths {tuple(lengths)}: contiguous '
+                         f'{expected}, got {spectra.dtype} {tuple(spectra.shape)}')
+    out = input.new_empty((n, c, *out_size))
+    if out.numel() == 0:
+        return out
+    lib = _checked_library('the FFT depthwise convolution')
+    threads = max(1, min(torch.get_num_threads(), n * groups))
+    if getattr(lib, 'depthwise_fft_filter' + _TYPES[input.dtype][0])(
+            input.data_ptr(), _aligned(spectra, 'spectra').data_ptr(),
+            None if bias is None else bias.contiguous().data_ptr(), out.data_ptr(), n, c, h, w,
+            *in_offset, *out_size, *out_offset, *lengths, int(conjugate), threads):
+        raise MemoryError('mmdcls: depthwise_fft_filter could not allocate its work buffer')
+    return out
+
+
+def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[int],
+                              kernel_size: Sequence[int], lengths: Sequence[int]) -> Tensor:
+    """(C, 1, kh, kw): sum over the batch of the circular correlation of grad (N, C, GH, GW)
+    at (0, 0) with input (N, C, H, W) at ``in_offset`` in (L0, L1) planes, at shifts 0 .. k - 1:
+    the kernel gradient of the correlation :func:`depthwise_fft_filter` computes."""
+    input, grad = input.contiguous(), grad.contiguous()
+    n, c, h, w = input.shape
+    kh, kw = kernel_size
+    lengths = _check_lengths(lengths)
+    grad_kernel = input.new_empty((c, 1, kh, kw))
+    lib = _checked_library('the FFT depthwise convolution')
+    groups = -(-c // _fft_group(input.dtype))
+    threads = max(1, min(torch.get_num_threads(), groups))
+    if getattr(lib, 'depthwise_fft_grad_kernel' + _TYPES[input.dtype][0])(
+            input.data_ptr(), grad.data_ptr(), grad_kernel.data_ptr(), n, c, h, w, *in_offset,
+            *grad.shape[2:], kh, kw, *lengths, threads):
+        raise MemoryError('mmdcls: depthwise_fft_grad_kernel could not allocate its work buffer')
     return grad_kernel

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdcls.ops import conv_backend
+from mmdcls.ops import conv_backend, native
 from mmdcls.ops.conv_backend import (ALGORITHMS, ALGOS, ENV_VAR, LargeKernelConv2d,
                                      LargeKernelDepthwiseConv2d, conv_nd, fft_lengths,
                                      heuristic_algo, resolve_algo, select_algo)
@@ -243,7 +243,9 @@ def test_fft_without_grad_matches_conv(case):
     k = torch.randn(c_out, c_in // groups, *ksize)
     b = torch.randn(c_out)
     ref = _CONV[ndim](x, k, b, stride, padding, 1, groups)
-    spectrum = conv_backend.fft_kernel_spectrum(k, fft_lengths(spatial, ksize, padding))
+    native_form = conv_backend.native_fft_applies(x, k, b, stride, groups)
+    spectrum = conv_backend.kernel_spectrum_for(k, fft_lengths(spatial, ksize, padding),
+                                                native_form)
     with torch.inference_mode():
         assert rel_err(conv_backend.conv_fft(x, k, b, stride, padding, groups), ref) < 1e-4
         out = conv_backend.conv_fft(x, k, b, stride, padding, groups, kernel_spectrum=spectrum)
@@ -275,14 +277,21 @@ def test_large_kernel_conv_caches_its_spectrum_while_the_weight_is_unchanged():
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize('native_lib', [True, False], ids=['native', 'torch'])
 @pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
                                    (False, True, False), (False, False, True)])
-def test_depthwise_fft_backward(needs):
+def test_depthwise_fft_backward(monkeypatch, needs, native_lib):
     """Depthwise stride-1 FFT convs (every DCLS layer of ConvNeXt) use a hand-written
-    backward: gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
+    backward, through the C library's transforms or torch.fft (without the library):
+    gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
+    if native_lib:
+        if native.library() is None:
+            pytest.skip(f'native library unavailable: {native._failure}')
+    else:
+        monkeypatch.setenv(native.ENV_VAR, '0')
     torch.manual_seed(7)
-    check_depthwise_backward('fft', '_DepthwiseFFTBackward', needs, sparse=False,
-                             padding=(3, 2), tol=1e-10)
+    node = '_NativeDepthwiseFFTBackward' if native_lib else '_DepthwiseFFTBackward'
+    check_depthwise_backward('fft', node, needs, sparse=False, padding=(3, 2), tol=1e-10)
 
 
 def check_depthwise_backward(algo, node, needs, sparse, padding, tol):
@@ -382,12 +391,16 @@ def test_native_depthwise_backward(needs):
 
 
 def test_heuristic_native_in_training():
-    # v0 kernels (~108 non-zero taps): native; dense 23x23 Gaussian kernels: FFT
+    # trained v0 kernels (~108 non-zero taps) and dense 23x23 Gaussian kernels: the C
+    # library's FFT; v0 kernels as initialised (~14 taps clustered at the centre) on large
+    # maps: the native direct conv
     for side, c in ((96, 96), (12, 768)):
         assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
-                              nonzero_taps=108) == 'native'
+                              nonzero_taps=108) == 'fft'
         assert heuristic_algo((1, c, side, side), (c, 1, 23, 23), (1, 1), (11, 11), c,
                               nonzero_taps=529) == 'fft'
+    assert heuristic_algo((1, 96, 96, 96), (96, 1, 17, 17), (1, 1), (8, 8), 96,
+                          nonzero_taps=14) == 'native'
 
 
 def test_nonzero_taps_remembered_on_weights_until_modified():

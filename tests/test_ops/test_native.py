@@ -170,3 +170,57 @@ def test_gaussian_profiles_kept_for_backward_only_when_training():
     assert 1.0 < extra() < 1.5
     with torch.no_grad():
         assert extra() < 0.1
+
+
+# (N, C, H, W, kernel, padding, lengths or None for conv_backend.fft_lengths): channels not a
+# multiple of the group (16 float32 / 8 float64 channels per transform), rectangular maps and
+# kernels, kernel larger than the map, no padding, padding beyond k // 2, odd lengths
+FFT_CASES = [(2, 19, 12, 9, (5, 7), (2, 3), None), (1, 1, 7, 8, (3, 3), (1, 1), None),
+             (2, 40, 16, 16, (23, 23), (11, 11), None), (1, 17, 30, 20, (7, 5), (0, 0), None),
+             (1, 5, 6, 10, (9, 3), (6, 2), None), (2, 9, 11, 13, (5, 5), (2, 2), (27, 25))]
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('case', FFT_CASES)
+def test_fft_depthwise_matches_conv(case, dtype):
+    """The FFT depthwise convolution (forward, input gradient through the same spectra,
+    kernel gradient) against F.conv2d and its autograd."""
+    if native.library() is None:
+        pytest.skip(f'native library unavailable: {native._failure}')
+    from mmdcls.ops.conv_backend import fft_lengths
+    n, c, h, w, (kh, kw), (ph, pw), lengths = case
+    torch.manual_seed(3)
+    x = torch.randn(n, c, h, w, dtype=dtype, requires_grad=True)
+    k = torch.randn(c, 1, kh, kw, dtype=dtype, requires_grad=True)
+    b = torch.randn(c, dtype=dtype)
+    ref = torch.nn.functional.conv2d(x, k, b, 1, (ph, pw), 1, c)
+    grad = torch.randn_like(ref)
+    ref_gx, ref_gk = torch.autograd.grad(ref, (x, k), grad)
+    lengths = lengths or fft_lengths((h, w), (kh, kw), (ph, pw))
+    x, k = x.detach(), k.detach()
+    spectra = native.depthwise_fft_spectra(k, lengths)
+    y = native.depthwise_fft_filter(x, spectra, b, (ph, pw), (0, 0), ref.shape[2:], lengths)
+    gx = native.depthwise_fft_filter(grad, spectra, None, (0, 0), (ph, pw), (h, w), lengths,
+                                     conjugate=True)
+    gk = native.depthwise_fft_grad_kernel(x, grad, (ph, pw), (kh, kw), lengths)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for ours, theirs in ((y, ref), (gx, ref_gx), (gk, ref_gk)):
+        assert ours.shape == theirs.shape and ours.dtype == dtype
+        assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < tol
+
+
+def test_fft_depthwise_rejects_bad_lengths_and_spectra():
+    if native.library() is None:
+        pytest.skip(f'native library unavailable: {native._failure}')
+    k = torch.randn(3, 1, 3, 3)
+    with pytest.raises(ValueError, match='lengths must be two positive ints'):
+        native.depthwise_fft_spectra(k, (14, 16))  # 7
+    with pytest.raises(ValueError, match='lengths'):
+        native.depthwise_fft_spectra(k, (16, ))
+    spectra = native.depthwise_fft_spectra(k, (16, 16))
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
+        native.depthwise_fft_filter(x, spectra, None, (1, 1), (0, 0), (8, 8), (16, 18))
+    with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
+        native.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8),
+                                    (16, 16))

@@ -1,0 +1,471 @@
+/* Depthwise 2-D convolution through FFTs vectorised across channels (see mmdcls/ops/native.py
+ * and conv_backend's 'fft' algorithm).
+ *
+ * Compiled twice like construct_2d.c (REAL = float, and double with -DREAL_IS_DOUBLE). A
+ * depthwise conv transforms every (sample, channel) map separately: many small 2-D FFTs, which
+ * a general FFT library runs one at a time at a fraction of the CPU's vector width. Here a
+ * 32-byte vector holds one value of LANES channels, so every butterfly is plain vector
+ * arithmetic with no shuffles, and two channel sets ride in one complex transform: channels
+ * A in the real part, B in the imaginary part (the "two real FFTs for one complex" identity).
+ * With Z = F(a + i b), the spectra of a and b are (Z + Z~) / 2 and (Z - Z~) / 2i where
+ * Z~[k] = conj(Z[-k]), so the output spectrum Y = C_A F(a) + i C_B F(b) is
+ *     Y = P Z + M Z~,   P = (C_A + C_B) / 2,   M = (C_A - C_B) / 2,
+ * and one inverse complex transform returns y_A + i y_B. P and M are Hermitian (spectra of
+ * real kernels), so only columns 0 .. L1 / 2 are stored ("spectra" below).
+ *
+ * Conventions (the same as conv_backend's torch FFT path): transforms of length (L0, L1);
+ * correlation y[o] = sum_t k[t] x_p[o + t], x_p = x placed at (pad0, pad1) in a zero plane, so
+ * F(y) = conj(F(k)) F(x_p); the input gradient is F(g) F(k) (no conjugate) read at the
+ * padding offset, the kernel gradient conj(F(g)) F(x_p) read at rows / columns 0 .. k - 1.
+ *
+ * Complex transforms: mixed-radix (4, 2, 3, 5) Stockham autosort, out of place between two
+ * buffers; rows in place in the plane, columns gathered into a contiguous buffer in pairs
+ * (k, -k) since Z~ pairs them. Maps are split over OpenMP threads by (sample, channel group).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef REAL_IS_DOUBLE
+#define REAL double
+#define SUFFIX _f64
+#else
+#define REAL float
+#define SUFFIX _f32
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUFFIX)
+#define LANES ((int)(32 / sizeof(REAL)))
+#define GROUP (2 * LANES) /* channels per complex transform */
+#define MAX_FACTORS 32
+
+typedef REAL vec __attribute__((vector_size(32)));
+typedef struct {
+    vec re, im;
+} cvec;
+
+/* ------------------------------------------------------------------ 1-D transforms */
+
+typedef struct {
+    int n, nf;
+    int factor[MAX_FACTORS];
+    REAL *tw; /* per stage s, q = 1 .. p - 1, j < span: (cos, sin) of -2 pi j q / (span p) */
+    int tw_offset[MAX_FACTORS];
+} plan;
+
+/* 0 on success; 1 if n has a prime factor other than 2, 3, 5 or allocation fails. */
+static int plan_init(plan *pl, int n) {
+    pl->n = n;
+    pl->nf = 0;
+    pl->tw = NULL;
+    int m = n;
+    while (m % 4 == 0) pl->factor[pl->nf++] = 4, m /= 4;
+    while (m % 2 == 0) pl->factor[pl->nf++] = 2, m /= 2;
+    while (m % 3 == 0) pl->factor[pl->nf++] = 3, m /= 3;
+    while (m % 5 == 0) pl->factor[pl->nf++] = 5, m /= 5;
+    if (m != 1 || pl->nf > MAX_FACTORS) return 1;
+    size_t total = 0;
+    int span = 1;
+    for (int s = 0; s < pl->nf; ++s) {
+        pl->tw_offset[s] = (int)total;
+        total += (size_t)2 * span * (pl->factor[s] - 1);
+        span *= pl->factor[s];
+    }
+    pl->tw = (REAL *)malloc(sizeof(REAL) * (total + 1));
+    if (!pl->tw) return 1;
+    span = 1;
+    for (int s = 0; s < pl->nf; ++s) {
+        int p = pl->factor[s];
+        REAL *t = pl->tw + pl->tw_offset[s];
+        for (int j = 0; j < span; ++j)
+            for (int q = 1; q < p; ++q) {
+                double angle = -2.0 * M_PI * (double)j * q / ((double)span * p);
+                t[2 * (j * (p - 1) + q - 1)] = (REAL)cos(angle);
+                t[2 * (j * (p - 1) + q - 1) + 1] = (REAL)sin(angle);
+            }
+        span *= p;
+    }
+    return 0;
+}
+
+static inline __attribute__((always_inline)) cvec cadd(cvec a, cvec b) {
+    return (cvec){a.re + b.re, a.im + b.im};
+}
+static inline __attribute__((always_inline)) cvec csub(cvec a, cvec b) {
+    return (cvec){a.re - b.re, a.im - b.im};
+}
+/* a times the scalar (c, s) */
+static inline __attribute__((always_inline)) cvec cmul_s(cvec a, REAL c, REAL s) {
+    return (cvec){a.re * c - a.im * s, a.re * s + a.im * c};
+}
+/* a times i * s (s = +-1 or a real factor) */
+static inline __attribute__((always_inline)) cvec cmul_i(cvec a, REAL s) {
+    return (cvec){-a.im * s, a.re * s};
+}
+static inline __attribute__((always_inline)) cvec cmul(cvec a, cvec b) {
+    return (cvec){a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+static inline __attribute__((always_inline)) cvec cconj(cvec a) {
+    return (cvec){a.re, -a.im};
+}
+
+/* One radix-p Stockham stage: src indexed [j][q][c] (j < span, q < p, c < rest), dst
+ * [u][j][c] with u < p: dst = DFT_p over q of twiddle(j, q) src. sign: -1 forward, +1
+ * inverse (the conjugate twiddles). */
+static inline __attribute__((always_inline)) void stage(const cvec *restrict src,
+                                                        cvec *restrict dst, int p, int span,
+                                                        int rest, const REAL *tw,
+                                                        const REAL sign) {
+    const REAL c3 = (REAL)-0.5, s3 = (REAL)0.86602540378443864676 * sign;
+    const REAL c51 = (REAL)0.30901699437494742410, c52 = (REAL)-0.80901699437494742410;
+    const REAL s51 = (REAL)0.95105651629515357212 * sign,
+               s52 = (REAL)0.58778525229247312917 * sign;
+    const int stride = span * rest; /* between outputs u and u + 1 */
+    for (int j = 0; j < span; ++j) {
+        const cvec *in = src + (size_t)j * p * rest;
+        cvec *out = dst + (size_t)j * rest;
+        const REAL *w = tw + 2 * j * (p - 1);
+        for (int c = 0; c < rest; ++c) {
+            cvec a[5];
+            a[0] = in[c];
+            for (int q = 1; q < p; ++q)
+                a[q] = j ? cmul_s(in[q * rest + c], w[2 * (q - 1)], -sign * w[2 * (q - 1) + 1])
+                         : in[q * rest + c];
+            switch (p) {
+            case 2:
+                out[c] = cadd(a[0], a[1]);
+                out[stride + c] = csub(a[0], a[1]);
+                break;
+            case 4: {
+                cvec t0 = cadd(a[0], a[2]), t1 = csub(a[0], a[2]);
+                cvec t2 = cadd(a[1], a[3]), t3 = cmul_i(csub(a[1], a[3]), sign);
+                out[c] = cadd(t0, t2);
+                out[stride + c] = cadd(t1, t3);
+                out[2 * stride + c] = csub(t0, t2);
+                out[3 * stride + c] = csub(t1, t3);
+                break;
+            }
+            case 3: {
+                cvec t1 = cadd(a[1], a[2]), t2 = csub(a[1], a[2]);
+                cvec m = {a[0].re + c3 * t1.re, a[0].im + c3 * t1.im};
+                cvec n = cmul_i(t2, s3);
+                out[c] = cadd(a[0], t1);
+                out[stride + c] = cadd(m, n);
+                out[2 * stride + c] = csub(m, n);
+                break;
+            }
+            case 5: {
+                cvec t1 = cadd(a[1], a[4]), t2 = cadd(a[2], a[3]);
+                cvec t3 = csub(a[1], a[4]), t4 = csub(a[2], a[3]);
+                cvec m1 = {a[0].re + c51 * t1.re + c52 * t2.re, a[0].im + c51 * t1.im + c52 * t2.im};
+                cvec m2 = {a[0].re + c52 * t1.re + c51 * t2.re, a[0].im + c52 * t1.im + c51 * t2.im};
+                cvec n1 = {-(s51 * t3.im + s52 * t4.im), s51 * t3.re + s52 * t4.re};
+                cvec n2 = {-(s52 * t3.im - s51 * t4.im), s52 * t3.re - s51 * t4.re};
+                out[c] = cadd(a[0], cadd(t1, t2));
+                out[stride + c] = cadd(m1, n1);
+                out[4 * stride + c] = csub(m1, n1);
+                out[2 * stride + c] = cadd(m2, n2);
+                out[3 * stride + c] = csub(m2, n2);
+                break;
+            }
+            }
+        }
+    }
+}
+
+/* In-place transform of data (n values); scratch holds n. sign -1: forward (no scaling). */
+static void fft(cvec *data, cvec *scratch, const plan *pl, const REAL sign) {
+    cvec *src = data, *dst = scratch;
+    int span = 1;
+    for (int s = 0; s < pl->nf; ++s) {
+        int p = pl->factor[s], rest = pl->n / (span * p);
+        const REAL *tw = pl->tw + pl->tw_offset[s];
+        if (sign < 0) {
+            switch (p) { /* constant radix: the butterfly's switch folds away */
+            case 4: stage(src, dst, 4, span, rest, tw, -1); break;
+            case 2: stage(src, dst, 2, span, rest, tw, -1); break;
+            case 3: stage(src, dst, 3, span, rest, tw, -1); break;
+            default: stage(src, dst, 5, span, rest, tw, -1); break;
+            }
+        } else {
+            switch (p) {
+            case 4: stage(src, dst, 4, span, rest, tw, 1); break;
+            case 2: stage(src, dst, 2, span, rest, tw, 1); break;
+            case 3: stage(src, dst, 3, span, rest, tw, 1); break;
+            default: stage(src, dst, 5, span, rest, tw, 1); break;
+            }
+        }
+        cvec *t = src;
+        src = dst;
+        dst = t;
+        span *= p;
+    }
+    if (src != data) memcpy(data, src, sizeof(cvec) * pl->n);
+}
+
+/* ------------------------------------------------------------------ planes */
+
+/* Work buffers of one thread: the plane (L0 x L1), four columns, a scratch line. */
+typedef struct {
+    cvec *plane, *plane2, *col[4], *scratch;
+} work;
+
+static int work_init(work *wk, int L0, int L1, int two_planes) {
+    size_t line = (size_t)(L0 > L1 ? L0 : L1);
+    size_t total = (size_t)L0 * L1 * (two_planes ? 2 : 1) + 5 * line;
+    cvec *buf = (cvec *)aligned_alloc(64, sizeof(cvec) * total);
+    wk->plane = buf;
+    if (!buf) return 1;
+    wk->plane2 = two_planes ? buf + (size_t)L0 * L1 : NULL;
+    cvec *rest = buf + (size_t)L0 * L1 * (two_planes ? 2 : 1);
+    for (int i = 0; i < 4; ++i) wk->col[i] = rest + i * line;
+    wk->scratch = rest + 4 * line;
+    return 0;
+}
+
+/* Row `row` of the plane: zeros, then channels A (real) and B (imaginary) of one group's
+ * maps src (C, h, w) (NULL-safe past C) at columns off .. off + w - 1, forward-transformed. */
+static void load_row(cvec *line, const REAL *src, int64_t C, int64_t c0, int h, int w, int row,
+                     int off, int L1, const plan *p1, cvec *scratch) {
+    memset(line, 0, sizeof(cvec) * L1);
+    for (int l = 0; l < GROUP; ++l) {
+        int64_t c = c0 + l;
+        if (c >= C) break;
+        const REAL *s = src + (c * h + row) * (int64_t)w;
+        if (l < LANES)
+            for (int x = 0; x < w; ++x) line[off + x].re[l] = s[x];
+        else
+            for (int x = 0; x < w; ++x) line[off + x].im[l - LANES] = s[x];
+    }
+    fft(line, scratch, p1, -1);
+}
+
+/* Gathers column k of plane rows [r0, r1) (zero elsewhere) into col and transforms it. */
+static void load_column(cvec *col, const cvec *plane, int k, int r0, int r1, int L0, int L1,
+                        const plan *p0, cvec *scratch) {
+    for (int r = 0; r < L0; ++r)
+        col[r] = (r >= r0 && r < r1) ? plane[(size_t)r * L1 + k] : (cvec){{0}, {0}};
+    fft(col, scratch, p0, -1);
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+/* Spectra (G, L0, L1 / 2 + 1, 2) cvec of kernel (C, 1, kh, kw), G = ceil(C / GROUP): P and M
+ * of the header, for the correlation (conj of the kernel's transform). 0 or 1 (failure). */
+int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int kh, int kw,
+                              int L0, int L1, int nthreads) {
+    plan p0, p1;
+    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    const int64_t G = (C + GROUP - 1) / GROUP;
+    const int H1 = L1 / 2 + 1;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        work wk;
+        if (failed || work_init(&wk, L0, L1, 0)) {
+            failed = 1;
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t g = 0; g < G; ++g) {
+                for (int r = 0; r < kh; ++r)
+                    load_row(wk.plane + (size_t)r * L1, kernel, C, g * GROUP, kh, kw, r, 0, L1,
+                             &p1, wk.scratch);
+                /* columns k and -k, so that each (k0, k) meets its mirror (-k0, -k) */
+                for (int k = 0; k < H1; ++k) {
+                    int km = (L1 - k) % L1;
+                    load_column(wk.col[0], wk.plane, k, 0, kh, L0, L1, &p0, wk.scratch);
+                    if (km != k)
+                        load_column(wk.col[1], wk.plane, km, 0, kh, L0, L1, &p0, wk.scratch);
+                    const cvec *mirror = km != k ? wk.col[1] : wk.col[0];
+                    cvec *out = spectra + ((size_t)g * L0 * H1 + k) * 2;
+                    for (int r = 0; r < L0; ++r) {
+                        cvec z = wk.col[0][r], zm = cconj(mirror[(L0 - r) % L0]);
+                        /* K_A = (z + zm) / 2, K_B = (z - zm) / 2i; C = conj(K) */
+                        cvec ka = {(z.re + zm.re) / 2, (z.im + zm.im) / 2};
+                        cvec kb = {(z.im - zm.im) / 2, -(z.re - zm.re) / 2};
+                        cvec ca = cconj(ka), cb = cconj(kb);
+                        out[(size_t)r * H1 * 2] = (cvec){(ca.re + cb.re) / 2, (ca.im + cb.im) / 2};
+                        out[(size_t)r * H1 * 2 + 1] =
+                            (cvec){(ca.re - cb.re) / 2, (ca.im - cb.im) / 2};
+                    }
+                }
+            }
+        }
+        free(wk.plane);
+    }
+    free(p0.tw);
+    free(p1.tw);
+    return failed;
+}
+
+/* out (N, C, oh, ow) = depthwise filtering of in (N, C, ih, iw) placed at (in0, in1) of the
+ * zero (L0, L1) plane by the spectra, read at (out0, out1), plus bias (C,) or NULL.
+ * conjugate = 0: the correlation with the kernel (forward); 1: the convolution (input
+ * gradient). 0 or 1 (failure). */
+int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bias, REAL *out,
+                             int64_t N, int64_t C, int ih, int iw, int in0, int in1, int oh,
+                             int ow, int out0, int out1, int L0, int L1, int conjugate,
+                             int nthreads) {
+    plan p0, p1;
+    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    const int64_t G = (C + GROUP - 1) / GROUP;
+    const int H1 = L1 / 2 + 1;
+    const REAL scale = (REAL)1 / ((REAL)L0 * L1), csign = conjugate ? -1 : 1;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        work wk;
+        if (failed || work_init(&wk, L0, L1, 0)) {
+            failed = 1;
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t task = 0; task < N * G; ++task) {
+                const int64_t n = task / G, c0 = (task % G) * GROUP;
+                const cvec *spec = spectra + (size_t)(task % G) * L0 * H1 * 2;
+                for (int r = 0; r < ih; ++r)
+                    load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * C * ih * iw, C, c0,
+                             ih, iw, r, in1, L1, &p1, wk.scratch);
+                for (int k = 0; k < H1; ++k) {
+                    const int km = (L1 - k) % L1, pair = km != k;
+                    cvec *za = wk.col[0], *zb = pair ? wk.col[1] : wk.col[0];
+                    load_column(za, wk.plane, k, in0, in0 + ih, L0, L1, &p0, wk.scratch);
+                    if (pair) load_column(zb, wk.plane, km, in0, in0 + ih, L0, L1, &p0, wk.scratch);
+                    cvec *ya = wk.col[2], *yb = wk.col[3];
+                    for (int r = 0; r < L0; ++r) {
+                        const int rm = (L0 - r) % L0;
+                        /* column k: P(r, k), M(r, k) stored; column -k: conj of (-r, k) */
+                        const cvec *s = spec + ((size_t)r * H1 + k) * 2;
+                        const cvec *sm = spec + ((size_t)rm * H1 + k) * 2;
+                        cvec P = s[0], M = s[1];
+                        P.im *= csign;
+                        M.im *= csign;
+                        ya[r] = cadd(cmul(P, za[r]), cmul(M, cconj(zb[rm])));
+                        if (pair) {
+                            cvec Pm = {sm[0].re, -csign * sm[0].im}, Mm = {sm[1].re, -csign * sm[1].im};
+                            yb[r] = cadd(cmul(Pm, zb[r]), cmul(Mm, cconj(za[rm])));
+                        }
+                    }
+                    fft(ya, wk.scratch, &p0, 1);
+                    for (int r = out0; r < out0 + oh; ++r) wk.plane[(size_t)r * L1 + k] = ya[r];
+                    if (pair) {
+                        fft(yb, wk.scratch, &p0, 1);
+                        for (int r = out0; r < out0 + oh; ++r) wk.plane[(size_t)r * L1 + km] = yb[r];
+                    }
+                }
+                REAL *dst = out + n * C * oh * ow;
+                for (int r = 0; r < oh; ++r) {
+                    cvec *line = wk.plane + (size_t)(out0 + r) * L1;
+                    fft(line, wk.scratch, &p1, 1);
+                    for (int l = 0; l < GROUP; ++l) {
+                        int64_t c = c0 + l;
+                        if (c >= C) break;
+                        REAL b = bias ? bias[c] : 0;
+                        REAL *d = dst + (c * oh + r) * (int64_t)ow;
+                        if (l < LANES)
+                            for (int x = 0; x < ow; ++x) d[x] = line[out1 + x].re[l] * scale + b;
+                        else
+                            for (int x = 0; x < ow; ++x)
+                                d[x] = line[out1 + x].im[l - LANES] * scale + b;
+                    }
+                }
+            }
+        }
+        free(wk.plane);
+    }
+    free(p0.tw);
+    free(p1.tw);
+    return failed;
+}
+
+/* grad_kernel (C, 1, kh, kw) = sum over n of the correlation of grad (N, C, gh, gw) placed at
+ * (0, 0) with in (N, C, ih, iw) placed at (in0, in1), read at rows / columns 0 .. k - 1:
+ * conj(F(g)) F(x_p) per channel, both channel sets in one spectrum S = S_A + i S_B. */
+int FN(depthwise_fft_grad_kernel)(const REAL *in, const REAL *grad, REAL *grad_kernel,
+                                  int64_t N, int64_t C, int ih, int iw, int in0, int in1, int gh,
+                                  int gw, int kh, int kw, int L0, int L1, int nthreads) {
+    plan p0, p1;
+    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    const int64_t G = (C + GROUP - 1) / GROUP;
+    const int H1 = L1 / 2 + 1;
+    const REAL scale = (REAL)1 / ((REAL)L0 * L1);
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        work wk;
+        cvec *S = NULL;
+        if (failed || work_init(&wk, L0, L1, 1) ||
+            !(S = (cvec *)aligned_alloc(64, sizeof(cvec) * (size_t)L0 * L1))) {
+            failed = 1;
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t g = 0; g < G; ++g) {
+                const int64_t c0 = g * GROUP;
+                memset(S, 0, sizeof(cvec) * (size_t)L0 * L1);
+                for (int64_t n = 0; n < N; ++n) {
+                    for (int r = 0; r < ih; ++r)
+                        load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * C * ih * iw, C, c0,
+                                 ih, iw, r, in1, L1, &p1, wk.scratch);
+                    for (int r = 0; r < gh; ++r)
+                        load_row(wk.plane2 + (size_t)r * L1, grad + n * C * gh * gw, C, c0, gh,
+                                 gw, r, 0, L1, &p1, wk.scratch);
+                    for (int k = 0; k < H1; ++k) {
+                        const int km = (L1 - k) % L1, pair = km != k;
+                        cvec *xa = wk.col[0], *xb = pair ? wk.col[1] : wk.col[0];
+                        cvec *ga = wk.col[2], *gb = pair ? wk.col[3] : wk.col[2];
+                        load_column(xa, wk.plane, k, in0, in0 + ih, L0, L1, &p0, wk.scratch);
+                        load_column(ga, wk.plane2, k, 0, gh, L0, L1, &p0, wk.scratch);
+                        if (pair) {
+                            load_column(xb, wk.plane, km, in0, in0 + ih, L0, L1, &p0, wk.scratch);
+                            load_column(gb, wk.plane2, km, 0, gh, L0, L1, &p0, wk.scratch);
+                        }
+                        for (int side = 0; side <= pair; ++side) {
+                            const cvec *zx = side ? xb : xa, *zxm = side ? xa : xb;
+                            const cvec *zg = side ? gb : ga, *zgm = side ? ga : gb;
+                            cvec *s = S + (side ? km : k);
+                            for (int r = 0; r < L0; ++r) {
+                                const int rm = (L0 - r) % L0;
+                                cvec x = zx[r], xm = cconj(zxm[rm]), y = zg[r], ym = cconj(zgm[rm]);
+                                /* spectra of the A and B maps (x: input, y: gradient) */
+                                cvec XA = {(x.re + xm.re) / 2, (x.im + xm.im) / 2};
+                                cvec XB = {(x.im - xm.im) / 2, -(x.re - xm.re) / 2};
+                                cvec YA = {(y.re + ym.re) / 2, (y.im + ym.im) / 2};
+                                cvec YB = {(y.im - ym.im) / 2, -(y.re - ym.re) / 2};
+                                cvec sa = cmul(cconj(YA), XA), sb = cmul(cconj(YB), XB);
+                                /* S += s_a + i s_b */
+                                s[(size_t)r * L1].re += sa.re - sb.im;
+                                s[(size_t)r * L1].im += sa.im + sb.re;
+                            }
+                        }
+                    }
+                }
+                /* inverse: all columns, then the kernel's rows */
+                for (int k = 0; k < L1; ++k) {
+                    cvec *col = wk.col[0];
+                    for (int r = 0; r < L0; ++r) col[r] = S[(size_t)r * L1 + k];
+                    fft(col, wk.scratch, &p0, 1);
+                    for (int r = 0; r < kh; ++r) S[(size_t)r * L1 + k] = col[r];
+                }
+                for (int r = 0; r < kh; ++r) {
+                    cvec *line = S + (size_t)r * L1;
+                    fft(line, wk.scratch, &p1, 1);
+                    for (int l = 0; l < GROUP; ++l) {
+                        int64_t c = c0 + l;
+                        if (c >= C) break;
+                        REAL *d = grad_kernel + (c * kh + r) * (int64_t)kw;
+                        if (l < LANES)
+                            for (int x = 0; x < kw; ++x) d[x] = line[x].re[l] * scale;
+                        else
+                            for (int x = 0; x < kw; ++x) d[x] = line[x].im[l - LANES] * scale;
+                    }
+                }
+            }
+        }
+        free(wk.plane);
+        free(S);
+    }
+    free(p0.tw);
+    free(p1.tw);
+    return failed;
+}
