@@ -308,7 +308,6 @@ class _NativeDepthwiseFFT(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, spectra = ctx.saved_tensors
         padding, lengths, ksize = ctx.geometry
-        grad_y = grad_y.contiguous()
         grad_x = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = native.depthwise_fft_filter(grad_y, spectra, None, (0, 0), padding,
@@ -479,6 +478,11 @@ _NATIVE_FFT_COST_PER_POINT = {True: 1.5, False: 2.3}
 #: faster than FFT in training, 1.9-2.7x in folded inference; FFT for dense 23x23 Gaussian
 #: kernels (1.0-1.8x faster than native).
 _NATIVE_COST_PER_TAP = {True: 0.2, False: 0.65}
+#: added to the native direct conv's cost (units above, per input point) for channels-last
+#: input: it works on NCHW copies and returns NCHW, which a ConvNeXt block (channels-last
+#: input, NHWC consumer) lays out twice more, while the C FFT reads and writes channels-last.
+#: Fitted on folded v0 ConvNeXt-T layers with that consumer (33-111 across layers).
+_NATIVE_CHANNELS_LAST_COST = 40.0
 #: kernels with at most this many taps always use direct convolution
 _SMALL_KERNEL = 25
 
@@ -487,7 +491,8 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
                    stride: Sequence[int], padding: Sequence[int], groups: int,
                    device_type: str = 'cpu', needs_grad: bool = True,
                    kernel_spectrum_cached: bool = False,
-                   nonzero_taps: Optional[float] = None) -> str:
+                   nonzero_taps: Optional[float] = None,
+                   channels_last_input: bool = False) -> str:
     """``'auto'``'s choice. CUDA and other devices: ``'direct'`` (use ``'benchmark'`` to time
     the alternatives there). CPU: kernels of at most 25 taps run direct; otherwise a cost model
     in multiply-adds per element of one (sample, output channel) input-sized map, with
@@ -504,7 +509,8 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     * native (only when ``nonzero_taps``, the mean non-zero taps per channel, is given:
       :func:`select_algo` passes it where ``'native'`` applies): ``a * t * O / prod(S)`` with
       ``O = prod(S_out)`` (last axis rounded up to 8), ``t`` the non-zero taps (inference) or
-      twice them plus all taps (training), ``a`` from ``_NATIVE_COST_PER_TAP``.
+      twice them plus all taps (training), ``a`` from ``_NATIVE_COST_PER_TAP``, plus
+      ``_NATIVE_CHANNELS_LAST_COST`` for ``channels_last_input``.
 
     The cheaper wins; direct runs channels-last for 2-D / 3-D (oneDNN's fast depthwise path),
     NCHW for 1-D.
@@ -532,7 +538,7 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
         padded_out = math.prod(out[:-1]) * -(-out[-1] // 8) * 8
         tap_passes = 2 * nonzero_taps + taps if needs_grad else nonzero_taps
         costs['native'] = (_NATIVE_COST_PER_TAP[bool(needs_grad)] * tap_passes * padded_out /
-                           size)
+                           size + (_NATIVE_CHANNELS_LAST_COST if channels_last_input else 0))
     return min(costs, key=costs.get)
 
 
@@ -609,9 +615,11 @@ def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, p
         nonzero_taps = None
         if native.depthwise_usable(input, kernel, bias, stride, groups):
             nonzero_taps = _mean_nonzero_taps(kernel)
+        channels_last = (input.dim() == 4 and not input.is_contiguous()
+                         and input.is_contiguous(memory_format=torch.channels_last))
         return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
                               input.device.type, _needs_grad(input, kernel, bias),
-                              kernel_spectrum_cached, nonzero_taps)
+                              kernel_spectrum_cached, nonzero_taps, channels_last)
     if name == 'benchmark':
         return benchmark_algo(input, kernel, bias, stride, padding, groups)
     return name

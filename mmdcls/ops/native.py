@@ -148,9 +148,9 @@ def _declare(library: ctypes.CDLL) -> None:
         getattr(library, 'depthwise_fft_spectra' + suffix).argtypes = (
             [ptr] * 2 + [i64] + [i32] * 5)
         getattr(library, 'depthwise_fft_filter' + suffix).argtypes = (
-            [ptr] * 4 + [i64] * 2 + [i32] * 12)
+            [ptr] * 6 + [i64] * 2 + [i32] * 12)
         getattr(library, 'depthwise_fft_grad_kernel' + suffix).argtypes = (
-            [ptr] * 3 + [i64] * 2 + [i32] * 11)
+            [ptr] * 5 + [i64] * 2 + [i32] * 11)
 
 
 def library() -> Optional[ctypes.CDLL]:
@@ -387,6 +387,21 @@ def depthwise_fft_spectra(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     return spectra
 
 
+def _strides(tensor: Tensor):
+    """A (N, C, H, W) tensor's element strides as a C int64[4] (any layout is read as is)."""
+    return (ctypes.c_int64 * 4)(*tensor.stride())
+
+
+def _like_layout(input: Tensor, shape: Sequence[int]) -> Tensor:
+    """An empty tensor of ``shape`` in input's memory format: channels-last for channels-last
+    input (ConvNeXt's blocks pass that; the output then permutes to NHWC for free)."""
+    channels_last = (input.is_contiguous(memory_format=torch.channels_last)
+                     and not input.is_contiguous())
+    return torch.empty(tuple(shape), dtype=input.dtype, device=input.device,
+                       memory_format=torch.channels_last if channels_last
+                       else torch.contiguous_format)
+
+
 def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
                          in_offset: Sequence[int], out_offset: Sequence[int],
                          out_size: Sequence[int], lengths: Sequence[int],
@@ -394,8 +409,7 @@ def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
     """Each map of input (N, C, H, W), placed at ``in_offset`` in a zero (L0, L1) plane,
     circularly correlated with its kernel (``conjugate``: convolved) through ``spectra`` of
     :func:`depthwise_fft_spectra`, read at ``out_offset`` (``out_size`` values), plus bias:
-    (N, C, *out_size). No autograd."""
-    input = input.contiguous()
+    (N, C, *out_size), channels-last if input is. No autograd."""
     n, c, h, w = input.shape
     lengths = _check_lengths(lengths)
     groups = -(-c // _fft_group(input.dtype))
@@ -405,15 +419,16 @@ def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
         raise ValueError(f'spectra must be depthwise_fft_spectra of a ({c}, 1, kh, kw) '
                          f'{input.dtype} kernel for lengths {tuple(lengths)}: contiguous '
                          f'{expected}, got {spectra.dtype} {tuple(spectra.shape)}')
-    out = input.new_empty((n, c, *out_size))
+    out = _like_layout(input, (n, c, *out_size))
     if out.numel() == 0:
         return out
     lib = _checked_library('the FFT depthwise convolution')
     threads = max(1, min(torch.get_num_threads(), n * groups))
     if getattr(lib, 'depthwise_fft_filter' + _TYPES[input.dtype][0])(
-            input.data_ptr(), _aligned(spectra, 'spectra').data_ptr(),
-            None if bias is None else bias.contiguous().data_ptr(), out.data_ptr(), n, c, h, w,
-            *in_offset, *out_size, *out_offset, *lengths, int(conjugate), threads):
+            input.data_ptr(), _strides(input), _aligned(spectra, 'spectra').data_ptr(),
+            None if bias is None else bias.contiguous().data_ptr(), out.data_ptr(),
+            _strides(out), n, c, h, w, *in_offset, *out_size, *out_offset, *lengths,
+            int(conjugate), threads):
         raise MemoryError('mmdcls: depthwise_fft_filter could not allocate its work buffer')
     return out
 
@@ -423,7 +438,6 @@ def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[i
     """(C, 1, kh, kw): sum over the batch of the circular correlation of grad (N, C, GH, GW)
     at (0, 0) with input (N, C, H, W) at ``in_offset`` in (L0, L1) planes, at shifts 0 .. k - 1:
     the kernel gradient of the correlation :func:`depthwise_fft_filter` computes."""
-    input, grad = input.contiguous(), grad.contiguous()
     n, c, h, w = input.shape
     kh, kw = kernel_size
     lengths = _check_lengths(lengths)
@@ -432,7 +446,8 @@ def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[i
     groups = -(-c // _fft_group(input.dtype))
     threads = max(1, min(torch.get_num_threads(), groups))
     if getattr(lib, 'depthwise_fft_grad_kernel' + _TYPES[input.dtype][0])(
-            input.data_ptr(), grad.data_ptr(), grad_kernel.data_ptr(), n, c, h, w, *in_offset,
-            *grad.shape[2:], kh, kw, *lengths, threads):
+            input.data_ptr(), _strides(input), grad.data_ptr(), _strides(grad),
+            grad_kernel.data_ptr(), n, c, h, w, *in_offset, *grad.shape[2:], kh, kw, *lengths,
+            threads):
         raise MemoryError('mmdcls: depthwise_fft_grad_kernel could not allocate its work buffer')
     return grad_kernel

@@ -375,6 +375,11 @@ def test_heuristic_native_choice():
                           nonzero_taps=108) == 'native'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 23, 23), (1, 1), (11, 11), c, needs_grad=False,
                           kernel_spectrum_cached=True, nonzero_taps=529) == 'fft'
+    # channels-last input (ConvNeXt blocks): the C FFT keeps the layout, native would copy
+    for side, c in ((96, 96), (12, 768)):
+        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
+                              needs_grad=False, kernel_spectrum_cached=True, nonzero_taps=108,
+                              channels_last_input=True) == 'fft'
 
 
 @pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),

@@ -180,11 +180,24 @@ FFT_CASES = [(2, 19, 12, 9, (5, 7), (2, 3), None), (1, 1, 7, 8, (3, 3), (1, 1), 
              (1, 5, 6, 10, (9, 3), (6, 2), None), (2, 9, 11, 13, (5, 5), (2, 2), (27, 25))]
 
 
+def in_layout(t, layout):
+    """t's values in NCHW-contiguous, channels-last or a strided (every other column) view."""
+    if layout == 'channels_last':
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == 'strided':
+        wide = t.new_zeros((*t.shape[:3], 2 * t.shape[3]))
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    return t.contiguous()
+
+
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last', 'strided'])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('case', FFT_CASES)
-def test_fft_depthwise_matches_conv(case, dtype):
+def test_fft_depthwise_matches_conv(case, dtype, layout):
     """The FFT depthwise convolution (forward, input gradient through the same spectra,
-    kernel gradient) against F.conv2d and its autograd."""
+    kernel gradient) against F.conv2d and its autograd, for inputs and output gradients in
+    any layout; channels-last in, channels-last out."""
     if native.library() is None:
         pytest.skip(f'native library unavailable: {native._failure}')
     from mmdcls.ops.conv_backend import fft_lengths
@@ -197,7 +210,8 @@ def test_fft_depthwise_matches_conv(case, dtype):
     grad = torch.randn_like(ref)
     ref_gx, ref_gk = torch.autograd.grad(ref, (x, k), grad)
     lengths = lengths or fft_lengths((h, w), (kh, kw), (ph, pw))
-    x, k = x.detach(), k.detach()
+    x, k = in_layout(x.detach(), layout), k.detach()
+    grad = in_layout(grad, layout)
     spectra = native.depthwise_fft_spectra(k, lengths)
     y = native.depthwise_fft_filter(x, spectra, b, (ph, pw), (0, 0), ref.shape[2:], lengths)
     gx = native.depthwise_fft_filter(grad, spectra, None, (0, 0), (ph, pw), (h, w), lengths,
@@ -207,6 +221,10 @@ def test_fft_depthwise_matches_conv(case, dtype):
     for ours, theirs in ((y, ref), (gx, ref_gx), (gk, ref_gk)):
         assert ours.shape == theirs.shape and ours.dtype == dtype
         assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < tol
+    if layout == 'channels_last' and c > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    elif layout == 'nchw':
+        assert y.is_contiguous()
 
 
 def test_fft_depthwise_rejects_bad_lengths_and_spectra():

@@ -228,21 +228,59 @@ static int work_init(work *wk, int L0, int L1, int two_planes) {
     return 0;
 }
 
-/* Row `row` of the plane: zeros, then channels A (real) and B (imaginary) of one group's
- * maps src (C, h, w) (NULL-safe past C) at columns off .. off + w - 1, forward-transformed. */
-static void load_row(cvec *line, const REAL *src, int64_t C, int64_t c0, int h, int w, int row,
-                     int off, int L1, const plan *p1, cvec *scratch) {
+/* Element strides of a (N, C, H, W) tensor: NCHW-contiguous, channels-last or other. */
+typedef struct {
+    int64_t n, c, h, w;
+} strides;
+
+/* Row `row` of the plane: zeros, then channels c0 .. c0 + GROUP - 1 (those below C) of one
+ * sample's maps src (strides st) at columns off .. off + w - 1: the first LANES channels in
+ * the real part, the next in the imaginary part; forward-transformed. */
+static void load_row(cvec *line, const REAL *src, strides st, int64_t C, int64_t c0, int row,
+                     int w, int off, int L1, const plan *p1, cvec *scratch) {
     memset(line, 0, sizeof(cvec) * L1);
-    for (int l = 0; l < GROUP; ++l) {
-        int64_t c = c0 + l;
-        if (c >= C) break;
-        const REAL *s = src + (c * h + row) * (int64_t)w;
-        if (l < LANES)
-            for (int x = 0; x < w; ++x) line[off + x].re[l] = s[x];
-        else
-            for (int x = 0; x < w; ++x) line[off + x].im[l - LANES] = s[x];
+    const REAL *s = src + c0 * st.c + row * st.h;
+    if (st.c == 1 && c0 + GROUP <= C) { /* channels-last: whole vectors */
+        typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
+        for (int x = 0; x < w; ++x) {
+            line[off + x].re = *(const uvec *)(s + x * st.w);
+            line[off + x].im = *(const uvec *)(s + x * st.w + LANES);
+        }
+    } else {
+        for (int l = 0; l < GROUP && c0 + l < C; ++l) {
+            const REAL *sl = s + l * st.c;
+            if (l < LANES)
+                for (int x = 0; x < w; ++x) line[off + x].re[l] = sl[x * st.w];
+            else
+                for (int x = 0; x < w; ++x) line[off + x].im[l - LANES] = sl[x * st.w];
+        }
     }
     fft(line, scratch, p1, -1);
+}
+
+/* Writes columns off .. off + w - 1 of an inverse-transformed line, times scale, plus bias
+ * (C,) or NULL, to row `row` of channels c0 .. (below C) of one sample's maps dst. */
+static void store_row(const cvec *line, REAL *dst, strides st, int64_t C, int64_t c0, int row,
+                      int w, int off, REAL scale, const REAL *bias) {
+    REAL *d = dst + c0 * st.c + row * st.h;
+    if (st.c == 1 && c0 + GROUP <= C) {
+        typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
+        vec ba = {0}, bb = {0};
+        if (bias)
+            for (int l = 0; l < LANES; ++l) ba[l] = bias[c0 + l], bb[l] = bias[c0 + LANES + l];
+        for (int x = 0; x < w; ++x) {
+            *(uvec *)(d + x * st.w) = line[off + x].re * scale + ba;
+            *(uvec *)(d + x * st.w + LANES) = line[off + x].im * scale + bb;
+        }
+    } else {
+        for (int l = 0; l < GROUP && c0 + l < C; ++l) {
+            REAL b = bias ? bias[c0 + l] : 0, *dl = d + l * st.c;
+            if (l < LANES)
+                for (int x = 0; x < w; ++x) dl[x * st.w] = line[off + x].re[l] * scale + b;
+            else
+                for (int x = 0; x < w; ++x) dl[x * st.w] = line[off + x].im[l - LANES] * scale + b;
+        }
+    }
 }
 
 /* Gathers column k of plane rows [r0, r1) (zero elsewhere) into col and transforms it. */
@@ -271,8 +309,9 @@ int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int 
         } else {
 #pragma omp for schedule(static)
             for (int64_t g = 0; g < G; ++g) {
+                const strides ks = {0, (int64_t)kh * kw, kw, 1};
                 for (int r = 0; r < kh; ++r)
-                    load_row(wk.plane + (size_t)r * L1, kernel, C, g * GROUP, kh, kw, r, 0, L1,
+                    load_row(wk.plane + (size_t)r * L1, kernel, ks, C, g * GROUP, r, kw, 0, L1,
                              &p1, wk.scratch);
                 /* columns k and -k, so that each (k0, k) meets its mirror (-k0, -k) */
                 for (int k = 0; k < H1; ++k) {
@@ -306,7 +345,8 @@ int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int 
  * zero (L0, L1) plane by the spectra, read at (out0, out1), plus bias (C,) or NULL.
  * conjugate = 0: the correlation with the kernel (forward); 1: the convolution (input
  * gradient). 0 or 1 (failure). */
-int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bias, REAL *out,
+int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cvec *spectra,
+                             const REAL *bias, REAL *out, const int64_t *out_strides,
                              int64_t N, int64_t C, int ih, int iw, int in0, int in1, int oh,
                              int ow, int out0, int out1, int L0, int L1, int conjugate,
                              int nthreads) {
@@ -315,6 +355,8 @@ int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bi
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1), csign = conjugate ? -1 : 1;
+    const strides is = {in_strides[0], in_strides[1], in_strides[2], in_strides[3]};
+    const strides os = {out_strides[0], out_strides[1], out_strides[2], out_strides[3]};
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
         work wk;
@@ -326,8 +368,8 @@ int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bi
                 const int64_t n = task / G, c0 = (task % G) * GROUP;
                 const cvec *spec = spectra + (size_t)(task % G) * L0 * H1 * 2;
                 for (int r = 0; r < ih; ++r)
-                    load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * C * ih * iw, C, c0,
-                             ih, iw, r, in1, L1, &p1, wk.scratch);
+                    load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * is.n, is, C, c0, r, iw,
+                             in1, L1, &p1, wk.scratch);
                 for (int k = 0; k < H1; ++k) {
                     const int km = (L1 - k) % L1, pair = km != k;
                     cvec *za = wk.col[0], *zb = pair ? wk.col[1] : wk.col[0];
@@ -355,21 +397,10 @@ int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bi
                         for (int r = out0; r < out0 + oh; ++r) wk.plane[(size_t)r * L1 + km] = yb[r];
                     }
                 }
-                REAL *dst = out + n * C * oh * ow;
                 for (int r = 0; r < oh; ++r) {
                     cvec *line = wk.plane + (size_t)(out0 + r) * L1;
                     fft(line, wk.scratch, &p1, 1);
-                    for (int l = 0; l < GROUP; ++l) {
-                        int64_t c = c0 + l;
-                        if (c >= C) break;
-                        REAL b = bias ? bias[c] : 0;
-                        REAL *d = dst + (c * oh + r) * (int64_t)ow;
-                        if (l < LANES)
-                            for (int x = 0; x < ow; ++x) d[x] = line[out1 + x].re[l] * scale + b;
-                        else
-                            for (int x = 0; x < ow; ++x)
-                                d[x] = line[out1 + x].im[l - LANES] * scale + b;
-                    }
+                    store_row(line, out + n * os.n, os, C, c0, r, ow, out1, scale, bias);
                 }
             }
         }
@@ -383,14 +414,16 @@ int FN(depthwise_fft_filter)(const REAL *in, const cvec *spectra, const REAL *bi
 /* grad_kernel (C, 1, kh, kw) = sum over n of the correlation of grad (N, C, gh, gw) placed at
  * (0, 0) with in (N, C, ih, iw) placed at (in0, in1), read at rows / columns 0 .. k - 1:
  * conj(F(g)) F(x_p) per channel, both channel sets in one spectrum S = S_A + i S_B. */
-int FN(depthwise_fft_grad_kernel)(const REAL *in, const REAL *grad, REAL *grad_kernel,
-                                  int64_t N, int64_t C, int ih, int iw, int in0, int in1, int gh,
+int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, const REAL *grad,
+                                  const int64_t *grad_strides, REAL *grad_kernel, int64_t N, int64_t C, int ih, int iw, int in0, int in1, int gh,
                                   int gw, int kh, int kw, int L0, int L1, int nthreads) {
     plan p0, p1;
     int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1);
+    const strides is = {in_strides[0], in_strides[1], in_strides[2], in_strides[3]};
+    const strides gs = {grad_strides[0], grad_strides[1], grad_strides[2], grad_strides[3]};
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
         work wk;
@@ -405,11 +438,11 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const REAL *grad, REAL *grad_k
                 memset(S, 0, sizeof(cvec) * (size_t)L0 * L1);
                 for (int64_t n = 0; n < N; ++n) {
                     for (int r = 0; r < ih; ++r)
-                        load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * C * ih * iw, C, c0,
-                                 ih, iw, r, in1, L1, &p1, wk.scratch);
+                        load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * is.n, is, C, c0, r,
+                                 iw, in1, L1, &p1, wk.scratch);
                     for (int r = 0; r < gh; ++r)
-                        load_row(wk.plane2 + (size_t)r * L1, grad + n * C * gh * gw, C, c0, gh,
-                                 gw, r, 0, L1, &p1, wk.scratch);
+                        load_row(wk.plane2 + (size_t)r * L1, grad + n * gs.n, gs, C, c0, r, gw,
+                                 0, L1, &p1, wk.scratch);
                     for (int k = 0; k < H1; ++k) {
                         const int km = (L1 - k) % L1, pair = km != k;
                         cvec *xa = wk.col[0], *xb = pair ? wk.col[1] : wk.col[0];
@@ -447,18 +480,11 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const REAL *grad, REAL *grad_k
                     fft(col, wk.scratch, &p0, 1);
                     for (int r = 0; r < kh; ++r) S[(size_t)r * L1 + k] = col[r];
                 }
+                const strides ks = {0, (int64_t)kh * kw, kw, 1};
                 for (int r = 0; r < kh; ++r) {
                     cvec *line = S + (size_t)r * L1;
                     fft(line, wk.scratch, &p1, 1);
-                    for (int l = 0; l < GROUP; ++l) {
-                        int64_t c = c0 + l;
-                        if (c >= C) break;
-                        REAL *d = grad_kernel + (c * kh + r) * (int64_t)kw;
-                        if (l < LANES)
-                            for (int x = 0; x < kw; ++x) d[x] = line[x].re[l] * scale;
-                        else
-                            for (int x = 0; x < kw; ++x) d[x] = line[x].im[l - LANES] * scale;
-                    }
+                    store_row(line, grad_kernel, ks, C, c0, r, kw, 0, scale, NULL);
                 }
             }
         }
