@@ -299,12 +299,17 @@ int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int 
                               int L0, int L1, int nthreads) {
     plan p0, p1;
     int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    if (failed) {
+        free(p0.tw);
+        free(p1.tw);
+        return 1;
+    }
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
-        work wk;
-        if (failed || work_init(&wk, L0, L1, 0)) {
+        work wk = {0};
+        if (work_init(&wk, L0, L1, 0)) {
             failed = 1;
         } else {
 #pragma omp for schedule(static)
@@ -352,6 +357,11 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
                              int nthreads) {
     plan p0, p1;
     int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    if (failed) {
+        free(p0.tw);
+        free(p1.tw);
+        return 1;
+    }
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1), csign = conjugate ? -1 : 1;
@@ -359,8 +369,8 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
     const strides os = {out_strides[0], out_strides[1], out_strides[2], out_strides[3]};
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
-        work wk;
-        if (failed || work_init(&wk, L0, L1, 0)) {
+        work wk = {0};
+        if (work_init(&wk, L0, L1, 0)) {
             failed = 1;
         } else {
 #pragma omp for schedule(static)
@@ -419,6 +429,11 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
                                   int gw, int kh, int kw, int L0, int L1, int nthreads) {
     plan p0, p1;
     int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
+    if (failed) {
+        free(p0.tw);
+        free(p1.tw);
+        return 1;
+    }
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1);
@@ -426,9 +441,9 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
     const strides gs = {grad_strides[0], grad_strides[1], grad_strides[2], grad_strides[3]};
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
-        work wk;
+        work wk = {0};
         cvec *S = NULL;
-        if (failed || work_init(&wk, L0, L1, 1) ||
+        if (work_init(&wk, L0, L1, 1) ||
             !(S = (cvec *)aligned_alloc(64, sizeof(cvec) * (size_t)L0 * L1))) {
             failed = 1;
         } else {
