@@ -10,12 +10,16 @@ differentiable with respect to input, kernel and bias through ordinary torch ops
   kernels are several times faster in that layout on CPU, and the channels-last output makes
   ConvNeXt's ``permute(0, 2, 3, 1)`` free. 1-D tensors have no channels-last layout in torch:
   there it is ``'direct'``.
-* ``'fft'``: ``torch.fft.rfftn`` of input and kernel, a per-frequency product (a broadcast
-  multiply when ``in_channels / groups == 1``, a complex contraction otherwise), ``irfftn``.
-  Its cost does not depend on the kernel size. The input is zero-padded once to the transform
-  length (front: the conv padding), stride is a subsampling of the stride-1 result. Computed in
-  float32 (float64 for float64 inputs) with autocast off, so bf16/fp16 autocast never reaches
-  the transforms; the output has the dtype ``F.conv`` would give.
+* ``'fft'``: its cost does not depend on the kernel size. Depthwise stride-1 2-D convs of
+  float32 / float64 CPU tensors outside autocast (:func:`native_fft_applies`) run the C
+  library's FFT convolution (:func:`mmdcls.ops.native.depthwise_fft_filter`: transforms
+  vectorised across channels, any input layout, channels-last output for channels-last input).
+  Otherwise ``torch.fft.rfftn`` of input and kernel, a per-frequency product (a broadcast
+  multiply when ``in_channels / groups == 1``, a complex contraction otherwise), ``irfftn``;
+  the input is zero-padded once to the transform length (front: the conv padding), stride is a
+  subsampling of the stride-1 result; computed in float32 (float64 for float64 inputs) with
+  autocast off, so bf16/fp16 autocast never reaches the transforms; the output has the dtype
+  ``F.conv`` would give.
 * ``'native'``: for inference (no gradient needed) of depthwise stride-1 2-D convs on float32 /
   float64 CPU tensors, the register-blocked direct convolution of :mod:`mmdcls.ops.native`
   over the kernel's non-zero taps (a folded DCLS ``v0`` kernel has ~100 of 289); otherwise,
@@ -474,9 +478,8 @@ _NATIVE_FFT_COST_PER_POINT = {True: 1.5, False: 2.3}
 #: for training (True: forward and input gradient over the non-zero taps, kernel gradient
 #: over all taps) and inference (False), fitted to per-layer timings against FFT on
 #: ConvNeXt-T maps with positions spread as in trained checkpoints (training 0.17-0.24,
-#: inference 0.58-1.06 across layers). Native wins for v0 kernels (~108 of 289 taps): 1.3-1.9x
-#: faster than FFT in training, 1.9-2.7x in folded inference; FFT for dense 23x23 Gaussian
-#: kernels (1.0-1.8x faster than native).
+#: inference 0.58-1.06 across layers). Against the torch FFT native won for v0 kernels (~108
+#: of 289 taps); against the C library's FFT it wins for sparser kernels only (below).
 _NATIVE_COST_PER_TAP = {True: 0.2, False: 0.65}
 #: added to the native direct conv's cost (units above, per input point) for channels-last
 #: input: it works on NCHW copies and returns NCHW, which a ConvNeXt block (channels-last

@@ -1,5 +1,5 @@
-"""Fused CPU construction of 2-D DCLS kernels and a direct depthwise convolution for
-inference: a small C library compiled on first use.
+"""Fused CPU construction of 2-D DCLS kernels, a direct and an FFT depthwise convolution: a
+small C library compiled on first use.
 
 The torch construction (:mod:`mmdcls.ops.construct`) is exact but memory-bound: every
 ``max`` / ``gauss`` step is a pass over (rows, kernel_count, size) profile tensors, and the
@@ -11,6 +11,9 @@ traces and ``torch.compile`` graphs use the torch path.
 ``csrc/depthwise_2d.c`` is a register-blocked direct depthwise convolution (stride 1, zero
 padding) over each kernel's non-zero taps, and its kernel gradient; ``conv_backend``'s
 ``'native'`` algorithm uses them, in training and inference (see there).
+``csrc/depthwise_fft_2d.c`` is the depthwise FFT convolution of ``conv_backend``'s ``'fft'``
+algorithm: 2-D transforms vectorised across channels (:func:`depthwise_fft_spectra`,
+:func:`depthwise_fft_filter`, :func:`depthwise_fft_grad_kernel`).
 
 It needs only a C compiler (``$CC``, else ``cc``), no torch headers: the library is built in
 about a second into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
