@@ -422,6 +422,9 @@ def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
         raise ValueError(f'spectra must be depthwise_fft_spectra of a ({c}, 1, kh, kw) '
                          f'{input.dtype} kernel for lengths {tuple(lengths)}: contiguous '
                          f'{expected}, got {spectra.dtype} {tuple(spectra.shape)}')
+    if bias is not None and (bias.shape != (c, ) or bias.dtype != input.dtype):
+        raise ValueError(f'bias must be None or ({c},) {input.dtype}, got {bias.dtype} '
+                         f'{tuple(bias.shape)}')
     out = _like_layout(input, (n, c, *out_size))
     if out.numel() == 0:
         return out

@@ -242,3 +242,6 @@ def test_fft_depthwise_rejects_bad_lengths_and_spectra():
     with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
         native.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8),
                                     (16, 16))
+    with pytest.raises(ValueError, match='bias must be None or'):
+        native.depthwise_fft_filter(x, spectra, torch.zeros(4), (1, 1), (0, 0), (8, 8),
+                                    (16, 16))

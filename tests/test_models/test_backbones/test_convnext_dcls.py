@@ -349,3 +349,31 @@ def test_outputs_are_nchw_contiguous_for_mmcv_ops(small_arch, monkeypatch, algo)
         assert out.is_contiguous()
     torch.testing.assert_close(roi_align(outs[0], rois),
                                roi_align(outs[0].detach().contiguous(), rois))
+
+
+@pytest.mark.parametrize('version,size,count', [('v0', 17, 12), ('gauss', 23, 9)])
+@pytest.mark.parametrize('algo', ['fft', 'native', 'channels_last'])
+def test_every_conv_algorithm_trains_the_same_network(small_arch, monkeypatch, algo, version,
+                                                      size, count):
+    """A whole backbone in training (channels-last block inputs, output gradients in whatever
+    layout autograd hands back) gives the direct convolution's outputs and parameter
+    gradients through every algorithm; layer scale 1 so the depthwise convs count."""
+    results = []
+    for name in ('direct', algo):
+        monkeypatch.setenv('MMDCLS_CONV_ALGO', name)
+        torch.manual_seed(0)
+        model = make(small_arch, dilated_kernel_size=size, kernel_count=count,
+                     version=version).double().train()
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(getattr(module, 'P', None), torch.nn.Parameter):
+                    module.P.uniform_(-(size // 2), size // 2)
+        outs = model(torch.randn(2, 3, 48, 40, dtype=torch.float64,
+                                 generator=torch.Generator().manual_seed(1)))
+        sum((o ** 2).mean() for o in outs).backward()
+        results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+    (ref_outs, ref_grads), (outs, grads) = results
+    for out, ref in zip(outs, ref_outs):
+        assert rel_err(out, ref) < 1e-12
+    for name, ref in ref_grads.items():
+        assert rel_err(grads[name], ref) < 1e-9, name
