@@ -32,7 +32,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['mmdcls', 'mmdcls.*']),
     # compiled on first use by mmdcls.ops.native (needs only a C compiler)
-    package_data={'mmdcls.ops': ['csrc/*.c']},
+    package_data={'mmdcls.ops': ['csrc/*.c', 'csrc/*.h']},
     install_requires=read_requirements('runtime'),
     extras_require={'tests': read_requirements('tests'),
                     'build': read_requirements('build')},

@@ -43,6 +43,9 @@ CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
 MODES = ('auto', '0', '1')
 SOURCES = tuple(osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', name)
                 for name in ('construct_2d.c', 'depthwise_2d.c', 'depthwise_fft_2d.c'))
+# included by the sources: part of the build's cache key
+HEADERS = tuple(osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', name)
+                for name in ('real_vec.h', ))
 # Build configurations, tried in order. -ffast-math lets the compiler vectorise expf (through
 # glibc's libmvec) and the row reductions; it is given only when compiling, not when linking,
 # so crtfastmath.o (flush-to-zero for the whole process) is never linked in. -fopenmp splits
@@ -108,7 +111,7 @@ def _build() -> ctypes.CDLL:
     if shutil.which(compiler) is None:
         raise RuntimeError(f'no C compiler: {compiler!r} not found (set $CC)')
     source = b''
-    for path in SOURCES:
+    for path in SOURCES + HEADERS:
         with open(path, 'rb') as f:
             source += f.read()
     version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout

@@ -11,25 +11,7 @@
  * kernel for 17x17 and faster than FFT for sparse kernels and small maps. Maps are split
  * over OpenMP threads.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#ifdef REAL_IS_DOUBLE
-#define REAL double
-#define SUFFIX _f64
-#else
-#define REAL float
-#define SUFFIX _f32
-#endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SUFFIX)
-#define LANES ((int)(32 / sizeof(REAL)))
-typedef REAL vec __attribute__((vector_size(32)));
-typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
+#include "real_vec.h"
 
 /* Output size (OH, OW), OW rounded up to whole vectors (OWr), and the zero-padded input plane
  * (Hp, Wp) wide enough for whole-vector reads at every tap. */

@@ -23,28 +23,12 @@
  * (k, -k) since Z~ pairs them. Maps are split over OpenMP threads by (sample, channel group).
  */
 #include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#ifdef REAL_IS_DOUBLE
-#define REAL double
-#define SUFFIX _f64
-#else
-#define REAL float
-#define SUFFIX _f32
-#endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SUFFIX)
-#define LANES ((int)(32 / sizeof(REAL)))
+#include "real_vec.h"
+
 #define GROUP (2 * LANES) /* channels per complex transform */
 #define MAX_FACTORS 32
 
-typedef REAL vec __attribute__((vector_size(32)));
 typedef struct {
     vec re, im;
 } cvec;
@@ -208,6 +192,16 @@ static void fft(cvec *data, cvec *scratch, const plan *pl, const REAL sign) {
     if (src != data) memcpy(data, src, sizeof(cvec) * pl->n);
 }
 
+/* Plans of both axes; 0, or 1 with nothing left allocated. */
+static int plans_init(plan *p0, int L0, plan *p1, int L1) {
+    if (plan_init(p0, L0) | plan_init(p1, L1)) { /* both run: both tw pointers are set */
+        free(p0->tw);
+        free(p1->tw);
+        return 1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ planes */
 
 /* Work buffers of one thread: the plane (L0 x L1), four columns, a scratch line. */
@@ -241,7 +235,6 @@ static void load_row(cvec *line, const REAL *src, strides st, int64_t C, int64_t
     memset(line, 0, sizeof(cvec) * L1);
     const REAL *s = src + c0 * st.c + row * st.h;
     if (st.c == 1 && c0 + GROUP <= C) { /* channels-last: whole vectors */
-        typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
         for (int x = 0; x < w; ++x) {
             line[off + x].re = *(const uvec *)(s + x * st.w);
             line[off + x].im = *(const uvec *)(s + x * st.w + LANES);
@@ -264,7 +257,6 @@ static void store_row(const cvec *line, REAL *dst, strides st, int64_t C, int64_
                       int w, int off, REAL scale, const REAL *bias) {
     REAL *d = dst + c0 * st.c + row * st.h;
     if (st.c == 1 && c0 + GROUP <= C) {
-        typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
         vec ba = {0}, bb = {0};
         if (bias)
             for (int l = 0; l < LANES; ++l) ba[l] = bias[c0 + l], bb[l] = bias[c0 + LANES + l];
@@ -298,12 +290,8 @@ static void load_column(cvec *col, const cvec *plane, int k, int r0, int r1, int
 int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int kh, int kw,
                               int L0, int L1, int nthreads) {
     plan p0, p1;
-    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
-    if (failed) {
-        free(p0.tw);
-        free(p1.tw);
-        return 1;
-    }
+    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
@@ -356,12 +344,8 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
                              int ow, int out0, int out1, int L0, int L1, int conjugate,
                              int nthreads) {
     plan p0, p1;
-    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
-    if (failed) {
-        free(p0.tw);
-        free(p1.tw);
-        return 1;
-    }
+    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1), csign = conjugate ? -1 : 1;
@@ -428,12 +412,8 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
                                   const int64_t *grad_strides, REAL *grad_kernel, int64_t N, int64_t C, int ih, int iw, int in0, int in1, int gh,
                                   int gw, int kh, int kw, int L0, int L1, int nthreads) {
     plan p0, p1;
-    int failed = plan_init(&p0, L0) | plan_init(&p1, L1);
-    if (failed) {
-        free(p0.tw);
-        free(p1.tw);
-        return 1;
-    }
+    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
     const REAL scale = (REAL)1 / ((REAL)L0 * L1);
