@@ -20,7 +20,8 @@
  *
  * Complex transforms: mixed-radix (4, 2, 3, 5) Stockham autosort, out of place between two
  * buffers; rows in place in the plane, columns gathered into a contiguous buffer in pairs
- * (k, -k) since Z~ pairs them. Maps are split over OpenMP threads by (sample, channel group).
+ * (k, -k) since Z~ pairs them. OpenMP threads take (sample, channel group) pairs; the kernel
+ * gradient, a sum over samples, takes channel groups.
  */
 #include <math.h>
 
