@@ -175,7 +175,7 @@ def library() -> Optional[ctypes.CDLL]:
                     _failure = str(error)
                     if selected == 'auto':
                         warnings.warn(f'mmdcls: C library unavailable (fused CPU construction, '
-                                      f'native depthwise conv), using the torch paths '
+                                      f'direct and FFT depthwise convs), using the torch paths '
                                       f'({_failure})')
     if _library is None and selected == '1':
         raise RuntimeError(f'{ENV_VAR}=1 but the C library (fused CPU construction, native '

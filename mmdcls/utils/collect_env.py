@@ -59,7 +59,7 @@ def mmcv_ops_status():
 
 
 def native_status():
-    """State of mmdcls's C library (fused construction, native depthwise conv).
+    """State of mmdcls's C library (fused construction, direct and FFT depthwise convs).
 
     Returns:
         str: ``'ok (<path>)'``, ``'disabled (MMDCLS_NATIVE=0)'`` or ``'unavailable: <why>'``.
