@@ -351,13 +351,13 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     Where :func:`native_fft_applies`, the C library computes it; otherwise ``torch.fft``,
     where without gradients the product and the bias are applied in place on the spectrum
     (the bias as a constant on the zero-frequency bin), saving two passes over the output."""
+    spatial, ksize = tuple(input.shape[2:]), tuple(kernel.shape[2:])
+    full = tuple(s + 2 * p - k + 1 for s, p, k in zip(spatial, padding, ksize))
+    if any(f < 1 for f in full):
+        raise ValueError(f'kernel {ksize} is larger than the padded input '
+                         f'{tuple(s + 2 * p for s, p in zip(spatial, padding))}')
+    lengths = fft_lengths(spatial, ksize, padding)
     if native_fft_applies(input, kernel, bias, stride, groups):
-        lengths = fft_lengths(input.shape[2:], kernel.shape[2:], padding)
-        full = tuple(s + 2 * p - k + 1 for s, p, k in zip(input.shape[2:], padding,
-                                                          kernel.shape[2:]))
-        if any(f < 1 for f in full):
-            raise ValueError(f'kernel {tuple(kernel.shape[2:])} is larger than the padded '
-                             f'input {tuple(s + 2 * p for s, p in zip(input.shape[2:], padding))}')
         if _needs_grad(input, kernel, bias):
             return _NativeDepthwiseFFT.apply(input, kernel, bias, tuple(padding), lengths, full)
         if kernel_spectrum is None:
@@ -368,12 +368,6 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     ndim = kernel.dim() - 2
     n, c_in = input.shape[:2]
     c_out, c_in_g = kernel.shape[:2]
-    spatial, ksize = tuple(input.shape[2:]), tuple(kernel.shape[2:])
-    full = tuple(s + 2 * p - k + 1 for s, p, k in zip(spatial, padding, ksize))
-    if any(f < 1 for f in full):
-        raise ValueError(f'kernel {ksize} is larger than the padded input '
-                         f'{tuple(s + 2 * p for s, p in zip(spatial, padding))}')
-    lengths = fft_lengths(spatial, ksize, padding)
     dims = tuple(range(-ndim, 0))
     compute = _fft_compute_dtype(input.dtype)
     in_place = not _needs_grad(input, kernel, bias)

@@ -183,6 +183,14 @@ def library() -> Optional[ctypes.CDLL]:
     return _library
 
 
+def _checked_library(name: str) -> ctypes.CDLL:
+    """The library, or RuntimeError naming ``name`` (what needed it) and why it is missing."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f'{name} is unavailable: {_failure}')
+    return lib
+
+
 def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
     """Whether the fused construction (:func:`dense_forward`, :func:`bilinear_forward`)
     handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
@@ -283,10 +291,11 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
 
 def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                      stride: Sequence[int], groups: int) -> bool:
-    """Whether :func:`depthwise_conv2d` (and :func:`depthwise_grad_kernel` for its kernel
-    gradient) handle this convolution: 2-D, depthwise (C_out == C_in == groups), stride 1,
-    float32 / float64 CPU tensors of one dtype, outside autocast (F.conv would compute in the
-    autocast dtype), eager mode, library available."""
+    """Whether the direct (:func:`depthwise_conv2d`, :func:`depthwise_grad_kernel`) and FFT
+    (:func:`depthwise_fft_filter`, ...) depthwise convolutions handle this convolution: 2-D,
+    depthwise (C_out == C_in == groups), stride 1, float32 / float64 CPU tensors of one dtype,
+    outside autocast (F.conv would compute in the autocast dtype), eager mode, library
+    available."""
     return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
             and not torch.is_autocast_enabled(input.device.type)
             and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
@@ -309,9 +318,7 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     out = input.new_empty((n, c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1))
     if out.numel() == 0:
         return out
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f'the native depthwise convolution is unavailable: {_failure}')
+    lib = _checked_library('the native depthwise convolution')
     suffix = _TYPES[input.dtype][0]
     bias_ptr = None if bias is None else bias.contiguous().data_ptr()
     threads = max(1, min(torch.get_num_threads(), n * c))
@@ -330,9 +337,7 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
     n, c, h, w = input.shape
     kh, kw = kernel_size
     grad_kernel = input.new_empty((c, 1, kh, kw))
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f'the native depthwise convolution is unavailable: {_failure}')
+    lib = _checked_library('the native depthwise convolution')
     threads = max(1, min(torch.get_num_threads(), c))
     if getattr(lib, 'depthwise_grad_kernel' + _TYPES[input.dtype][0])(
             input.data_ptr(), grad_output.data_ptr(), grad_kernel.data_ptr(), n, c, h, w, kh,
@@ -345,13 +350,6 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
 def _fft_group(dtype: torch.dtype) -> int:
     """Channels per complex transform of csrc/depthwise_fft_2d.c: two 32-byte vectors."""
     return 2 * 32 // dtype.itemsize
-
-
-def _checked_library(name: str):
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f'{name} is unavailable: {_failure}')
-    return lib
 
 
 def _check_lengths(lengths: Sequence[int]) -> Tuple[int, int]:
