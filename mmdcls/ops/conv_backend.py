@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import native
+from .torch_compat import get_autocast_dtype, is_autocast_enabled, is_compiling
 
 #: the concrete algorithms
 ALGORITHMS = ('direct', 'channels_last', 'fft', 'native')
@@ -141,9 +142,9 @@ def conv_channels_last(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     needs_grad = _needs_grad(input, kernel, bias)
     device_type = input.device.type
     if depthwise and needs_grad:
-        if torch.is_autocast_enabled(device_type):
+        if is_autocast_enabled(device_type):
             # Custom Functions see autocast's inputs uncast: cast as F.conv would.
-            dtype = torch.get_autocast_dtype(device_type)
+            dtype = get_autocast_dtype(device_type)
             input, kernel = input.to(dtype), kernel.to(dtype)
             bias = None if bias is None else bias.to(dtype)
             with torch.autocast(device_type, enabled=False):
@@ -189,8 +190,8 @@ def _needs_grad(*tensors: Optional[Tensor]) -> bool:
 
 def _out_dtype(input: Tensor, kernel: Tensor) -> torch.dtype:
     device_type = input.device.type
-    if (input.is_floating_point() and torch.is_autocast_enabled(device_type)):
-        return torch.get_autocast_dtype(device_type)
+    if (input.is_floating_point() and is_autocast_enabled(device_type)):
+        return get_autocast_dtype(device_type)
     if input.dtype != kernel.dtype:
         raise TypeError(f'input ({input.dtype}) and kernel ({kernel.dtype}) must have the same '
                         'dtype outside autocast')
@@ -550,8 +551,8 @@ def clear_benchmark_cache() -> None:
 def _benchmark_key(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
                    groups) -> tuple:
     device_type = input.device.type
-    autocast = (torch.get_autocast_dtype(device_type)
-                if torch.is_autocast_enabled(device_type) else None)
+    autocast = (get_autocast_dtype(device_type)
+                if is_autocast_enabled(device_type) else None)
     return (str(input.device), input.dtype, kernel.dtype, autocast, tuple(input.shape),
             tuple(kernel.shape), bias is not None, stride, padding, groups,
             torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad))
@@ -676,7 +677,7 @@ class _LargeKernelConvMixin:
 
     def forward(self, input: Tensor) -> Tensor:
         if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-                or torch.compiler.is_compiling()):
+                or is_compiling()):
             return self._conv_forward(input, self.weight, self.bias)
         padding = self.padding
         if isinstance(padding, str) or self.padding_mode != 'zeros':

@@ -38,6 +38,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .torch_compat import is_autocast_enabled, is_compiling
+
 ENV_VAR = 'MMDCLS_NATIVE'
 CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
 MODES = ('auto', '0', '1')
@@ -196,7 +198,7 @@ def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
     handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
     tracing or ``torch.compile``), library available."""
     return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in _TYPES
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing() and not is_compiling()
             and library() is not None)
 
 
@@ -297,11 +299,11 @@ def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     outside autocast (F.conv would compute in the autocast dtype), eager mode, library
     available."""
     return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
-            and not torch.is_autocast_enabled(input.device.type)
+            and not is_autocast_enabled(input.device.type)
             and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
             and input.device.type == 'cpu' and input.dtype in _TYPES
             and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing() and not is_compiling()
             and library() is not None)
 
 
