@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mmdcls.ops.conv_backend import (LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d,
-                                     check_algo)
+from mmdcls.ops.conv import (LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d,
+                             check_algo)
 from mmdcls.ops.dcls import _DclsNd
 
 _STANDARD = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -61,7 +61,7 @@ def fold_dcls(model: nn.Module, large_kernel: bool = False, conv_algo: Optional[
     Args:
         model: any module (a DCLS layer itself, a backbone, a detector, ...).
         large_kernel: use ``mmdcls.ops.LargeKernelConv{1,2,3}d`` (subclasses of
-            ``nn.Conv{1,2,3}d`` computing through ``mmdcls.ops.conv_backend``; exported as a
+            ``nn.Conv{1,2,3}d`` computing through ``mmdcls.ops.conv``; exported as a
             standard Conv) instead of plain ``nn.Conv{1,2,3}d``.
         conv_algo: the ``conv_algo`` of those large-kernel convs (only with ``large_kernel``).
         inplace: modify ``model`` instead of a deep copy.

@@ -1,14 +1,19 @@
 """The DCLS operator, depending on torch only: usable without OpenMMLab (e.g. in ImageNet
 pretraining code). With a C compiler on the machine, 2-D kernel construction and depthwise
 convolutions run through a small C library built on first use (:mod:`mmdcls.ops.native`;
-``MMDCLS_NATIVE=0`` keeps everything in torch)."""
+``MMDCLS_NATIVE=0`` keeps everything in torch).
+
+Layout: :mod:`.dcls` (the ``Dcls{1,2,3}d`` layers and functions), :mod:`.construct` (kernel
+construction), :mod:`.conv` (the convolution algorithms and ``conv_nd``), :mod:`.native` (the
+C library), ``csrc/`` (its sources); ``docs/architecture.md`` follows a forward pass through
+them."""
 from .construct import VERSIONS, VERSIONS_WITH_SIGMA, construct_kernel, position_axes
-from .conv_backend import conv_nd
+from .conv import LargeKernelConv2d, LargeKernelDepthwiseConv2d, conv_nd
 from .dcls import (PADDING_MODES, Dcls1d, Dcls2d, Dcls3d, as_ntuple, dcls_conv1d, dcls_conv2d,
                    dcls_conv3d, same_padding)
 
 __all__ = [
     'VERSIONS', 'VERSIONS_WITH_SIGMA', 'PADDING_MODES', 'construct_kernel', 'position_axes',
-    'conv_nd', 'Dcls1d', 'Dcls2d', 'Dcls3d', 'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d',
-    'same_padding', 'as_ntuple'
+    'conv_nd', 'LargeKernelConv2d', 'LargeKernelDepthwiseConv2d', 'Dcls1d', 'Dcls2d', 'Dcls3d',
+    'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding', 'as_ntuple'
 ]

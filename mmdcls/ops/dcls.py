@@ -3,7 +3,7 @@
 Same constructor arguments, defaults, parameter names, shapes and initialisation as
 ``DCLS.construct.modules.Dcls{1,2,3}d``, so an official state dict loads unchanged. The kernel is
 built by :func:`construct_kernel` (fast, exact) and convolved by
-:func:`mmdcls.ops.conv_backend.conv_nd`.
+:func:`mmdcls.ops.conv.conv_nd`.
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn import init
 
 from .construct import VERSIONS_WITH_SIGMA, check_version, construct_kernel
-from .conv_backend import conv_nd
+from .conv import conv_nd
 
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 _INPUT_LAYOUTS = {1: '(N, C, L)', 2: '(N, C, H, W)', 3: '(N, C, D, H, W)'}

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from mmdcls.deploy import fold_dcls, fold_dcls_layer, is_dcls_layer
-from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d
-from mmdcls.ops.conv_backend import LargeKernelConv2d
+from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d, LargeKernelConv2d
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_CONFIG = osp.join(REPO, 'configs/_demo_/upernet_convnext-dcls-demo_tiny-ade-128x128.py')

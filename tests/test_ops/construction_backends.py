@@ -16,5 +16,5 @@ def construction_backend(request, monkeypatch):
     else:
         monkeypatch.setenv(native.ENV_VAR, 'auto')
         if native.library() is None:
-            pytest.skip(f'fused construction unavailable: {native._failure}')
+            pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
     return request.param

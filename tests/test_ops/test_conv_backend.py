@@ -1,12 +1,12 @@
-"""Every algorithm of mmdcls.ops.conv_backend against F.conv: outputs and gradients."""
+"""Every algorithm of mmdcls.ops.conv against F.conv: outputs and gradients; the selection."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdcls.ops import conv_backend, native
-from mmdcls.ops.conv_backend import (ALGORITHMS, ALGOS, ENV_VAR, LargeKernelConv2d,
-                                     LargeKernelDepthwiseConv2d, conv_nd, fft_lengths,
-                                     heuristic_algo, resolve_algo, select_algo)
+from mmdcls.ops import conv, native
+from mmdcls.ops.conv import (ALGORITHMS, ALGOS, ENV_VAR, LargeKernelConv2d,
+                             LargeKernelDepthwiseConv2d, conv_nd, fft_lengths, heuristic_algo,
+                             resolve_algo, select_algo, selection)
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -156,7 +156,7 @@ def test_env_override_and_precedence(monkeypatch):
     assert select_algo(x, k, None, (1, 1), (1, 1), 2) == 'fft'
     assert select_algo(x, k, None, (1, 1), (1, 1), 2, algo='direct') == 'direct'  # call wins
     calls = []
-    monkeypatch.setitem(conv_backend._ALGORITHM_FNS, 'fft',
+    monkeypatch.setitem(selection.ALGORITHM_FNS, 'fft',
                         lambda *args: calls.append(args) or F.conv2d(args[0], args[1], groups=2))
     conv_nd(x, k, None, (1, 1), (0, 0), 2)
     assert len(calls) == 1
@@ -188,15 +188,15 @@ def test_shape_errors():
 
 
 def test_benchmark_cache():
-    conv_backend.clear_benchmark_cache()
+    conv.clear_benchmark_cache()
     x, k = torch.randn(1, 3, 16, 16), torch.randn(3, 1, 11, 11)
     first = select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark')
     assert first in ALGORITHMS
-    assert len(conv_backend._BENCHMARK_CACHE) == 1
+    assert len(selection._BENCHMARK_CACHE) == 1
     assert select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark') == first
-    assert len(conv_backend._BENCHMARK_CACHE) == 1
+    assert len(selection._BENCHMARK_CACHE) == 1
     select_algo(x[:, :, :12], k, None, (1, 1), (5, 5), 3, algo='benchmark')
-    assert len(conv_backend._BENCHMARK_CACHE) == 2
+    assert len(selection._BENCHMARK_CACHE) == 2
 
 
 @pytest.mark.parametrize('algo', ALGORITHMS + (None, ))
@@ -243,12 +243,11 @@ def test_fft_without_grad_matches_conv(case):
     k = torch.randn(c_out, c_in // groups, *ksize)
     b = torch.randn(c_out)
     ref = _CONV[ndim](x, k, b, stride, padding, 1, groups)
-    native_form = conv_backend.native_fft_applies(x, k, b, stride, groups)
-    spectrum = conv_backend.kernel_spectrum_for(k, fft_lengths(spatial, ksize, padding),
-                                                native_form)
+    native_form = conv.native_fft_applies(x, k, b, stride, groups)
+    spectrum = conv.kernel_spectrum_for(k, fft_lengths(spatial, ksize, padding), native_form)
     with torch.inference_mode():
-        assert rel_err(conv_backend.conv_fft(x, k, b, stride, padding, groups), ref) < 1e-4
-        out = conv_backend.conv_fft(x, k, b, stride, padding, groups, kernel_spectrum=spectrum)
+        assert rel_err(conv.conv_fft(x, k, b, stride, padding, groups), ref) < 1e-4
+        out = conv.conv_fft(x, k, b, stride, padding, groups, kernel_spectrum=spectrum)
         assert rel_err(out, ref) < 1e-4
 
 
@@ -286,7 +285,7 @@ def test_depthwise_fft_backward(monkeypatch, needs, native_lib):
     gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
     if native_lib:
         if native.library() is None:
-            pytest.skip(f'native library unavailable: {native._failure}')
+            pytest.skip(f'native library unavailable: {native.failure_reason()}')
     else:
         monkeypatch.setenv(native.ENV_VAR, '0')
     torch.manual_seed(7)
@@ -332,9 +331,8 @@ NATIVE_CASES = [  # (N, C, H, W, kernel, padding)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('case', NATIVE_CASES, ids=str)
 def test_native_depthwise_matches_conv(case, dtype):
-    from mmdcls.ops import native
     if native.library() is None:
-        pytest.skip(f'native library unavailable: {native._failure}')
+        pytest.skip(f'native library unavailable: {native.failure_reason()}')
     n, c, h, w, ksize, padding = case
     torch.manual_seed(8)
     x = torch.randn(n, c, h, w, dtype=dtype)
@@ -353,7 +351,6 @@ def test_native_depthwise_matches_conv(case, dtype):
 
 def test_native_applies_only_to_depthwise_stride_one():
     """Elsewhere 'native' runs channels-last (test_matches_conv covers the values)."""
-    from mmdcls.ops import native
     x, k = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 5, 5)
     assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
     assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
@@ -369,10 +366,10 @@ def test_heuristic_native_choice():
     # folded v0 kernels (~108 of 289 taps): native; dense 23x23 Gaussian kernels: FFT on
     # large maps (cached spectrum, inference)
     assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, needs_grad=False,
-                          kernel_spectrum_cached=True, nonzero_taps=108) == 'native'
+                          kernel_spectrum_cached=True, nonzero_taps=108) == 'sparse_direct'
     assert heuristic_algo((1, 768, 12, 12), (768, 1, 17, 17), (1, 1), (8, 8), 768,
                           needs_grad=False, kernel_spectrum_cached=True,
-                          nonzero_taps=108) == 'native'
+                          nonzero_taps=108) == 'sparse_direct'
     assert heuristic_algo((1, c, 96, 96), (c, 1, 23, 23), (1, 1), (11, 11), c, needs_grad=False,
                           kernel_spectrum_cached=True, nonzero_taps=529) == 'fft'
     # channels-last input (ConvNeXt blocks): the C FFT keeps the layout, native would copy
@@ -387,11 +384,10 @@ def test_heuristic_native_choice():
 def test_native_depthwise_backward(needs):
     """Training through 'native': input gradient by the rotated kernel, kernel gradient by
     the C correlation; as F.conv2d's for any subset of inputs, gradcheck in float64."""
-    from mmdcls.ops import native
     if native.library() is None:
-        pytest.skip(f'native library unavailable: {native._failure}')
+        pytest.skip(f'native library unavailable: {native.failure_reason()}')
     torch.manual_seed(9)
-    check_depthwise_backward('native', '_NativeDepthwiseBackward', needs, sparse=True,
+    check_depthwise_backward('native', '_SparseDirectDepthwiseBackward', needs, sparse=True,
                              padding=(3, 1), tol=1e-12)
 
 
@@ -405,16 +401,16 @@ def test_heuristic_native_in_training():
         assert heuristic_algo((1, c, side, side), (c, 1, 23, 23), (1, 1), (11, 11), c,
                               nonzero_taps=529) == 'fft'
     assert heuristic_algo((1, 96, 96, 96), (96, 1, 17, 17), (1, 1), (8, 8), 96,
-                          nonzero_taps=14) == 'native'
+                          nonzero_taps=14) == 'sparse_direct'
 
 
 def test_nonzero_taps_remembered_on_weights_until_modified():
     weight = torch.nn.Parameter(torch.zeros(4, 1, 5, 5))
     with torch.no_grad():
         weight[:, :, 2, 2] = 1
-    assert conv_backend._mean_nonzero_taps(weight) == 1
+    assert selection._mean_nonzero_taps(weight) == 1
     with torch.no_grad():
         weight[:, :, 0, :] = 1  # in place: the version changes
-    assert conv_backend._mean_nonzero_taps(weight) == 6
+    assert selection._mean_nonzero_taps(weight) == 6
     built = weight * 2  # not a leaf (a constructed DCLS kernel): counted every call
-    assert conv_backend._mean_nonzero_taps(built) == 6 and not hasattr(built, '_mmdcls_nonzero_taps')
+    assert selection._mean_nonzero_taps(built) == 6 and not hasattr(built, '_mmdcls_nonzero_taps')

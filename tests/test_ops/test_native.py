@@ -1,5 +1,6 @@
-"""The fused C construction of mmdcls.ops.native: built here, selected by MMDCLS_NATIVE,
-identical to the pure-torch construction, and a clear fallback / error when unbuildable."""
+"""The C library of mmdcls.ops.native: built here, selected by MMDCLS_NATIVE, its construction
+identical to the pure-torch one and its FFT depthwise conv to F.conv2d, and a clear fallback /
+error when unbuildable."""
 import shutil
 
 import pytest
@@ -16,8 +17,8 @@ SETTINGS = [('v0', (17, 17), 34), ('v1', (7, 11), 9), ('gauss', (23, 23), 26),
 @pytest.fixture
 def fresh_library(monkeypatch, tmp_path):
     """An unbuilt library state with its own cache directory (restored afterwards)."""
-    monkeypatch.setattr(native, '_library', None)
-    monkeypatch.setattr(native, '_failure', None)
+    monkeypatch.setattr(native.loader, '_library', None)
+    monkeypatch.setattr(native.loader, '_failure', None)
     monkeypatch.setenv(native.CACHE_ENV_VAR, str(tmp_path))
     return tmp_path
 
@@ -52,14 +53,14 @@ def kernel_and_grads(monkeypatch, mode, weight, P, SIG, sizes, version, grad):
 def test_library_builds_where_a_compiler_exists():
     if shutil.which('cc') is None:
         pytest.skip('no C compiler on this machine')
-    assert native.library() is not None, native._failure
+    assert native.library() is not None, native.failure_reason()
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('version,sizes,count', SETTINGS)
 def test_native_matches_torch_construction(monkeypatch, version, sizes, count, dtype):
     if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native._failure}')
+        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
     weight, P, SIG = parameters(version, sizes, count, dtype)
     grad = torch.randn(weight.shape[0], 1, *sizes, dtype=dtype)
     kernel, grads = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, sizes, version, grad)
@@ -81,7 +82,7 @@ def test_triangle_narrow_and_wide_rows_match_torch(monkeypatch, dtype):
     non-zero taps, wider rows contracted densely: both agree with the torch path, including
     widths at the initial value (one tap on grid points, two elsewhere) and rows mixing both."""
     if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native._failure}')
+        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
     sizes, count = (17, 13), 12
     weight, P, SIG = parameters('max', sizes, count, dtype, rows=40)
     with torch.no_grad():
@@ -104,7 +105,7 @@ def test_triangle_narrow_and_wide_rows_match_torch(monkeypatch, dtype):
 @pytest.mark.parametrize('version', ['v1', 'gauss'])
 def test_thread_split_does_not_change_results(monkeypatch, version):
     if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native._failure}')
+        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
     weight, P, SIG = parameters(version, (9, 7), 6, torch.float32, rows=200)
     grad = torch.randn(200, 1, 9, 7)
     threads = torch.get_num_threads()
@@ -151,14 +152,14 @@ def test_build_is_cached_by_content(fresh_library):
         pytest.skip('no C compiler on this machine')
     assert native.library() is not None
     built = sorted(p.name for p in fresh_library.iterdir())
-    assert len(built) == 1 and built[0].startswith('construct_2d-') and built[0].endswith('.so')
+    assert len(built) == 1 and built[0].startswith('mmdcls_native-') and built[0].endswith('.so')
 
 
 def test_gaussian_profiles_kept_for_backward_only_when_training():
     """The Gaussian forward keeps its axis-1 profiles (1.23x the kernel for 23x23 / 26) only
     when a backward can follow."""
     if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native._failure}')
+        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
     from mmdcls.utils.profiling import peak_cpu_bytes
     weight, P, SIG = parameters('gauss', (23, 23), 26, torch.float32, rows=64)
     kernel_bytes = 64 * 23 * 23 * 4
@@ -172,7 +173,7 @@ def test_gaussian_profiles_kept_for_backward_only_when_training():
         assert extra() < 0.1
 
 
-# (N, C, H, W, kernel, padding, lengths or None for conv_backend.fft_lengths): channels not a
+# (N, C, H, W, kernel, padding, lengths or None for conv.fft_lengths): channels not a
 # multiple of the group (16 float32 / 8 float64 channels per transform), rectangular maps and
 # kernels, kernel larger than the map, no padding, padding beyond k // 2, odd lengths
 FFT_CASES = [(2, 19, 12, 9, (5, 7), (2, 3), None), (1, 1, 7, 8, (3, 3), (1, 1), None),
@@ -199,8 +200,8 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
     kernel gradient) against F.conv2d and its autograd, for inputs and output gradients in
     any layout; channels-last in, channels-last out."""
     if native.library() is None:
-        pytest.skip(f'native library unavailable: {native._failure}')
-    from mmdcls.ops.conv_backend import fft_lengths
+        pytest.skip(f'native library unavailable: {native.failure_reason()}')
+    from mmdcls.ops.conv import fft_lengths
     n, c, h, w, (kh, kw), (ph, pw), lengths = case
     torch.manual_seed(3)
     x = torch.randn(n, c, h, w, dtype=dtype, requires_grad=True)
@@ -229,7 +230,7 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
 
 def test_fft_depthwise_rejects_bad_lengths_and_spectra():
     if native.library() is None:
-        pytest.skip(f'native library unavailable: {native._failure}')
+        pytest.skip(f'native library unavailable: {native.failure_reason()}')
     k = torch.randn(3, 1, 3, 3)
     with pytest.raises(ValueError, match='lengths must be two positive ints'):
         native.depthwise_fft_spectra(k, (14, 16))  # 7

@@ -118,7 +118,7 @@ def test_every_bilinear_path_matches_official_over_chunks(version, where):
     """v0 / v1 take an unmasked path when every position is inside the kernel (always after
     clamping; d loss / d kernel zero-padded when a position sits on a last grid point, whose
     upper tap is missing) and a masked one otherwise; each over several row chunks."""
-    from mmdcls.ops.construct import _InsideBilinear, _inside_chunk_rows
+    from mmdcls.ops.construct.bilinear import _InsideBilinear, _inside_chunk_rows
     channels, size, count = 24, 5, 20
     assert _inside_chunk_rows(channels, count, (size, size)) < channels  # several chunks
     torch.manual_seed(2)

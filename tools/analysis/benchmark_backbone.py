@@ -59,7 +59,7 @@ def spread_positions(model):
 def build_models(variants, positions='spread'):
     from mmdcls.deploy import fold_dcls
     from mmdcls.models import ConvNeXtDCLS
-    from mmdcls.ops.conv_backend import LargeKernelConv2d
+    from mmdcls.ops import LargeKernelConv2d
 
     torch.manual_seed(0)
     train = {'7x7': ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)),

@@ -1,0 +1,35 @@
+"""mmdcls's C library: fused CPU construction of 2-D DCLS kernels, a sparse direct and an FFT
+depthwise convolution, compiled on first use from ``mmdcls/ops/csrc``.
+
+* :mod:`.loader`: building (compiler, flags, cache directory and key), loading, the
+  ``MMDCLS_NATIVE`` mode, and :func:`.loader.call`, the one checked path every call takes;
+* :mod:`.prototypes`: each C entry point declared once, with named argument types;
+* one module of typed bindings per C source: :mod:`.construction` (``construct_2d.c``),
+  :mod:`.depthwise` (``depthwise_2d.c``: the sparse direct conv), :mod:`.depthwise_fft`
+  (``depthwise_fft_2d.c``).
+
+``MMDCLS_NATIVE`` selects: unset / ``auto``: use it when it builds (one warning otherwise);
+``0``: never (pure torch); ``1``: always, raising if it cannot be built.
+"""
+from . import loader
+from .construction import (SAVED_PROFILES_MAX_RATIO, bilinear_backward, bilinear_forward,
+                           dense_backward, dense_forward, saved_profiles_size, usable)
+from .depthwise import depthwise_conv2d, depthwise_grad_kernel, depthwise_usable
+from .depthwise_fft import depthwise_fft_filter, depthwise_fft_grad_kernel, depthwise_fft_spectra
+from .loader import CACHE_ENV_VAR, ENV_VAR, MODES, failure_reason, library, mode
+
+__all__ = [
+    'ENV_VAR', 'CACHE_ENV_VAR', 'MODES', 'mode', 'library', 'failure_reason', 'usable',
+    'dense_forward', 'dense_backward', 'bilinear_forward', 'bilinear_backward',
+    'SAVED_PROFILES_MAX_RATIO', 'saved_profiles_size', 'depthwise_usable', 'depthwise_conv2d',
+    'depthwise_grad_kernel', 'depthwise_fft_spectra', 'depthwise_fft_filter',
+    'depthwise_fft_grad_kernel'
+]
+
+
+def __getattr__(name: str):
+    # ``native._failure`` / ``native._library`` of the single-module layout, read by callers
+    # outside mmdcls.ops (collect_env): the loader's current state, not a copy
+    if name in ('_failure', '_library'):
+        return getattr(loader, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,121 @@
+"""Bindings of ``csrc/construct_2d.c``: the fused CPU construction of 2-D DCLS kernels.
+
+The torch construction (:mod:`mmdcls.ops.construct`) is exact but memory-bound: every
+``max`` / ``gauss`` step is a pass over (rows, kernel_count, size) profile tensors, and the
+bilinear scatter goes through index tensors. ``csrc/construct_2d.c`` does the same arithmetic
+row by row in a work buffer that stays in cache, for float32 and float64 CPU tensors and
+2-D kernels (the ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT
+traces and ``torch.compile`` graphs use the torch path. Autograd:
+:class:`mmdcls.ops.construct.fused_c._ConstructNative2d`.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..torch_compat import is_compiling
+from .loader import call, library, threads_for
+from .prototypes import REAL_TYPES
+
+_VERSION_CODES = {'gauss': 0, 'max': 1, 'v0': 0, 'v1': 1}
+# rows per thread below which splitting a call over threads costs more than it saves
+_MIN_ROWS_PER_THREAD = 16
+_NEEDED_BY = 'the fused kernel construction'
+
+
+def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
+    """Whether the fused construction (:func:`dense_forward`, :func:`bilinear_forward`)
+    handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
+    tracing or ``torch.compile``), library available."""
+    return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in REAL_TYPES
+            and not torch.jit.is_tracing() and not is_compiling()
+            and library() is not None)
+
+
+def _run(entry: str, dtype: torch.dtype, rows: int, args: list) -> None:
+    """Calls construction entry point ``entry`` over all rows on up to
+    ``torch.get_num_threads()`` threads."""
+    call(entry, dtype, *args, threads=threads_for(rows // _MIN_ROWS_PER_THREAD),
+         needed_by=_NEEDED_BY)
+
+
+def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int]) -> list:
+    """The ``_ROW_LAYOUT`` arguments of :mod:`.prototypes` for P (2, *rows, K)."""
+    kernel_count = P.shape[-1]
+    rows = P.numel() // (2 * kernel_count)
+    comp0, comp1 = component_of_axis
+    return [rows, kernel_count, sizes[0], sizes[1], comp0, comp1,
+            float(sizes[comp0] // 2), float(sizes[comp1] // 2)]
+
+
+# Saved axis-1 profiles (see dense_forward) at most this many kernel sizes: bounds the memory
+# a layer holds between forward and backward (1.2x for the release's gauss 23x23 / 26).
+SAVED_PROFILES_MAX_RATIO = 1.5
+
+
+def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.dtype) -> int:
+    """Scalars per kernel row of the axis-1 profiles dense_forward can save: padded profiles
+    (whole 32-byte vectors) and their sums."""
+    lanes = 32 // dtype.itemsize
+    return kernel_count * (-(-sizes[1] // lanes) * lanes + 1)
+
+
+def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int],
+                  component_of_axis: Sequence[int], sig_floor: float, version: str,
+                  save_profiles: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """``max`` / ``gauss`` kernel (*rows, S0, S1) from contiguous weight (*rows, K), P and SIG
+    (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``.
+    ``save_profiles``: also return the axis-1 profiles for :func:`dense_backward` (which then
+    evaluates only axis 0's), else None."""
+    rows = weight.numel() // weight.shape[-1]
+    kernel = weight.new_empty((*weight.shape[:-1], *sizes))
+    saved = None
+    if save_profiles:
+        saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1],
+                                                            weight.dtype))
+        if saved.data_ptr() % 32:  # the C code reads it as 32-byte vectors
+            raise RuntimeError(f'mmdcls: profile buffer at {saved.data_ptr():#x} is not '
+                               f'32-byte aligned')
+    _run('dense_forward', weight.dtype, rows,
+         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), kernel.data_ptr(),
+          None if saved is None else saved.data_ptr(),
+          *_layout(P, sizes, component_of_axis), float(sig_floor), _VERSION_CODES[version]])
+    return kernel, saved
+
+
+def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
+                   sizes: Tuple[int, int], component_of_axis: Sequence[int], sig_floor: float,
+                   version: str, saved: Optional[Tensor] = None
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (weight, P, SIG) of :func:`dense_forward` from contiguous d loss / d kernel;
+    ``saved``: the profiles it returned, if any."""
+    grads = [torch.empty_like(t) for t in (weight, P, SIG)]
+    _run('dense_backward', weight.dtype, weight.numel() // weight.shape[-1],
+         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), grad_kernel.data_ptr(),
+          None if saved is None else saved.data_ptr(),
+          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
+          float(sig_floor), _VERSION_CODES[version]])
+    return tuple(grads)
+
+
+def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
+                     component_of_axis: Sequence[int], version: str) -> Tensor:
+    """``v0`` / ``v1`` kernel (*rows, S0, S1) from contiguous weight (*rows, K) and P
+    (2, *rows, K)."""
+    rows = weight.numel() // weight.shape[-1]
+    kernel = weight.new_empty((*weight.shape[:-1], *sizes))
+    _run('bilinear_forward', weight.dtype, rows,
+         [weight.data_ptr(), P.data_ptr(), kernel.data_ptr(),
+          *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]])
+    return kernel
+
+
+def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tuple[int, int],
+                      component_of_axis: Sequence[int], version: str) -> Tuple[Tensor, Tensor]:
+    """Gradients (weight, P) of :func:`bilinear_forward` from contiguous d loss / d kernel."""
+    grads = [torch.empty_like(t) for t in (weight, P)]
+    _run('bilinear_backward', weight.dtype, weight.numel() // weight.shape[-1],
+         [weight.data_ptr(), P.data_ptr(), grad_kernel.data_ptr(),
+          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
+          _VERSION_CODES[version]])
+    return tuple(grads)

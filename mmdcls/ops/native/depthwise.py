@@ -1,0 +1,69 @@
+"""Bindings of ``csrc/depthwise_2d.c``: the sparse direct depthwise convolution.
+
+A register-blocked direct depthwise convolution (2-D, stride 1, zero padding) over each
+kernel's non-zero taps, and its kernel gradient: the ``'sparse_direct'`` algorithm of
+:mod:`mmdcls.ops.conv.sparse_direct` (alias ``'native'``), in training and inference. Also
+:func:`depthwise_usable`, the cases both the direct and the FFT depthwise convolutions of the
+C library handle.
+"""
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..torch_compat import is_autocast_enabled, is_compiling
+from .loader import call, library, threads_for
+from .prototypes import REAL_TYPES
+
+_NEEDED_BY = 'the sparse direct depthwise convolution'
+
+
+def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                     stride: Sequence[int], groups: int) -> bool:
+    """Whether the direct (:func:`depthwise_conv2d`, :func:`depthwise_grad_kernel`) and FFT
+    (:func:`mmdcls.ops.native.depthwise_fft_filter`, ...) depthwise convolutions handle this
+    convolution: 2-D, depthwise (C_out == C_in == groups), stride 1, float32 / float64 CPU
+    tensors of one dtype, outside autocast (F.conv would compute in the autocast dtype), eager
+    mode, library available."""
+    return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
+            and not is_autocast_enabled(input.device.type)
+            and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
+            and input.device.type == 'cpu' and input.dtype in REAL_TYPES
+            and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
+            and not torch.jit.is_tracing() and not is_compiling()
+            and library() is not None)
+
+
+def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
+                     padding: Sequence[int]) -> Tensor:
+    """Depthwise stride-1 correlation of input (N, C, H, W) zero-padded by ``padding`` with
+    kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
+    ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (the ``'sparse_direct'``
+    algorithm wraps it with its gradients; see :func:`depthwise_usable`)."""
+    input, kernel = input.contiguous(), kernel.contiguous()
+    n, c, h, w = input.shape
+    kh, kw = kernel.shape[2:]
+    ph, pw = padding
+    out = input.new_empty((n, c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1))
+    if out.numel() == 0:
+        return out
+    bias = None if bias is None else bias.contiguous()  # alive through the call
+    call('depthwise_forward', input.dtype, input.data_ptr(), kernel.data_ptr(),
+         None if bias is None else bias.data_ptr(),
+         out.data_ptr(), n, c, h, w, kh, kw, ph, pw, threads=threads_for(n * c),
+         needed_by=_NEEDED_BY)
+    return out
+
+
+def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Sequence[int],
+                          padding: Sequence[int]) -> Tensor:
+    """d loss / d kernel (C, 1, kh, kw) of :func:`depthwise_conv2d` from its input
+    (N, C, H, W) and d loss / d output (N, C, OH, OW)."""
+    input, grad_output = input.contiguous(), grad_output.contiguous()
+    n, c, h, w = input.shape
+    kh, kw = kernel_size
+    grad_kernel = input.new_empty((c, 1, kh, kw))
+    call('depthwise_grad_kernel', input.dtype, input.data_ptr(), grad_output.data_ptr(),
+         grad_kernel.data_ptr(), n, c, h, w, kh, kw, padding[0], padding[1],
+         threads=threads_for(c), needed_by=_NEEDED_BY)
+    return grad_kernel
