@@ -1,4 +1,4 @@
-/* Fused CPU construction of 2-D DCLS kernels (see mmdcls/ops/native.py).
+/* Fused CPU construction of 2-D DCLS kernels (bindings: mmdcls/ops/native/construction.py).
  *
  * Compiled twice: REAL = float (names ending _f32), and with -DREAL_IS_DOUBLE (_f64). Every function
  * handles the kernel rows [r0, r1) of one call, so the Python side runs disjoint row ranges on
@@ -9,7 +9,7 @@
  * Layouts (contiguous): weight (R, K); P, SIG (2, R, K) indexed by component; kernel and
  * grad_kernel (R, S0, S1). comp0 / comp1: the P component giving kernel axis 0 / 1, half0 /
  * half1: the offset added to it (dcls adds sizes[component] // 2). The arithmetic follows
- * mmdcls/ops/construct.py (and through it dcls 0.1.1) operation by operation.
+ * mmdcls/ops/construct/ (and through it dcls 0.1.1) operation by operation.
  */
 #include <math.h>
 #include <stdint.h>

@@ -1,5 +1,7 @@
-/* Direct depthwise 2-D convolution (stride 1, zero padding) for inference, see
- * mmdcls/ops/native.py and conv_backend's 'native' algorithm.
+/* Sparse direct depthwise 2-D convolution (stride 1, zero padding) over the kernel's non-zero
+ * taps, and its kernel gradient, for training and inference: the 'sparse_direct' algorithm
+ * (alias 'native') of mmdcls/ops/conv/sparse_direct.py; bindings in
+ * mmdcls/ops/native/depthwise.py.
  *
  * Compiled twice like construct_2d.c (REAL = float, and double with -DREAL_IS_DOUBLE). Per
  * (sample, channel) map: the input is copied once into a zero-padded plane, the kernel's

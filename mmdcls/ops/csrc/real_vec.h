@@ -1,5 +1,5 @@
 /* The scalar type and 32-byte vector types of the depthwise convolutions (see
- * mmdcls/ops/native.py): each source is compiled twice, REAL = float (names ending _f32) and,
+ * mmdcls/ops/native/prototypes.py): each source is compiled twice, REAL = float (names ending _f32) and,
  * with -DREAL_IS_DOUBLE, double (_f64); FN(name) gives the suffixed name. */
 #ifndef MMDCLS_REAL_VEC_H
 #define MMDCLS_REAL_VEC_H
