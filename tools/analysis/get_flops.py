@@ -10,16 +10,19 @@ Counting follows mmengine.analysis (fvcore): one fused multiply-add = 1 FLOP, tr
   (traced as ``aten::_convolution``: during analysis the DCLS layers use the ``'direct'``
   algorithm, ``MMDCLS_CONV_ALGO=direct``, so that the convolution is one countable op instead
   of FFTs the counter does not know);
-* plus the kernel construction, an opaque autograd Function for the tracer, counted by the
-  handles registered here: bilinear ``v0`` / ``v1`` (``_ConstructBilinear``) 2**ndim taps per
-  element, ``out * in/groups * kernel_count * 2**ndim``; ``gauss`` / ``max``
-  (``_ConstructKernel``) the per-axis profiles and their outer-product contraction,
-  ``out * in/groups * kernel_count * (sum(w) + prod(w))`` with ``w`` the evaluated window per
-  axis (the whole dilated size for ``gauss``).
+* plus the kernel construction, an opaque autograd Function for the tracer (a trace always
+  takes the torch construction of ``mmdcls/ops/construct/``), counted by the handles
+  registered here: bilinear ``v0`` / ``v1`` (``_ConstructBilinear``) 2**ndim taps per element,
+  ``out * in/groups * kernel_count * 2**ndim``; ``gauss`` / ``max`` (``_ConstructKernel``)
+  the per-axis profiles over the whole dilated size ``s`` and their outer-product
+  contraction, ``out * in/groups * kernel_count * (sum(s) + prod(s))``.
 
 Construction does not depend on the batch or image size, so its share shrinks with the input.
+
+Exit status: 0 after printing the counts, 2 for bad arguments, 1 on any other error.
 """
 import argparse
+import math
 import os
 import sys
 from collections import Counter
@@ -51,20 +54,12 @@ def construct_bilinear_flop_jit(inputs, outputs) -> Counter:
 
 
 def construct_kernel_flop_jit(inputs, outputs) -> Counter:
-    """``_ConstructKernel(weight, P, SIG, sizes, version, window, chunk)`` -> (R, *sizes)."""
+    """``_ConstructKernel(weight (R, K), P, SIG, sizes, version)`` -> (R, *sizes): per element,
+    a profile over each axis's whole size and one term of the outer-product contraction per
+    kernel entry."""
     rows, kernel_count = _shape(inputs[0])
     sizes = _shape(outputs[0])[1:]
-    window = None
-    try:
-        window = inputs[5].toIValue()
-    except Exception:  # not a constant in this trace: count the full dilated size
-        window = None
-    widths = [s if window is None else min(s, int(window)) for s in sizes]
-    per_element = sum(widths)
-    prod = 1
-    for w in widths:
-        prod *= w
-    return Counter({'dcls_construct': rows * kernel_count * (per_element + prod)})
+    return Counter({'dcls_construct': rows * kernel_count * (sum(sizes) + math.prod(sizes))})
 
 
 DCLS_HANDLES = {
@@ -131,14 +126,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Prints the counts; returns the exit status (0, or 2 for bad arguments)."""
     args = parse_args(argv)
     if len(args.shape) == 1:
         shape = (args.shape[0], args.shape[0])
     elif len(args.shape) == 2:
         shape = tuple(args.shape)
     else:
-        raise ValueError(f'--shape takes H or H W, got {args.shape}')
+        print(f'get_flops.py: error: --shape takes H or H W, got {args.shape}', file=sys.stderr)
+        return 2
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -162,9 +159,8 @@ def main(argv=None):
     if result['unsupported']:
         print('Ops not counted (mostly cheap element-wise / indexing): '
               + ', '.join(f'{k} x{v}' for k, v in sorted(result['unsupported'].items())))
-    return result
+    return 0
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    sys.exit(main())
