@@ -11,9 +11,11 @@ from .construct import VERSIONS, VERSIONS_WITH_SIGMA, construct_kernel, position
 from .conv import LargeKernelConv2d, LargeKernelDepthwiseConv2d, conv_nd
 from .dcls import (PADDING_MODES, Dcls1d, Dcls2d, Dcls3d, as_ntuple, dcls_conv1d, dcls_conv2d,
                    dcls_conv3d, same_padding)
+from .dcls2d_k1d import Dcls2dK1d
+from .dcls3_1d import Dcls3_1d
 
 __all__ = [
     'VERSIONS', 'VERSIONS_WITH_SIGMA', 'PADDING_MODES', 'construct_kernel', 'position_axes',
     'conv_nd', 'LargeKernelConv2d', 'LargeKernelDepthwiseConv2d', 'Dcls1d', 'Dcls2d', 'Dcls3d',
-    'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding', 'as_ntuple'
+    'Dcls2dK1d', 'Dcls3_1d', 'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding', 'as_ntuple'
 ]
