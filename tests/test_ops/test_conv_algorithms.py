@@ -1,12 +1,12 @@
-"""Every algorithm of mmdcls.ops.conv against F.conv: outputs and gradients; the selection."""
+"""Every algorithm of mmdcls.ops.conv against F.conv: outputs and gradients (the choice
+between them: test_conv_selection.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmdcls.ops import conv, native
-from mmdcls.ops.conv import (ALGORITHMS, ALGOS, ENV_VAR, LargeKernelConv2d,
-                             LargeKernelDepthwiseConv2d, conv_nd, fft_lengths, heuristic_algo,
-                             resolve_algo, select_algo, selection)
+from mmdcls.ops.conv import (ALGORITHMS, LargeKernelConv2d, LargeKernelDepthwiseConv2d, conv_nd,
+                             fft_lengths)
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -122,61 +122,6 @@ def test_fft_lengths_avoid_wraparound():
         assert r == 1
 
 
-def test_heuristic():
-    c = 96
-    # 7x7: channels-last direct; DCLS-sized kernels: FFT in training, channels-last direct
-    # for 17x17 inference; kernels large for the map: FFT
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 7, 7), (1, 1), (3, 3), c) == 'channels_last'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'fft'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 51, 51), (1, 1), (25, 25), c) == 'fft'
-    assert heuristic_algo((2, c, 40, 40), (c, 1, 41, 41), (1, 1), (20, 20), c,
-                          needs_grad=False) == 'fft'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c,
-                          needs_grad=False) == 'channels_last'
-    assert heuristic_algo((1, c, 12, 12), (c, 1, 17, 17), (1, 1), (8, 8), c) == 'fft'
-    assert heuristic_algo((2, c, 64, 64), (c, 1, 23, 23), (1, 1), (11, 11), c,
-                          needs_grad=False) == 'fft'
-    # constant kernels with a cached spectrum (LargeKernelConv2d inference): FFT down to 16x16
-    # maps (measured 1.2-3.9x faster), channels-last on 12x12
-    for side in (96, 48, 24):
-        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
-                              needs_grad=False, kernel_spectrum_cached=True) == 'fft'
-    assert heuristic_algo((1, 768, 12, 12), (768, 1, 17, 17), (1, 1), (8, 8), 768,
-                          needs_grad=False, kernel_spectrum_cached=True) == 'channels_last'
-    assert heuristic_algo((1, c, 50), (c, 1, 3), (1, ), (1, ), c) == 'direct'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, 'cuda') == 'direct'
-
-
-def test_env_override_and_precedence(monkeypatch):
-    x, k = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
-    monkeypatch.delenv(ENV_VAR, raising=False)
-    assert resolve_algo() == 'auto'
-    monkeypatch.setenv(ENV_VAR, 'fft')
-    assert resolve_algo() == 'fft'
-    assert select_algo(x, k, None, (1, 1), (1, 1), 2) == 'fft'
-    assert select_algo(x, k, None, (1, 1), (1, 1), 2, algo='direct') == 'direct'  # call wins
-    calls = []
-    monkeypatch.setitem(selection.ALGORITHM_FNS, 'fft',
-                        lambda *args: calls.append(args) or F.conv2d(args[0], args[1], groups=2))
-    conv_nd(x, k, None, (1, 1), (0, 0), 2)
-    assert len(calls) == 1
-
-
-@pytest.mark.parametrize('bad', ['FFT', 'cudnn', ' fft'])
-def test_bad_values(monkeypatch, bad):
-    x, k = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
-    monkeypatch.setenv(ENV_VAR, bad)
-    with pytest.raises(ValueError, match=ENV_VAR) as info:
-        conv_nd(x, k, None, (1, 1), (1, 1), 2)
-    for name in ALGOS:
-        assert name in str(info.value)
-    monkeypatch.delenv(ENV_VAR)
-    with pytest.raises(ValueError, match='algo must be one of'):
-        conv_nd(x, k, None, (1, 1), (1, 1), 2, algo=bad)
-    with pytest.raises(ValueError, match='conv_algo'):
-        LargeKernelConv2d(2, 2, 3, conv_algo=bad)
-
-
 def test_shape_errors():
     with pytest.raises(ValueError, match='input must be 4-D'):
         conv_nd(torch.randn(2, 8, 8), torch.randn(2, 1, 3, 3), None, (1, 1), (0, 0), 2)
@@ -185,18 +130,6 @@ def test_shape_errors():
     with pytest.raises(ValueError, match='larger than the padded input'):
         conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 9, 9), None, (1, 1), (0, 0), 2,
                 algo='fft')
-
-
-def test_benchmark_cache():
-    conv.clear_benchmark_cache()
-    x, k = torch.randn(1, 3, 16, 16), torch.randn(3, 1, 11, 11)
-    first = select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark')
-    assert first in ALGORITHMS
-    assert len(selection._BENCHMARK_CACHE) == 1
-    assert select_algo(x, k, None, (1, 1), (5, 5), 3, algo='benchmark') == first
-    assert len(selection._BENCHMARK_CACHE) == 1
-    select_algo(x[:, :, :12], k, None, (1, 1), (5, 5), 3, algo='benchmark')
-    assert len(selection._BENCHMARK_CACHE) == 2
 
 
 @pytest.mark.parametrize('algo', ALGORITHMS + (None, ))
@@ -320,7 +253,7 @@ def check_depthwise_backward(algo, node, needs, sparse, padding, tol):
     assert torch.autograd.gradcheck(conv, inputs)
 
 
-NATIVE_CASES = [  # (N, C, H, W, kernel, padding)
+SPARSE_DIRECT_CASES = [  # (N, C, H, W, kernel, padding)
     (2, 5, 9, 13, (17, 17), (8, 8)),      # kernel larger than the map
     (1, 3, 20, 7, (5, 3), (2, 1)),        # rectangular
     (2, 4, 6, 6, (7, 9), (1, 4)),         # asymmetric padding, output != input size
@@ -329,8 +262,8 @@ NATIVE_CASES = [  # (N, C, H, W, kernel, padding)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('case', NATIVE_CASES, ids=str)
-def test_native_depthwise_matches_conv(case, dtype):
+@pytest.mark.parametrize('case', SPARSE_DIRECT_CASES, ids=str)
+def test_sparse_direct_matches_conv(case, dtype):
     if native.library() is None:
         pytest.skip(f'native library unavailable: {native.failure_reason()}')
     n, c, h, w, ksize, padding = case
@@ -343,74 +276,31 @@ def test_native_depthwise_matches_conv(case, dtype):
     ref = F.conv2d(x, k, b, 1, padding, 1, c)
     with torch.inference_mode():
         assert native.depthwise_usable(x, k, b, (1, 1), c)
-        out = conv_nd(x, k, b, (1, 1), padding, c, algo='native')
+        out = conv_nd(x, k, b, (1, 1), padding, c, algo='sparse_direct')
         assert rel_err(out, ref) < (1e-5 if dtype == torch.float32 else 1e-12)
-        assert rel_err(conv_nd(x, k, None, (1, 1), padding, c, algo='native'),
+        assert rel_err(conv_nd(x, k, None, (1, 1), padding, c, algo='sparse_direct'),
                        F.conv2d(x, k, None, 1, padding, 1, c)) < 1e-5
 
 
-def test_native_applies_only_to_depthwise_stride_one():
-    """Elsewhere 'native' runs channels-last (test_matches_conv covers the values)."""
+def test_sparse_direct_applies_only_to_depthwise_stride_one():
+    """Elsewhere 'sparse_direct' runs channels-last (test_matches_conv covers the values)."""
     x, k = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 5, 5)
     assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
     assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
     assert not native.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
     assert not native.depthwise_usable(x, k.double(), None, (1, 1), 4)  # mixed dtypes
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        y = conv_nd(x, k, None, (1, 1), (2, 2), 4, algo='native')
+        y = conv_nd(x, k, None, (1, 1), (2, 2), 4, algo='sparse_direct')
     assert y.dtype == torch.bfloat16  # autocast: channels-last in bf16, as F.conv2d
-
-
-def test_heuristic_native_choice():
-    c = 96
-    # folded v0 kernels (~108 of 289 taps): native; dense 23x23 Gaussian kernels: FFT on
-    # large maps (cached spectrum, inference)
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 17, 17), (1, 1), (8, 8), c, needs_grad=False,
-                          kernel_spectrum_cached=True, nonzero_taps=108) == 'sparse_direct'
-    assert heuristic_algo((1, 768, 12, 12), (768, 1, 17, 17), (1, 1), (8, 8), 768,
-                          needs_grad=False, kernel_spectrum_cached=True,
-                          nonzero_taps=108) == 'sparse_direct'
-    assert heuristic_algo((1, c, 96, 96), (c, 1, 23, 23), (1, 1), (11, 11), c, needs_grad=False,
-                          kernel_spectrum_cached=True, nonzero_taps=529) == 'fft'
-    # channels-last input (ConvNeXt blocks): the C FFT keeps the layout, native would copy
-    for side, c in ((96, 96), (12, 768)):
-        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
-                              needs_grad=False, kernel_spectrum_cached=True, nonzero_taps=108,
-                              channels_last_input=True) == 'fft'
 
 
 @pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
                                    (False, True, False), (False, False, True)])
-def test_native_depthwise_backward(needs):
-    """Training through 'native': input gradient by the rotated kernel, kernel gradient by
+def test_sparse_direct_backward(needs):
+    """Training through 'sparse_direct': input gradient by the rotated kernel, kernel gradient by
     the C correlation; as F.conv2d's for any subset of inputs, gradcheck in float64."""
     if native.library() is None:
         pytest.skip(f'native library unavailable: {native.failure_reason()}')
     torch.manual_seed(9)
-    check_depthwise_backward('native', '_SparseDirectDepthwiseBackward', needs, sparse=True,
+    check_depthwise_backward('sparse_direct', '_SparseDirectDepthwiseBackward', needs, sparse=True,
                              padding=(3, 1), tol=1e-12)
-
-
-def test_heuristic_native_in_training():
-    # trained v0 kernels (~108 non-zero taps) and dense 23x23 Gaussian kernels: the C
-    # library's FFT; v0 kernels as initialised (~14 taps clustered at the centre) on large
-    # maps: the native direct conv
-    for side, c in ((96, 96), (12, 768)):
-        assert heuristic_algo((1, c, side, side), (c, 1, 17, 17), (1, 1), (8, 8), c,
-                              nonzero_taps=108) == 'fft'
-        assert heuristic_algo((1, c, side, side), (c, 1, 23, 23), (1, 1), (11, 11), c,
-                              nonzero_taps=529) == 'fft'
-    assert heuristic_algo((1, 96, 96, 96), (96, 1, 17, 17), (1, 1), (8, 8), 96,
-                          nonzero_taps=14) == 'sparse_direct'
-
-
-def test_nonzero_taps_remembered_on_weights_until_modified():
-    weight = torch.nn.Parameter(torch.zeros(4, 1, 5, 5))
-    with torch.no_grad():
-        weight[:, :, 2, 2] = 1
-    assert selection._mean_nonzero_taps(weight) == 1
-    with torch.no_grad():
-        weight[:, :, 0, :] = 1  # in place: the version changes
-    assert selection._mean_nonzero_taps(weight) == 6
-    built = weight * 2  # not a leaf (a constructed DCLS kernel): counted every call
-    assert selection._mean_nonzero_taps(built) == 6 and not hasattr(built, '_mmdcls_nonzero_taps')
