@@ -3,8 +3,9 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from mmdcls.engine.optimizers import layer_decay_optim_constructor as module
 from mmdcls.engine import DCLSLearningRateDecayOptimizerConstructor
+from mmdcls.engine.optimizers import layer_decay_optim_constructor as module
+from mmdcls.models.utils import DEFAULT_POSITION_LR_MULT, DEFAULT_SIGMA_LR_MULT
 
 from .toy_models import NoDepthConvNeXt, ToyConvNeXtDCLS, ToyDetector
 
@@ -62,7 +63,8 @@ def test_layer_wise_scales_positions_and_decay(backbone_factory):
     # Stage 2's one position tensor is used by blocks of layers 3 and 4: it learns at the rate
     # of the shallowest (block 0, layer 3), times position_lr_mult, without weight decay.
     P = bb.stages[2][0].dwconv.P
-    assert lr(P) == pytest.approx(LR * scale(3) * 5.0)
+    assert DEFAULT_POSITION_LR_MULT == 5.0  # the release's
+    assert lr(P) == pytest.approx(LR * scale(3) * DEFAULT_POSITION_LR_MULT)
     assert wd(P) == 0
     # Norms, biases and layer scales are not decayed; the DCLS weights and linears are.
     block = bb.stages[1][0]
@@ -128,6 +130,63 @@ def test_backbone_without_get_layer_depth_needs_num_layers():
         build(ToyDetector(NoDepthConvNeXt(depths=(1, 1, 10, 1))), decay_rate=0.7, num_layers=2)
 
 
+class SpyDepth(ToyConvNeXtDCLS):
+    """Records the calls of the constructor and answers with its own ids: stage i and its
+    downsample layer -> i, everything else (norms, neck, head) 5, out of 6 ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def _depth(self, method, param_name, prefix):
+        self.calls.append((method, param_name, prefix))
+        parts = param_name[len(prefix):].split('.')
+        if param_name.startswith(prefix) and parts[0] in ('downsample_layers', 'stages'):
+            return int(parts[1]), 6
+        return 5, 6
+
+    def get_layer_depth(self, param_name, prefix=''):
+        return self._depth('layer', param_name, prefix)
+
+    def get_stage_depth(self, param_name, prefix=''):
+        return self._depth('stage', param_name, prefix)
+
+
+@pytest.mark.parametrize('decay_type,method', [('layer_wise', 'layer'), ('stage_wise', 'stage')])
+def test_layer_ids_are_the_models(decay_type, method, monkeypatch):
+    """The constructor parses no names when the backbone defines its ids: every parameter's
+    id is the backbone method's answer for its full name (neck / head included), and the rule
+    is named in the log."""
+    messages = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kw: messages.append(msg))
+    monkeypatch.setattr(module, 'convnext_layer_depth', None)  # the fallback must not be used
+    model = ToyDetector(SpyDepth())
+    groups = by_param(build(model, decay_rate=0.5, decay_type=decay_type))
+    bb = model.backbone
+    asked = {name for m, name, prefix in bb.calls if m == method and prefix == 'backbone.'}
+    assert {n for n, _ in model.named_parameters()} <= asked
+    for i in range(4):
+        scale = 0.5 ** (6 - i - 1)
+        assert groups[id(bb.stages[i][0].pwconv1.weight)]['lr'] == pytest.approx(LR * scale)
+        assert groups[id(bb.downsample_layers[i][1].weight)]['lr'] == pytest.approx(LR * scale)
+    assert groups[id(model.head.weight)]['lr'] == pytest.approx(LR)
+    assert f'SpyDepth.get_{method}_depth' in messages[0]
+
+
+def test_fallback_rule_by_name_is_the_backbones(backbone_factory):
+    """Without get_layer_depth / get_stage_depth, the documented fallback applies by name the
+    function the mmdcls backbone's methods apply: the same groups as the model's own ids."""
+    for decay_type in ('layer_wise', 'stage_wise'):
+        model = ToyDetector(backbone_factory())
+        reference = build(model, decay_rate=0.8, decay_type=decay_type).optimizer.param_groups
+        for name in ('get_layer_depth', 'get_stage_depth'):
+            setattr(model.backbone, name, None)  # instance attribute hides the method
+        fallback = build(model, decay_rate=0.8, decay_type=decay_type,
+                         num_layers=6).optimizer.param_groups
+        assert [(g['group_name'], g['lr'], [id(p) for p in g['params']]) for g in fallback] == \
+            [(g['group_name'], g['lr'], [id(p) for p in g['params']]) for g in reference]
+
+
 def test_non_convnext_backbone_is_refused():
     model = ToyDetector(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)))
     with pytest.raises(ValueError, match='ConvNeXt-layout backbone'):
@@ -182,6 +241,8 @@ def test_groups_logged_once_as_a_table(monkeypatch):
     for group in groups:
         assert group['group_name'] in text
     assert 'layer_3_position' in text and 'backbone.stages.2.0.dwconv.P' in text
+    assert f'position_lr_mult={DEFAULT_POSITION_LR_MULT}' in text
+    assert f'sigma_lr_mult={DEFAULT_SIGMA_LR_MULT}' in text
 
 
 def test_optimizer_state_round_trip():

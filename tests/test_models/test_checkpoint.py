@@ -5,8 +5,9 @@ import pickle
 import pytest
 import torch
 
-from mmdcls.models import ConvNeXtDCLS
-from mmdcls.models.utils import extract_state_dict, load_checkpoint_file
+from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier
+from mmdcls.models.utils import (checkpoint_filter_fn, detect_layout, extract_state_dict,
+                                 load_checkpoint_file)
 
 
 def backbone(arch, **kwargs):
@@ -156,3 +157,82 @@ def test_pretrained_inside_an_init_cfg_list(release_model, small_arch, save_rele
                                ref.downsample_layers[1][0].weight)
     with pytest.raises(ValueError, match='Pretrained takes'):
         backbone(small_arch, init_cfg=dict(type='Pretrained', path=path)).init_weights()
+
+
+# ---------------------------------------------------------------------- checkpoint_filter_fn
+def _whole_model(state_dict):
+    """A detector checkpoint's state dict as mmdet 2.x saved the release's: backbone + others."""
+    state = {f'backbone.{k}': v for k, v in state_dict.items()}
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(2)
+    state['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(3)
+    return state
+
+
+def test_layouts_detected_by_sentinel_keys(release_model):
+    assert detect_layout(release_model(classifier=True).state_dict()) == 'classifier'
+    assert detect_layout(release_model().state_dict()) == 'backbone'
+    assert detect_layout(_whole_model(release_model().state_dict())) == 'model'
+    with pytest.raises(ValueError, match=r"x.pth: not a ConvNeXt\(-DCLS\) checkpoint.*"
+                       r"\['encoder.stem.weight'\]"):
+        detect_layout({'encoder.stem.weight': torch.zeros(1)}, 'x.pth')
+
+
+def test_filter_accounts_for_every_key_of_a_whole_model(release_model, small_arch):
+    """A whole detector's checkpoint into a backbone with one output: every checkpoint key is
+    loaded or ignored with a reason, the one model norm it lacks is new; the inputs are left
+    as they were (a pure function)."""
+    whole = _whole_model(release_model().state_dict())
+    before = dict(whole)
+    model = backbone(small_arch, out_indices=(1,))
+    result = checkpoint_filter_fn(whole, model)
+    assert result.layout == 'model'
+    assert list(whole) == list(before) and all(whole[k] is before[k] for k in before)
+    assert len(result.state_dict) == len(whole)  # nothing left out of the account
+    loaded = set(result.state_dict) - set(result.ignored)
+    assert loaded == set(model.state_dict())
+    assert sorted(result.ignored) == sorted(
+        ['neck.lateral_convs.0.conv.weight', 'roi_head.bbox_head.fc_cls.weight'] +
+        [f'norm{i}.{p}' for i in (0, 2, 3) for p in ('weight', 'bias')])
+    assert 'neck / heads' in result.ignored['neck.lateral_convs.0.conv.weight']
+    assert 'stage 2, not in out_indices' in result.ignored['norm2.weight']
+    assert result.new == {}
+
+
+def test_filter_classifier_layouts(release_model, small_arch):
+    state = release_model(classifier=True).state_dict()
+    into_backbone = checkpoint_filter_fn(state, backbone(small_arch, out_indices=(0, 3)))
+    assert sorted(into_backbone.ignored) == ['head.bias', 'head.weight', 'norm.bias',
+                                             'norm.weight']
+    assert list(into_backbone.new) == ['norm0.weight', 'norm0.bias', 'norm3.weight', 'norm3.bias']
+    classifier = ConvNeXtDCLSClassifier(small_arch, num_classes=10, dilated_kernel_size=7,
+                                        kernel_count=5)
+    exact = checkpoint_filter_fn(state, classifier)
+    assert exact.layout == 'classifier' and not exact.ignored and not exact.new
+    # a backbone's checkpoint has no head: the classifier refuses it, naming the keys
+    with pytest.raises(ValueError, match=r'missing in the checkpoint:[\s\S]*head\.weight'
+                       r'[\s\S]*not in the model:[\s\S]*norm0\.weight'):
+        classifier.load_state_dict_checked(release_model().state_dict())
+
+
+def test_whole_model_checkpoint_loads_without_prefix(release_model, small_arch, tmp_path):
+    """The release's COCO / ADE20K files (mmdet 2.x / mmseg 0.x) initialise a backbone as they
+    are: its backbone.* is taken, the rest reported as ignored; with prefix the same weights."""
+    ref = release_model()
+    path = tmp_path / 'coco.pth'
+    torch.save({'state_dict': _whole_model(ref.state_dict()), 'meta': {}}, path)
+    model = backbone(small_arch, out_indices=(2,))
+    summary = model.load_pretrained(str(path))
+    assert 'neck.lateral_convs.0.conv.weight' in summary['ignored']
+    torch.testing.assert_close(model.norm2.weight, ref.norm2.weight)
+    torch.testing.assert_close(model.stages[2][1].dwconv.P, ref.stages[2][0].dwconv.P)
+    with_prefix = backbone(small_arch, out_indices=(2,))
+    with_prefix.load_pretrained(str(path), prefix='backbone.')
+    for key, value in with_prefix.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_whole_model_keys_that_collide_are_refused(release_model, small_arch):
+    whole = _whole_model(release_model().state_dict())
+    whole['stages.0.0.gamma'] = torch.zeros(8)  # outside backbone. but a backbone name
+    with pytest.raises(ValueError, match=r"collide with backbone names \['stages.0.0.gamma'\]"):
+        checkpoint_filter_fn(whole, backbone(small_arch))

@@ -5,26 +5,29 @@ The release's detection / segmentation recipe (mmdet 2.x / mmseg 0.x
 
 * DCLS positions (``P``) and sigmas (``SIG``) get no weight decay and their own learning-rate
   multiplier (``position_lr_mult``, ``sigma_lr_mult``) on top of the layer scale;
-* layer ids come from the backbone's ``get_layer_depth`` (as mmpretrain's constructors do) when
-  it has one, so the depth rule lives next to the model;
+* layer ids come from the model: the backbone's ``get_layer_depth`` (as mmpretrain's
+  constructors ask) or ``get_stage_depth``; the constructor parses no names itself, except in
+  the documented fallback for a ConvNeXt-layout backbone without those methods, which applies
+  the same function the mmdcls backbone uses (``convnext_layer_depth``);
 * a parameter shared by several layers (one ``P`` per stage, used by every block of the stage)
   is put in exactly one group, with the layer id of the shallowest layer that uses it.
 """
 import numbers
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
+from mmdcls.models.backbones import convnext_layer_depth
+from mmdcls.models.utils import (DEFAULT_POSITION_LR_MULT, DEFAULT_SIGMA_LR_MULT, POSITION_PARAM,
+                                 SIGMA_PARAM)
 from mmdcls.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 # Kinds of parameter groups, in the order they are listed inside one layer.
 KINDS = ('decay', 'no_decay', 'position', 'sigma')
-POSITION_NAME = 'P'
-SIGMA_NAME = 'SIG'
 # Names that never get weight decay, whatever their shape (as mmdet's constructor).
 NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 
@@ -45,15 +48,20 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     * ``decay_rate`` (required, 0 < r <= 1): the lr of a parameter at layer ``i`` out of
       ``num_layers + 2`` layer ids is ``lr * decay_rate ** (num_layers + 1 - i)``; neck and heads
       get ``lr``.
-    * ``decay_type``: ``'layer_wise'`` (default; ConvNeXt's rule: stem 0, stage 0 -> 1,
-      stage 1 -> 2, stage 2 -> 3 + block // 3, stage 3 -> num_layers) or ``'stage_wise'``
-      (downsample layers 0, stage i -> i + 1).
+    * ``decay_type``: ``'layer_wise'`` (default; the ids of ``backbone.get_layer_depth(name,
+      prefix)``, for ConvNeXt: stem 0, stage 0 -> 1, stage 1 -> 2, stage 2 -> 3 + block // 3,
+      stage 3 -> num_layers) or ``'stage_wise'`` (those of ``backbone.get_stage_depth``, for
+      ConvNeXt: downsample layers 0, stage i -> i + 1).
     * ``num_layers``: the number of backbone layer ids. Taken from the backbone's
       ``get_layer_depth`` when it has one (then a value given here must agree with it);
-      required otherwise.
-    * ``position_lr_mult`` (default 5.0, as the release's ImageNet training): lr multiplier of
-      the positions ``P``, applied on top of the layer scale.
-    * ``sigma_lr_mult`` (default 1.0): lr multiplier of the sigmas ``SIG`` (``gauss``/``max``).
+      required otherwise. A backbone without ``get_layer_depth`` / ``get_stage_depth`` but
+      with the ConvNeXt layout (``downsample_layers``, ``stages``) gets the ConvNeXt rule by
+      name (:func:`mmdcls.models.backbones.convnext_layer_depth`); any other is refused.
+    * ``position_lr_mult`` (default :data:`~mmdcls.models.utils.DEFAULT_POSITION_LR_MULT`, 5.0
+      as the release's ImageNet training): lr multiplier of the positions ``P``, applied on top
+      of the layer scale.
+    * ``sigma_lr_mult`` (default :data:`~mmdcls.models.utils.DEFAULT_SIGMA_LR_MULT`, 1.0): lr
+      multiplier of the sigmas ``SIG`` (``gauss`` / ``max``).
 
     Positions and sigmas get weight decay 0; so do 1-D parameters (norms, layer-scale ``gamma``)
     and biases. Frozen parameters (``requires_grad=False``) are left out. The groups are logged
@@ -87,8 +95,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                                        or isinstance(num_layers, bool) or num_layers < 1):
             raise ValueError(f'paramwise_cfg.num_layers must be a positive int, '
                              f'got {num_layers!r}')
-        for key, default in (('position_lr_mult', 5.0), ('sigma_lr_mult', 1.0)):
-            value = cfg.get(key, default)
+        for key, value in self._lr_mults().items():
             if not _is_number(value) or value < 0:
                 raise ValueError(f'paramwise_cfg.{key} must be a number >= 0, got {value!r}')
         if not _is_number(self.base_lr) or self.base_lr <= 0:
@@ -96,6 +103,14 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if self.base_wd is not None and (not _is_number(self.base_wd) or self.base_wd < 0):
             raise ValueError(f'optimizer.weight_decay must be a number >= 0, '
                              f'got {self.base_wd!r}')
+
+    def _lr_mults(self) -> Dict[str, float]:
+        """``{'position_lr_mult': ..., 'sigma_lr_mult': ...}`` from ``paramwise_cfg`` or the
+        defaults of :mod:`mmdcls.models.utils.dcls_params`."""
+        return dict(
+            position_lr_mult=self.paramwise_cfg.get('position_lr_mult',
+                                                    DEFAULT_POSITION_LR_MULT),
+            sigma_lr_mult=self.paramwise_cfg.get('sigma_lr_mult', DEFAULT_SIGMA_LR_MULT))
 
     def __call__(self, model: nn.Module):
         # The parent skips add_params when paramwise_cfg is empty; ours never is (decay_rate is
@@ -114,20 +129,26 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         return model, ''
 
     def _layer_id_fn(self, model: nn.Module) -> Tuple[Callable[[str], int], int, str]:
-        """``(name -> layer id, number of layer ids, where the rule comes from)``."""
+        """``(name -> layer id, number of layer ids, where the rule comes from)``.
+
+        The model defines its layer ids: ``backbone.get_layer_depth(name, prefix)`` for
+        ``layer_wise`` (mmpretrain's protocol), ``backbone.get_stage_depth(name, prefix)`` for
+        ``stage_wise``. The fallback, for a ConvNeXt-layout backbone without that method, is the
+        same rule applied by name (:func:`mmdcls.models.backbones.convnext_layer_depth`) with
+        ``paramwise_cfg.num_layers``, or with the ``num_layers`` of the backbone's
+        ``get_layer_depth`` when only ``get_stage_depth`` is missing.
+        """
         cfg_layers = self.paramwise_cfg.get('num_layers')
         decay_type = self.paramwise_cfg.get('decay_type', 'layer_wise')
         backbone, prefix = self._backbone(model)
         backbone_name = type(backbone).__name__
-        depth_fn = getattr(backbone, 'get_layer_depth', None)
+        layer_depth = getattr(backbone, 'get_layer_depth', None)
 
-        num_layers = None
-        if callable(depth_fn):
+        if callable(layer_depth):
             first = next((prefix + n for n, _ in backbone.named_parameters()), None)
             if first is None:
                 raise ValueError(f'{backbone_name} has no parameters to decay')
-            _, max_id = depth_fn(first, prefix)
-            num_layers = max_id - 2
+            num_layers = layer_depth(first, prefix)[1] - 2
             if cfg_layers is not None and cfg_layers != num_layers:
                 raise ValueError(
                     f'paramwise_cfg.num_layers={cfg_layers} disagrees with '
@@ -137,54 +158,35 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             num_layers = cfg_layers
         else:
             raise ValueError(f'{backbone_name} has no get_layer_depth(); set '
-                             'paramwise_cfg.num_layers (6 for ConvNeXt-T, 12 for S/B/L/XL)')
+                             'paramwise_cfg.num_layers (6 for ConvNeXt-T, 12 for S/B/L/XL) to '
+                             "apply mmdcls's ConvNeXt rule by parameter name")
         max_id = num_layers + 2
 
-        if not (hasattr(backbone, 'downsample_layers') and hasattr(backbone, 'stages')) and (
-                decay_type == 'stage_wise' or not callable(depth_fn)):
+        method_name = 'get_layer_depth' if decay_type == 'layer_wise' else 'get_stage_depth'
+        method = getattr(backbone, method_name, None)
+        if callable(method):
+            depth_of = method
+            rule = f'{backbone_name}.{method_name}'
+        elif hasattr(backbone, 'downsample_layers') and hasattr(backbone, 'stages'):
+            def depth_of(name: str, prefix: str) -> Tuple[int, int]:
+                return convnext_layer_depth(name, prefix, num_layers, decay_type)
+            rule = f'ConvNeXt {decay_type} rule by name ({backbone_name} has no {method_name})'
+        else:
             raise ValueError(
                 f'{type(self).__name__} ({decay_type}) needs a ConvNeXt-layout backbone '
-                f'(downsample_layers, stages) or one with get_layer_depth(); got {backbone_name}')
+                f'(downsample_layers, stages) or one with {method_name}(); got {backbone_name}')
 
-        def check(name: str, layer_id) -> int:
-            if not isinstance(layer_id, int) or not 0 <= layer_id < max_id:
-                raise ValueError(f'layer id {layer_id!r} of {name} is outside [0, {max_id}) '
-                                 f'for num_layers={num_layers} ({decay_type}); '
-                                 'is num_layers right for this arch?')
-            return layer_id
-
-        if decay_type == 'layer_wise' and callable(depth_fn):
-            def layer_id(name: str) -> int:
-                if not name.startswith(prefix):
-                    return max_id - 1  # neck and heads: full lr
-                layer, max_layer = depth_fn(name, prefix)
-                if max_layer != max_id:
-                    raise ValueError(f'{backbone_name}.get_layer_depth({name!r}) returned max '
-                                     f'depth {max_layer}, expected {max_id} as for the others')
-                return check(name, layer)
-            return layer_id, max_id, f'{backbone_name}.get_layer_depth'
-
-        def by_name(name: str) -> int:
-            if not name.startswith(prefix):
-                return max_id - 1
-            parts = name[len(prefix):].split('.')
-            if parts[0] not in ('downsample_layers', 'stages'):
-                return max_id - 1  # per-output norms, final norm, head
-            try:
-                stage = int(parts[1])
-                block = int(parts[2]) if parts[0] == 'stages' else 0
-            except (IndexError, ValueError):
-                raise ValueError(f'cannot read the stage/block of {name}: expected '
-                                 f'{prefix}downsample_layers.<stage>.* or '
-                                 f'{prefix}stages.<stage>.<block>.*') from None
-            if decay_type == 'stage_wise':
-                return check(name, 0 if parts[0] == 'downsample_layers' else stage + 1)
-            if parts[0] == 'downsample_layers':
-                return check(name, {0: 0, 1: 2, 2: 3}.get(stage, num_layers))
-            if stage < 2:
-                return stage + 1
-            return check(name, 3 + block // 3 if stage == 2 else num_layers)
-        return by_name, max_id, f'ConvNeXt {decay_type} names'
+        def layer_id(name: str) -> int:
+            layer, n_ids = depth_of(name, prefix)
+            if n_ids != max_id:
+                raise ValueError(f'{rule}({name!r}) returned {n_ids} layer ids, expected '
+                                 f'{max_id} as for the others')
+            if not isinstance(layer, int) or not 0 <= layer < max_id:
+                raise ValueError(f'layer id {layer!r} of {name} is outside [0, {max_id}) for '
+                                 f'num_layers={num_layers} ({decay_type}); is num_layers right '
+                                 'for this arch?')
+            return layer
+        return layer_id, max_id, rule
 
     # ------------------------------------------------------------------ groups
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '',
@@ -195,8 +197,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                              f'model; got prefix={prefix!r}')
         cfg = self.paramwise_cfg
         decay_rate = cfg['decay_rate']
-        mults = {'position': cfg.get('position_lr_mult', 5.0),
-                 'sigma': cfg.get('sigma_lr_mult', 1.0)}
+        mults = self._lr_mults()
         layer_id_of, max_id, rule = self._layer_id_fn(module)
 
         # Every name under which each parameter is registered: a shared one has several.
@@ -214,9 +215,9 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 frozen += 1
                 continue
             local = {n.rsplit('.', 1)[-1] for n in param_names}
-            if POSITION_NAME in local:
+            if POSITION_PARAM in local:
                 kind = 'position'
-            elif SIGMA_NAME in local:
+            elif SIGMA_PARAM in local:
                 kind = 'sigma'
             elif (param.ndim == 1 or any(n.endswith('.bias') for n in param_names)
                   or local & set(NO_DECAY_NAMES)):
@@ -227,7 +228,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             layer_id = min(layer_id_of(n) for n in param_names)
             group = groups.get((layer_id, kind))
             if group is None:
-                scale = decay_rate ** (max_id - layer_id - 1) * mults.get(kind, 1.0)
+                scale = decay_rate**(max_id - layer_id - 1) * mults.get(f'{kind}_lr_mult', 1.0)
                 group = dict(params=[], lr=self.base_lr * scale, lr_scale=scale,
                              group_name=f'layer_{layer_id}_{kind}', param_names_=[])
                 if kind != 'decay':
@@ -254,6 +255,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
     def _log_groups(self, groups: List[dict], rule: str, max_id: int, frozen: int) -> None:
         cfg = self.paramwise_cfg
+        mults = self._lr_mults()
         header = ('group', 'lr_scale', 'lr', 'weight_decay', 'tensors', 'elements', 'e.g.')
         rows = []
         for g in groups:
@@ -267,7 +269,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         print_log(
             f'{type(self).__name__}: {len(groups)} parameter groups, decay_type='
             f"{cfg.get('decay_type', 'layer_wise')}, decay_rate={cfg['decay_rate']}, "
-            f'{max_id} layer ids ({rule}), position_lr_mult='
-            f"{cfg.get('position_lr_mult', 5.0)}, sigma_lr_mult={cfg.get('sigma_lr_mult', 1.0)}"
-            f', {frozen} frozen parameter(s) left out\n' + '\n'.join(table),
+            f'{max_id} layer ids ({rule}), position_lr_mult={mults["position_lr_mult"]}, '
+            f'sigma_lr_mult={mults["sigma_lr_mult"]}, {frozen} frozen parameter(s) left out\n'
+            + '\n'.join(table),
             logger='current')

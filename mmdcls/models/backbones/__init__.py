@@ -1,3 +1,6 @@
-from .convnext_dcls import ConvNeXtDCLS, ConvNeXtDCLSBlock
+from .convnext_dcls import ConvNeXtDCLS
+from .convnext_dcls_trunk import ConvNeXtDCLSBlock, ConvNeXtDCLSTrunk
+from .layer_ids import convnext_layer_depth, convnext_num_layers
 
-__all__ = ['ConvNeXtDCLS', 'ConvNeXtDCLSBlock']
+__all__ = ['ConvNeXtDCLS', 'ConvNeXtDCLSBlock', 'ConvNeXtDCLSTrunk', 'convnext_layer_depth',
+           'convnext_num_layers']

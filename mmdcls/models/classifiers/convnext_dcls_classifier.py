@@ -3,7 +3,9 @@
 ``downsample_layers.*``, ``stages.*``, ``norm.*`` (final LayerNorm after global pooling) and
 ``head.*``: ``model.load_state_dict(torch.load(path)['model'])`` loads a released checkpoint
 strictly, and a checkpoint trained with this class loads downstream with
-``init_cfg=dict(type='Pretrained', checkpoint=...)`` on :class:`ConvNeXtDCLS`.
+``init_cfg=dict(type='Pretrained', checkpoint=...)`` on :class:`ConvNeXtDCLS`. The trunk
+(stem, stages, shared positions, init, layer ids, checked loading) is the backbone's
+(:class:`~mmdcls.models.backbones.ConvNeXtDCLSTrunk`).
 """
 import importlib.util
 from typing import Union
@@ -11,52 +13,44 @@ from typing import Union
 from torch import Tensor, nn
 
 from mmdcls.registry import MODELS
-from ..backbones.convnext_dcls import ConvNeXtDCLS
+from ..backbones.convnext_dcls_trunk import ConvNeXtDCLSTrunk
 
 
 @MODELS.register_module()
-class ConvNeXtDCLSClassifier(ConvNeXtDCLS):
-    """Backbone + global average pool + LayerNorm + Linear: (N, 3, H, W) -> (N, num_classes).
+class ConvNeXtDCLSClassifier(ConvNeXtDCLSTrunk):
+    """Trunk + global average pool + LayerNorm + Linear: (N, 3, H, W) -> (N, num_classes).
 
-    Takes :class:`ConvNeXtDCLS`'s arguments (except ``out_indices``, ``norm_cfg`` of the
-    outputs and ``init_cfg``) plus ``num_classes`` and ``head_init_scale`` (the release's scaling
-    of the head's initial weights and bias).
+    Takes the trunk's arguments (:class:`ConvNeXtDCLS`'s except ``out_indices``,
+    ``frozen_stages`` and ``init_cfg``; ``norm_cfg`` is that of the downsample layers) plus
+    ``num_classes`` and ``head_init_scale`` (the release's scaling of the head's initial weights
+    and bias). For frozen stages or ``init_cfg``, use :class:`ConvNeXtDCLS` as the backbone of
+    an mmpretrain ``ImageClassifier``.
     """
+    #: backbone arguments this form refuses, and why
+    _REFUSED = dict(out_indices='it has no per-stage outputs',
+                    frozen_stages='it is the release\'s model; freeze with ConvNeXtDCLS as the '
+                    'backbone of an mmpretrain ImageClassifier',
+                    init_cfg='load weights with load_state_dict or load_pretrained')
 
     def __init__(self, arch: Union[str, dict] = 'tiny', num_classes: int = 1000,
                  head_init_scale: float = 1., **kwargs) -> None:
-        for key in ('out_indices', 'init_cfg'):
+        for key, reason in self._REFUSED.items():
             if key in kwargs:
-                raise ValueError(f'{type(self).__name__} does not take {key!r} (it has no '
-                                 'per-stage outputs; load weights with load_state_dict)')
+                raise ValueError(f'{type(self).__name__} does not take {key!r} ({reason})')
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
+        super().__init__(arch, **kwargs)
         self.num_classes = num_classes
-        # Only the last stage feeds the head; it gets the final norm / head below instead of
-        # an output norm (see _build_out_norms).
-        super().__init__(arch, out_indices=(3,), **kwargs)
         self.norm = nn.LayerNorm(self.channels[-1], eps=1e-6)
         self.head = nn.Linear(self.channels[-1], num_classes)
         self._release_init(self.head)
         self.head.weight.data.mul_(head_init_scale)
         self.head.bias.data.mul_(head_init_scale)
 
-    def _build_out_norms(self, norm_cfg: dict) -> None:
-        pass  # the released classifier has no norm{i}
-
-    def _frozen_modules(self):
-        yield from super()._frozen_modules()  # norm{i} do not exist: only stages
-
-    def _ignorable_key(self, key: str) -> bool:
-        return False
-
-    def _new_key(self, key: str) -> bool:
-        return False
-
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) -> pooled, normed features (N, channels[-1])."""
-        for i in range(self.num_stages):
-            x = self.stages[i](self.downsample_layers[i](x))
+        for _, x in self.forward_stages(x):
+            pass  # only the last stage's map feeds the head
         return self.norm(x.mean([-2, -1]))
 
     def forward(self, x: Tensor) -> Tensor:

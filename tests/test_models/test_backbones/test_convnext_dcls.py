@@ -1,12 +1,14 @@
 """ConvNeXtDCLS: parity with the release, options, errors, and mmdet / mmseg training steps."""
 import copy
+import re
 
 import pytest
 import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmdcls.models import ConvNeXtDCLS
+from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier
+from mmdcls.models.backbones import ConvNeXtDCLSTrunk
 from mmdcls.ops import Dcls2d
 from mmdcls.registry import MODELS
 
@@ -93,6 +95,42 @@ def test_arch_presets_and_bad_names():
         make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), out_indices=(4,))
     with pytest.raises(ValueError, match='frozen_stages'):
         make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), frozen_stages=5)
+
+
+TINY8 = dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8])
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(arch='huge'),
+    dict(arch=dict(depths=[1, 1, 1], channels=[8, 8, 8, 8]), kernel_count=3),
+    dict(arch=TINY8),
+    dict(arch=TINY8, kernel_count=3, version='v9'),
+    dict(arch=TINY8, kernel_count=3, out_indices=(4, )),
+    dict(arch=TINY8, kernel_count=3, frozen_stages=5),
+    dict(arch=TINY8, kernel_count=3, drop_path_rate=1.0),
+    dict(arch=TINY8, kernel_count=5, dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
+    dict(arch=TINY8, kernel_count=3, init_cfg=dict(type='Pretrained', path='x.pth')),
+], ids=['arch', 'depths', 'kernel_count', 'version', 'out_indices', 'frozen_stages',
+        'drop_path_rate', 'dwconv_cfg', 'init_cfg'])
+def test_check_config_raises_what_building_raises(cfg):
+    """config_checks validates a config's backbone with the class's own checks: the same
+    error, without building anything."""
+    with pytest.raises((TypeError, ValueError)) as built:
+        ConvNeXtDCLS(**copy.deepcopy(cfg)).init_weights()
+    with pytest.raises(type(built.value), match=re.escape(str(built.value))):
+        ConvNeXtDCLS.check_config(copy.deepcopy(cfg))
+
+
+def test_check_config_accepts_valid_configs_and_names_unknown_keys():
+    ConvNeXtDCLS.check_config(dict(arch='xlarge', out_indices=(-1, ), frozen_stages=2,
+                                   init_cfg=dict(type='Pretrained', checkpoint='x.pth')))
+    ConvNeXtDCLS.check_config(dict(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)))
+    with pytest.raises(TypeError, match=r"ConvNeXtDCLS takes no argument\(s\) \['depth'\]"):
+        ConvNeXtDCLS.check_config(dict(arch='tiny', depth=3))
+    # the classifier's constructor forwards **kwargs to the trunk: followed, and still checked
+    ConvNeXtDCLSClassifier.check_config(dict(arch='tiny', num_classes=10, with_cp=True))
+    with pytest.raises(ValueError, match='version must be one of'):
+        ConvNeXtDCLSClassifier.check_config(dict(arch='tiny', version='v9'))
 
 
 def test_out_indices_negative_and_norms(small_arch):
@@ -226,6 +264,39 @@ def test_get_layer_depth():
     small = make(dict(depths=[1, 1, 27, 1], channels=[8, 8, 8, 8]))
     assert small.get_layer_depth('stages.2.26.norm.weight') == (11, 14)
     assert small.get_layer_depth('downsample_layers.2.0.weight') == (3, 14)
+    # stage-wise (mmdet / mmseg): downsample layers 0, stage i -> i + 1, the rest the last id
+    assert small.get_stage_depth('downsample_layers.3.1.weight') == (0, 14)
+    assert small.get_stage_depth('stages.2.26.norm.weight') == (3, 14)
+    assert small.get_stage_depth('norm3.weight') == (13, 14)
+    # a stage deeper than the rule's ids covers, and unreadable names, are errors
+    deep = make(dict(depths=[1, 1, 31, 1], channels=[8, 8, 8, 8]))
+    with pytest.raises(ValueError, match=r'stages.2.30.gamma: layer id 13 is outside \[0, 12\]'):
+        deep.get_layer_depth('stages.2.30.gamma')
+    with pytest.raises(ValueError, match='cannot read the stage/block of stages.x'):
+        small.get_layer_depth('stages.x')
+
+
+def test_backbone_and_classifier_share_one_trunk(small_arch):
+    """Both forms are the trunk plus their own top: the same stage maps from the same
+    weights, the same layer ids; only the backbone has output norms and frozen stages."""
+    bb = make(small_arch, out_indices=(3, ))
+    clf = ConvNeXtDCLSClassifier(small_arch, num_classes=4, dilated_kernel_size=7,
+                                 kernel_count=5, layer_scale_init_value=1.0)
+    assert isinstance(bb, ConvNeXtDCLSTrunk) and isinstance(clf, ConvNeXtDCLSTrunk)
+    assert not isinstance(clf, ConvNeXtDCLS)
+    trunk_keys = [k for k in bb.state_dict() if not k.startswith('norm')]
+    assert trunk_keys == [k for k in clf.state_dict() if not k.startswith(('norm.', 'head.'))]
+    clf.load_state_dict({**clf.state_dict(), **{k: bb.state_dict()[k] for k in trunk_keys}})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps_bb = [m for _, m in bb.forward_stages(x)]
+        maps_clf = [m for _, m in clf.forward_stages(x)]
+    for a, b in zip(maps_bb, maps_clf):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert clf.get_layer_depth('head.weight') == (7, 8) == bb.get_layer_depth('norm3.weight')
+    assert clf.get_layer_depth('stages.2.1.gamma') == bb.get_layer_depth('stages.2.1.gamma')
+    with pytest.raises(ValueError, match="does not take 'frozen_stages'"):
+        ConvNeXtDCLSClassifier(small_arch, frozen_stages=1)
 
 
 def test_registered_and_built_from_toolkit_scopes(small_arch):
