@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .. import native
+from ..torch_compat import is_compiling
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
 from .fused_c import _ConstructNative2d
@@ -53,6 +54,25 @@ from .profiles import _ConstructKernel
 __all__ = [
     'construct_kernel', 'VERSIONS', 'VERSIONS_WITH_SIGMA', 'position_axes', 'check_version'
 ]
+
+
+def _all_finite(*tensors: Optional[Tensor]) -> bool:
+    """Whether every element of the tensors is finite: one float64 sum each, one sync."""
+    total = sum(t.sum(dtype=torch.float64) for t in tensors if t is not None)
+    return bool(torch.isfinite(total))
+
+
+def _poison_non_finite(weight: Tensor, P: Tensor, SIG: Optional[Tensor]) -> Tensor:
+    """``weight`` made NaN at every element whose position or width is NaN or infinite
+    (``x * 0`` is NaN exactly for those), differentiably. ``dcls`` propagates most such values
+    by its arithmetic, but maps some to a finite kernel (an infinitely far ``v1`` / ``gauss`` /
+    ``max`` position contributes 0, an infinite ``gauss`` width a flat profile), which would
+    hide a diverging run: here they all make the element's kernel, output channel and
+    gradients NaN."""
+    poison = (P * 0).sum(0)
+    if SIG is not None:
+        poison = poison + (SIG * 0).sum(0)
+    return weight + poison
 
 
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
@@ -68,6 +88,14 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
     Returns:
         (out, in / groups, *dilated_kernel_size) kernel in the dtype of the parameters
         (float32 when they are half precision: construction never runs under autocast).
+
+    Non-finite parameters (eager mode) are never dropped: a NaN or infinite weight, position
+    or width makes its element's kernel entries, and so its output channel and the gradients
+    that depend on it, non-finite, as in ``dcls`` (and NaN also where ``dcls``'s arithmetic
+    would map an infinite position or width to a finite kernel: :func:`_poison_non_finite`).
+    On CPU, parameters with a non-finite value take the torch construction (whose arithmetic
+    is ``dcls``'s operation by operation) rather than the C one, which is built for finite
+    values: one reduction per parameter checks that.
     """
     check_version(version)
     sizes = tuple(int(s) for s in dilated_kernel_size)
@@ -94,12 +122,19 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         raise ValueError(f'kernel of {rows} x {sizes} entries is too large for the bilinear '
                          f'construction (out * in / groups * prod(dilated_kernel_size + 1) '
                          f'must be < 2**31)')
-    if (P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
+    eager = not (torch.jit.is_tracing() or is_compiling())
+    finite = True
+    if eager and weight.device.type == 'cpu':
+        finite = _all_finite(weight, P, SIG)
+    if (finite and P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
             and native.usable(weight, sizes)):
         # C code: autocast does not apply; float32 / float64 parameters as they are
         grad_needed = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (weight, P, SIG))
         return _ConstructNative2d.apply(weight, P, SIG, sizes, version, grad_needed)
+    if eager and (not finite or weight.device.type != 'cpu'):
+        # (other devices: unconditionally, rather than a device sync per call to check)
+        weight = _poison_non_finite(weight, P, SIG)
     with torch.autocast(device_type=weight.device.type, enabled=False):
         dtype = torch.promote_types(weight.dtype, torch.float32)
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)

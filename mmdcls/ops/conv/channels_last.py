@@ -72,7 +72,10 @@ def conv_channels_last(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     fmt = _CHANNELS_LAST.get(ndim)
     if fmt is None:
         return conv_direct(input, kernel, bias, stride, padding, groups)
-    depthwise = kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups
+    # (an empty batch takes F.conv's own backward: the pair trick below would convolve zero
+    # channels)
+    depthwise = (kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups
+                 and input.numel() > 0)
     grad_needed = needs_grad(input, kernel, bias)
     device_type = input.device.type
     if depthwise and grad_needed:

@@ -98,6 +98,8 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     if taps <= model.small_kernel_taps:
         return direct_name
     n, c_in = input_shape[:2]
+    if n == 0 or math.prod(input_shape[2:]) == 0:
+        return direct_name  # nothing to compute (and the model divides by both)
     c_out, c_in_g = kernel_shape[:2]
     spatial, ksize = input_shape[2:], kernel_shape[2:]
     out = [(s + 2 * p - k) // st + 1 for s, p, k, st in zip(spatial, padding, ksize, stride)]

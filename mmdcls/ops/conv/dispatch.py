@@ -36,6 +36,10 @@ def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Seque
     if input.shape[1] != kernel.shape[1] * groups or kernel.shape[0] % groups:
         raise ValueError(f'input channels {input.shape[1]} / kernel {tuple(kernel.shape)} do not '
                          f'match groups={groups}')
+    if input.numel() == 0:
+        # an empty batch (or empty maps): F.conv's empty output and backward (zero kernel and
+        # bias gradients), whatever the algorithm; there is nothing to choose between
+        return conv_direct(input, kernel, bias, stride, padding, groups)
     if torch.jit.is_tracing():
         # a trace (FLOP counters, exporters) records one standard conv; the exact algorithms
         # all compute the same values

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .. import native
 from ..torch_compat import get_autocast_dtype, is_autocast_enabled
-from .direct import needs_grad
+from .direct import conv_direct, needs_grad
 
 
 @functools.lru_cache(maxsize=None)
@@ -220,6 +220,8 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
     if any(f < 1 for f in full):
         raise ValueError(f'kernel {ksize} is larger than the padded input '
                          f'{tuple(s + 2 * p for s, p in zip(spatial, padding))}')
+    if input.numel() == 0:  # an empty batch: nothing to transform (MKL rejects it)
+        return conv_direct(input, kernel, bias, stride, padding, groups)
     lengths = fft_lengths(spatial, ksize, padding)
     if native_fft_applies(input, kernel, bias, stride, groups):
         if needs_grad(input, kernel, bias):

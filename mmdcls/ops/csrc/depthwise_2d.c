@@ -82,7 +82,7 @@ int FN(depthwise_forward)(const REAL *x, const REAL *kernel, const REAL *bias, R
                     for (int j = 0; j < kw; ++j) {
                         off[ntaps] = i * Wp + j;
                         wt[ntaps] = kc[i * kw + j];
-                        ntaps += kc[i * kw + j] != 0;
+                        ntaps += nonzero_bits(kc[i * kw + j]); /* a NaN tap counts */
                     }
                 REAL b = bias ? bias[c] : 0;
                 REAL *yp = y + nc * OH * OW;

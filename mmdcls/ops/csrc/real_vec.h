@@ -23,4 +23,17 @@
 typedef REAL vec __attribute__((vector_size(32)));
 /* unaligned vector loads / stores */
 typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));
+
+/* x != 0, NaN included, read from the bits (any bit but the sign set): the sources compile
+ * with -ffast-math, whose -ffinite-math-only lets the compiler assume no NaN, and a
+ * floating-point comparison then may treat a NaN tap as zero and drop it silently. */
+static inline int nonzero_bits(REAL x) {
+#ifdef REAL_IS_DOUBLE
+    uint64_t u;
+#else
+    uint32_t u;
+#endif
+    memcpy(&u, &x, sizeof u);
+    return (u << 1) != 0;
+}
 #endif

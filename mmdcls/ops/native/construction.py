@@ -7,6 +7,9 @@ row by row in a work buffer that stays in cache, for float32 and float64 CPU ten
 2-D kernels (the ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT
 traces and ``torch.compile`` graphs use the torch path. Autograd:
 :class:`mmdcls.ops.construct.fused_c._ConstructNative2d`.
+
+The bindings take tensors of any layout (made contiguous, and held in locals while the C code
+runs) and check their dtype and device: the C code reads raw pointers.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -30,6 +33,37 @@ def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
     return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in REAL_TYPES
             and not torch.jit.is_tracing() and not is_compiling()
             and library() is not None)
+
+
+def _for_c(dtype: torch.dtype, *tensors: Optional[Tensor]):
+    """The tensors as the C code reads them: contiguous CPU tensors of ``dtype`` (None stays
+    None). The caller holds the returned tensors in locals for the duration of the C call:
+    a temporary (``t.contiguous().data_ptr()``) could be freed before the call reads it."""
+    result = []
+    for tensor in tensors:
+        if tensor is not None:
+            if tensor.dtype != dtype or tensor.device.type != 'cpu':
+                raise TypeError(f'the fused construction needs {dtype} CPU tensors, got '
+                                f'{tensor.dtype} on {tensor.device}')
+            tensor = tensor.contiguous()
+        result.append(tensor)
+    return result
+
+
+def _check_shapes(weight: Tensor, P: Tensor, SIG: Optional[Tensor], sizes: Sequence[int],
+                  grad_kernel: Optional[Tensor] = None) -> None:
+    """ValueError unless P / SIG are (2, *weight.shape) and grad_kernel (*rows, *sizes): the C
+    code derives every extent from these."""
+    expected = (2, *weight.shape)
+    for name, tensor in (('P', P), ('SIG', SIG)):
+        if tensor is not None and tuple(tensor.shape) != expected:
+            raise ValueError(f'{name} must have shape {expected}, got {tuple(tensor.shape)}')
+    if len(sizes) != 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f'sizes must be two positive ints, got {tuple(sizes)}')
+    kernel_shape = (*weight.shape[:-1], *sizes)
+    if grad_kernel is not None and tuple(grad_kernel.shape) != kernel_shape:
+        raise ValueError(f'grad_kernel must have shape {kernel_shape}, got '
+                         f'{tuple(grad_kernel.shape)}')
 
 
 def _run(entry: str, dtype: torch.dtype, rows: int, args: list) -> None:
@@ -63,10 +97,12 @@ def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.
 def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int],
                   component_of_axis: Sequence[int], sig_floor: float, version: str,
                   save_profiles: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-    """``max`` / ``gauss`` kernel (*rows, S0, S1) from contiguous weight (*rows, K), P and SIG
+    """``max`` / ``gauss`` kernel (*rows, S0, S1) from weight (*rows, K), P and SIG
     (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``.
     ``save_profiles``: also return the axis-1 profiles for :func:`dense_backward` (which then
     evaluates only axis 0's), else None."""
+    _check_shapes(weight, P, SIG, sizes)
+    weight, P, SIG = _for_c(weight.dtype, weight, P, SIG)
     rows = weight.numel() // weight.shape[-1]
     kernel = weight.new_empty((*weight.shape[:-1], *sizes))
     saved = None
@@ -87,8 +123,11 @@ def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
                    sizes: Tuple[int, int], component_of_axis: Sequence[int], sig_floor: float,
                    version: str, saved: Optional[Tensor] = None
                    ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients (weight, P, SIG) of :func:`dense_forward` from contiguous d loss / d kernel;
+    """Gradients (weight, P, SIG) of :func:`dense_forward` from d loss / d kernel;
     ``saved``: the profiles it returned, if any."""
+    _check_shapes(weight, P, SIG, sizes, grad_kernel)
+    weight, P, SIG, grad_kernel, saved = _for_c(weight.dtype, weight, P, SIG, grad_kernel,
+                                                saved)
     grads = [torch.empty_like(t) for t in (weight, P, SIG)]
     _run('dense_backward', weight.dtype, weight.numel() // weight.shape[-1],
          [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), grad_kernel.data_ptr(),
@@ -100,8 +139,10 @@ def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
 
 def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
                      component_of_axis: Sequence[int], version: str) -> Tensor:
-    """``v0`` / ``v1`` kernel (*rows, S0, S1) from contiguous weight (*rows, K) and P
+    """``v0`` / ``v1`` kernel (*rows, S0, S1) from weight (*rows, K) and P
     (2, *rows, K)."""
+    _check_shapes(weight, P, None, sizes)
+    weight, P = _for_c(weight.dtype, weight, P)
     rows = weight.numel() // weight.shape[-1]
     kernel = weight.new_empty((*weight.shape[:-1], *sizes))
     _run('bilinear_forward', weight.dtype, rows,
@@ -112,7 +153,9 @@ def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
 
 def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tuple[int, int],
                       component_of_axis: Sequence[int], version: str) -> Tuple[Tensor, Tensor]:
-    """Gradients (weight, P) of :func:`bilinear_forward` from contiguous d loss / d kernel."""
+    """Gradients (weight, P) of :func:`bilinear_forward` from d loss / d kernel."""
+    _check_shapes(weight, P, None, sizes, grad_kernel)
+    weight, P, grad_kernel = _for_c(weight.dtype, weight, P, grad_kernel)
     grads = [torch.empty_like(t) for t in (weight, P)]
     _run('bilinear_backward', weight.dtype, weight.numel() // weight.shape[-1],
          [weight.data_ptr(), P.data_ptr(), grad_kernel.data_ptr(),

@@ -34,12 +34,30 @@ def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
             and library() is not None)
 
 
+def _check_depthwise(input: Tensor, kernel: Tensor, bias: Optional[Tensor] = None) -> None:
+    """TypeError / ValueError unless input (N, C, H, W), kernel (C, 1, kh, kw) and bias (C,)
+    are CPU tensors of one float dtype: the C code reads raw pointers with these extents."""
+    tensors = [t for t in (input, kernel, bias) if t is not None]
+    if any(t.dtype != input.dtype or t.device.type != 'cpu' for t in tensors) or (
+            input.dtype not in REAL_TYPES):
+        raise TypeError(f'{_NEEDED_BY} needs float32 / float64 CPU tensors of one dtype, got '
+                        f'{[(t.dtype, str(t.device)) for t in tensors]}')
+    if (input.dim() != 4 or kernel.dim() != 4 or kernel.shape[1] != 1
+            or kernel.shape[0] != input.shape[1]
+            or (bias is not None and tuple(bias.shape) != (input.shape[1], ))):
+        raise ValueError(f'{_NEEDED_BY} needs input (N, C, H, W), kernel (C, 1, kh, kw) and '
+                         f'bias (C,), got {tuple(input.shape)}, {tuple(kernel.shape)}, '
+                         f'{None if bias is None else tuple(bias.shape)}')
+
+
 def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
                      padding: Sequence[int]) -> Tensor:
     """Depthwise stride-1 correlation of input (N, C, H, W) zero-padded by ``padding`` with
     kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
     ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (the ``'sparse_direct'``
     algorithm wraps it with its gradients; see :func:`depthwise_usable`)."""
+    _check_depthwise(input, kernel, bias)
+    # every tensor handed to C held in a local until the call returns
     input, kernel = input.contiguous(), kernel.contiguous()
     n, c, h, w = input.shape
     kh, kw = kernel.shape[2:]
@@ -59,9 +77,14 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
                           padding: Sequence[int]) -> Tensor:
     """d loss / d kernel (C, 1, kh, kw) of :func:`depthwise_conv2d` from its input
     (N, C, H, W) and d loss / d output (N, C, OH, OW)."""
-    input, grad_output = input.contiguous(), grad_output.contiguous()
     n, c, h, w = input.shape
     kh, kw = kernel_size
+    _check_depthwise(input, input.new_empty((c, 1, kh, kw)))
+    out_shape = (n, c, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
+    if grad_output.dtype != input.dtype or tuple(grad_output.shape) != out_shape:
+        raise ValueError(f'grad_output must be {input.dtype} {out_shape}, got '
+                         f'{grad_output.dtype} {tuple(grad_output.shape)}')
+    input, grad_output = input.contiguous(), grad_output.contiguous()
     grad_kernel = input.new_empty((c, 1, kh, kw))
     call('depthwise_grad_kernel', input.dtype, input.data_ptr(), grad_output.data_ptr(),
          grad_kernel.data_ptr(), n, c, h, w, kh, kw, padding[0], padding[1],

@@ -107,6 +107,11 @@ def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[i
     n, c, h, w = input.shape
     kh, kw = kernel_size
     lengths = _check_lengths(lengths)
+    if (grad.dtype != input.dtype or grad.dim() != 4 or tuple(grad.shape[:2]) != (n, c)
+            or input.device.type != 'cpu' or grad.device.type != 'cpu'):
+        raise ValueError(f'grad must be a (N, C, GH, GW) CPU tensor like input {input.dtype} '
+                         f'{tuple(input.shape)}, got {grad.dtype} {tuple(grad.shape)} on '
+                         f'{grad.device}')
     grad_kernel = input.new_empty((c, 1, kh, kw))
     groups = -(-c // _fft_group(input.dtype))
     call('depthwise_fft_grad_kernel', input.dtype, input.data_ptr(), strides(input),
