@@ -15,6 +15,7 @@ from torch.nn import init
 
 from .construct import VERSIONS_WITH_SIGMA, check_version, construct_kernel
 from .conv import conv_nd
+from .kernel_cache import CachedKernelMixin
 
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 _INPUT_LAYOUTS = {1: '(N, C, L)', 2: '(N, C, H, W)', 3: '(N, C, D, H, W)'}
@@ -90,7 +91,7 @@ def dcls_conv3d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
                       version, padding_mode, conv_algo, 3)
 
 
-class _DclsNd(nn.Module):
+class _DclsNd(CachedKernelMixin, nn.Module):
     """Shared body of :class:`Dcls1d`, :class:`Dcls2d`, :class:`Dcls3d`.
 
     Parameters (as ``dcls`` 0.1.1): ``weight`` (out, in / groups, kernel_count), ``P``
@@ -171,6 +172,7 @@ class _DclsNd(nn.Module):
     @torch.no_grad()
     def clamp_parameters(self) -> None:
         """Clamps each position component into +- dilated_kernel_size[i] // 2, in place."""
+        self._drop_kernel_cache()  # (clamp_ bumps P's version anyway)
         for i, size in enumerate(self.dilated_kernel_size):
             self.P.select(0, i).clamp_(-(size // 2), size // 2)
 
@@ -180,18 +182,23 @@ class _DclsNd(nn.Module):
                                 self.version)
 
     def forward(self, input: Tensor) -> Tensor:
+        """Constructs the kernel (in eval / no-grad: reuses the one built for unchanged
+        parameters, see :mod:`.kernel_cache`) and convolves with :func:`conv_nd`."""
         _check_input(input, self._ndim, self.in_channels, type(self).__name__)
-        kernel = self.construct_kernel()
+        kernel, spectrum = self._forward_kernel(
+            (self.weight, self.P, self.SIG), self.construct_kernel,
+            (self.version, self.dilated_kernel_size))
         padding = self.padding
         if self.padding_mode != 'zeros':
             input = F.pad(input, [p for p in reversed(padding) for _ in range(2)],
                           mode=self.padding_mode)
             padding = (0,) * self._ndim
         return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo)
+                       algo=self.conv_algo, kernel_spectrum=spectrum)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        self._drop_kernel_cache()  # (copy_ bumps the versions anyway)
         for name, param in self.named_parameters(recurse=False):
             key = prefix + name
             if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):

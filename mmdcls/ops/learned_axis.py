@@ -20,9 +20,10 @@ from torch.nn import init
 from .construct import VERSIONS, VERSIONS_WITH_SIGMA, construct_kernel
 from .conv import check_algo, conv_nd
 from .dcls import PADDING_MODES, _check_input, as_ntuple, same_padding
+from .kernel_cache import CachedKernelMixin
 
 
-class _LearnedAxisDcls(nn.Module):
+class _LearnedAxisDcls(CachedKernelMixin, nn.Module):
     """A DCLS conv of ``_conv_ndim`` spatial dims with learned positions on one kernel axis.
 
     Subclasses set ``_conv_ndim``, ``_versions`` (the versions ``dcls`` 0.1.1 implements for
@@ -120,6 +121,7 @@ class _LearnedAxisDcls(nn.Module):
     @torch.no_grad()
     def clamp_parameters(self) -> None:
         """Clamps the positions into +- dilated_kernel_size // 2, in place."""
+        self._drop_kernel_cache()  # (clamp_ bumps P's version anyway)
         lim = self.dilated_kernel_size[0] // 2
         self.P.clamp_(-lim, lim)
 
@@ -137,7 +139,10 @@ class _LearnedAxisDcls(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         _check_input(input, self._conv_ndim, self.in_channels, type(self).__name__)
-        kernel = self.construct_kernel()
+        # in eval / no-grad: the kernel built for unchanged parameters (see .kernel_cache)
+        kernel, spectrum = self._forward_kernel(
+            (self.weight, self.P, self.SIG), self.construct_kernel,
+            (self.version, self.dilated_kernel_size, self.kernel_size))
         padding = self.padding
         if self.padding_mode != 'zeros':
             # F.pad takes the last axis first
@@ -145,10 +150,11 @@ class _LearnedAxisDcls(nn.Module):
                           mode=self.padding_mode)
             padding = (0,) * self._conv_ndim
         return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo)
+                       algo=self.conv_algo, kernel_spectrum=spectrum)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        self._drop_kernel_cache()  # (copy_ bumps the versions anyway)
         for name, param in self.named_parameters(recurse=False):
             key = prefix + name
             if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
