@@ -3,9 +3,9 @@ import pytest
 import torch
 from mmcv.cnn import ConvModule, build_conv_layer
 
-import mmdcls  # noqa: F401  registers DCLS1d/2d/3d
-from mmdcls.models.layers import DCLSConv2d
-from mmdcls.ops import Dcls2d
+import mmdcls  # noqa: F401  registers DCLS1d/2d/3d, DCLS2dK1d, DCLS3_1d
+from mmdcls.models.layers import DCLSConv2d, DCLSConv2dK1d, DCLSConv3_1d
+from mmdcls.ops import Dcls2d, Dcls2dK1d, Dcls3_1d
 
 
 @pytest.mark.parametrize('ndim', [1, 2, 3])
@@ -85,3 +85,81 @@ def test_output_layout_is_the_inputs_so_mmcv_roi_align_reads_it_right(algo):
     expected = roi_align(Dcls2d.forward(layer, x).detach().clone(
         memory_format=torch.contiguous_format), rois)
     torch.testing.assert_close(roi_align(out, rois), expected)
+
+
+# ----------------------------------------------------------------- DCLS2dK1d and DCLS3_1d
+@pytest.mark.parametrize('flat_dim,padding', [(0, (3, 0)), (1, (0, 3))])
+def test_build_dcls2d_k1d_keeps_output_size(flat_dim, padding):
+    layer = build_conv_layer(dict(type='DCLS2dK1d', dilated_kernel_size=7, flat_dim=flat_dim),
+                             4, 6, kernel_size=3, stride=2, padding=1, groups=2, bias=False)
+    assert isinstance(layer, Dcls2dK1d) and isinstance(layer, DCLSConv2dK1d)
+    assert layer.kernel_count == 9 and layer.version == 'v0' and layer.bias is None
+    assert layer.padding == padding and layer.flat_dim == flat_dim
+    assert layer.weight.shape == (6, 2, 9) and layer.P.shape == (1, 6, 2, 9)
+    x = torch.randn(2, 4, 11, 10, requires_grad=True)
+    reference = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+    out = layer(x)
+    assert out.shape == reference(x).shape
+    out.square().mean().backward()
+    assert torch.isfinite(layer.P.grad).all() and layer.P.grad.abs().sum() > 0
+
+
+def test_build_dcls3_1d_keeps_output_size():
+    layer = build_conv_layer(dict(type='DCLS3_1d', dilated_kernel_size=9), 3, 4,
+                             kernel_size=(3, 1, 3), stride=1, padding=(1, 0, 1))
+    assert isinstance(layer, Dcls3_1d) and isinstance(layer, DCLSConv3_1d)
+    # dense (D, H) taps from the replaced conv, kernel_count its last kernel size
+    assert layer.dense_kernel_size == (3, 1) and layer.kernel_count == 3
+    assert layer.version == 'gauss' and layer.padding == (1, 0, 4)
+    assert layer.kernel_size == (3, 1, 9)
+    x = torch.randn(1, 3, 5, 4, 12, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (1, 4, 5, 4, 12)
+    out.square().mean().backward()
+    assert torch.isfinite(layer.SIG.grad).all() and layer.P.grad.abs().sum() > 0
+
+
+def test_dcls3_1d_config_overrides():
+    layer = build_conv_layer(
+        dict(type='DCLS3_1d', dilated_kernel_size=5, dense_kernel_size=1, kernel_count=2,
+             version='v1'), 2, 2, kernel_size=3, padding=1, groups=2)
+    assert layer.dense_kernel_size == (1, 1) and layer.kernel_count == 2
+    assert layer.padding == (0, 0, 2) and layer.version == 'v1'
+    assert layer(torch.randn(1, 2, 4, 4, 6)).shape == (1, 2, 4, 4, 6)
+
+
+def test_conv_module_accepts_dcls2d_k1d():
+    module = ConvModule(4, 8, 3, padding=1,
+                        conv_cfg=dict(type='DCLS2dK1d', dilated_kernel_size=5, flat_dim=1),
+                        norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'))
+    assert isinstance(module.conv, DCLSConv2dK1d)
+    assert module(torch.randn(2, 4, 9, 9)).shape == (2, 8, 9, 9)
+
+
+@pytest.mark.parametrize('cfg,message', [
+    (dict(type='DCLS2dK1d'), 'needs dilated_kernel_size'),
+    (dict(type='DCLS2dK1d', dilated_kernel_size=(7, 7)), 'must be an int'),
+    (dict(type='DCLS2dK1d', dilated_kernel_size=6), 'cannot keep the output size'),
+    (dict(type='DCLS2dK1d', dilated_kernel_size=7, flat_dim=2), 'flat_dim must be 0'),
+    (dict(type='DCLS3_1d'), 'needs dilated_kernel_size'),
+    (dict(type='DCLS3_1d', dilated_kernel_size=7, version='v0'),
+     r"version must be one of \('v1', 'gauss', 'max'\)"),
+    (dict(type='DCLS3_1d', dilated_kernel_size=0), 'dilated_kernel_size must be positive'),
+    (dict(type='DCLS3_1d', dilated_kernel_size=7, dense_kernel_size=(2, 3)),
+     'cannot keep the output size'),
+])
+def test_bad_one_axis_configs_name_the_parameter(cfg, message):
+    ndim = 3 if cfg['type'] == 'DCLS3_1d' else 2
+    with pytest.raises((ValueError, TypeError), match=message):
+        build_conv_layer(cfg, 4, 4, kernel_size=(3,) * ndim, padding=(1,) * ndim)
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(type='DCLS2dK1d', dilated_kernel_size=9, conv_algo='channels_last'),
+    dict(type='DCLS3_1d', dilated_kernel_size=9, conv_algo='channels_last'),
+])
+def test_one_axis_layers_hand_back_contiguous_output(cfg):
+    ndim = 3 if cfg['type'] == 'DCLS3_1d' else 2
+    layer = build_conv_layer(cfg, 4, 4, kernel_size=3, padding=1, groups=4)
+    x = torch.randn(2, 4, *[6] * ndim)
+    assert layer(x).is_contiguous()
