@@ -3,7 +3,9 @@ pretraining code). With a C compiler on the machine, 2-D kernel construction and
 convolutions run through a small C library built on first use (:mod:`mmdcls.ops.native`;
 ``MMDCLS_NATIVE=0`` keeps everything in torch).
 
-Layout: :mod:`.dcls` (the ``Dcls{1,2,3}d`` layers and functions), :mod:`.construct` (kernel
+Layout: :mod:`.dcls` (the ``Dcls{1,2,3}d`` layers and functions), :mod:`.dcls2d_k1d` /
+:mod:`.dcls3_1d` (``Dcls2dK1d`` / ``Dcls3_1d``, positions along one axis, on
+:mod:`.learned_axis`), :mod:`.kernel_cache` (eval-mode kernel reuse), :mod:`.construct` (kernel
 construction), :mod:`.conv` (the convolution algorithms and ``conv_nd``), :mod:`.native` (the
 C library), ``csrc/`` (its sources); ``docs/architecture.md`` follows a forward pass through
 them."""

@@ -102,6 +102,26 @@ def test_non_finite_parameters_under_no_grad_and_after_recovery():
         assert torch.isfinite(layer(x)).all()
 
 
+@pytest.mark.usefixtures('construction_backend')
+@pytest.mark.parametrize('algo', ALGORITHMS)
+@pytest.mark.parametrize('version', ['v0', 'gauss'])
+def test_nan_position_reaches_the_output_through_every_conv_algorithm(algo, version):
+    """A depthwise ConvNeXt-like layer (the C FFT / sparse direct convs apply) with one NaN
+    position: its channel is NaN in training and in inference, whatever the algorithm."""
+    layer = Dcls2d(8, 8, 5, dilated_kernel_size=13, padding=6, groups=8, version=version,
+                   conv_algo=algo)
+    with torch.no_grad():
+        layer.P[1, 3, 0, 2] = NAN
+    x = torch.randn(2, 8, 16, 16)
+    expected = [c == 3 for c in range(8)]
+    out, grad_x, grads = non_finite_masks(layer, x)
+    assert out == expected and grad_x == expected
+    assert [0, 3, 0, 2] in grads['P'] and [1, 3, 0, 2] in grads['P']
+    with torch.inference_mode():
+        y = layer.eval()(x)
+    assert (~torch.isfinite(y)).transpose(0, 1).flatten(1).any(1).tolist() == expected
+
+
 def _conv_case(where, value):
     """Depthwise input (2, 4, 12, 12), kernel (4, 1, 7, 7), bias (4,); ``value`` in channel 1
     of the kernel, the bias or the input; kernel channel 1 also has a zero tap (the sparse
