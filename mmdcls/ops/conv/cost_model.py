@@ -7,7 +7,7 @@ ConvNeXt-DCLS-T's depthwise layers (17x17 ``v0`` and 23x23 ``gauss`` kernels, ma
 to 128x128, 1x3x384x384 and 2x3x512x512 inputs): each was set so that ``'auto'`` picks the
 algorithm that ``'benchmark'`` measured fastest on those layers (each entry says what it was
 fitted against). On another CPU the ranking can differ: ``'benchmark'`` measures instead of
-predicting. ``tests/test_ops/test_conv_backend.py`` checks properties of the choice (valid,
+predicting. ``tests/test_ops/test_conv_selection.py`` checks properties of the choice (valid,
 exact, within a stated factor of ``'benchmark'``'s fastest), not the fitted outcomes, so a
 refit only edits this table.
 """
