@@ -1,0 +1,87 @@
+"""Convert ConvNeXt(-DCLS) ImageNet checkpoints between mmpretrain and the release's layout.
+
+* mmpretrain -> release: an mmpretrain 1.x checkpoint of ``ImageClassifier`` with
+  ``mmdcls.ConvNeXtDCLSNoOutNorm`` + ``mmdcls.ConvNeXtDCLSClsHead`` (``{'state_dict': ...,
+  'meta': ..., ...}``) becomes ``{'model': state_dict}`` as released
+  (``convnext_dcls_*_1k_224_ema.pth``): loadable by ``ConvNeXtDCLSClassifier.load_state_dict``,
+  timm's ``convnext_dcls_*`` through mmdcls, and the release's own code. With ``EMAHook`` the
+  ``state_dict`` mmengine saves holds the EMA weights, as the released ``_ema`` files do.
+* release -> mmpretrain: ``{'model': ...}`` becomes ``{'state_dict': ..., 'meta': {}}``, which
+  mmpretrain's ``tools/test.py`` / ``load_from`` read.
+
+Every key is mapped by :mod:`mmdcls.models.utils.cls_checkpoint`; a key outside the layout
+stops the conversion, and the tool prints how many keys each rule took. Training state
+(``optimizer``, ``message_hub``, ``ema_state_dict``, the release's ``args``) is not carried
+over: the result is a weights file, not a resume point.
+
+Usage::
+
+    python tools/model_converters/mmpretrain_to_release.py SRC.pth DST.pth [--to release]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from collections import Counter
+
+import torch
+
+from mmdcls.models.utils import extract_state_dict, load_checkpoint_file
+from mmdcls.models.utils.cls_checkpoint import (detect_layout, mmpretrain_to_release,
+                                                release_to_mmpretrain)
+
+LAYOUTS = ('release', 'mmpretrain')
+
+
+def _rule_counts(keys):
+    """Number of keys per top-level group (``backbone.stages``, ``head.fc``, ``norm``...)."""
+    counts = Counter()
+    for key in keys:
+        parts = key.split('.')
+        counts['.'.join(parts[:2]) if parts[0] in ('backbone', 'head') and len(parts) > 2
+               else parts[0]] += 1
+    return dict(sorted(counts.items()))
+
+
+def convert(src: str, dst: str, to: str = None) -> dict:
+    """Converts the file ``src`` to ``dst``; returns ``{'from', 'to', 'keys', 'groups'}``."""
+    state_dict = extract_state_dict(load_checkpoint_file(src), src)
+    source = detect_layout(state_dict)
+    target = to or ('release' if source == 'mmpretrain' else 'mmpretrain')
+    if target not in LAYOUTS:
+        raise ValueError(f'--to must be one of {LAYOUTS}, got {target!r}')
+    if target == source:
+        raise ValueError(f'{src} is already in the {source} layout')
+    if target == 'release':
+        out = dict(model=mmpretrain_to_release(state_dict))
+        converted = out['model']
+    else:
+        out = dict(state_dict=release_to_mmpretrain(state_dict), meta=dict())
+        converted = out['state_dict']
+    if len(converted) != len(state_dict):  # the mapping is one to one; guard it anyway
+        raise RuntimeError(f'{len(state_dict)} keys in, {len(converted)} out')
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save(out, dst)
+    return {'from': source, 'to': target, 'keys': len(converted),
+            'groups': _rule_counts(converted)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='mmpretrain or release checkpoint')
+    parser.add_argument('dst', help='output file')
+    parser.add_argument('--to', choices=LAYOUTS,
+                        help='target layout (default: the other one than the source)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    result = convert(args.src, args.dst, args.to)
+    print(f'{args.src} ({result["from"]}) -> {args.dst} ({result["to"]}): {result["keys"]} '
+          f'keys, every one mapped: {result["groups"]}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
