@@ -1,5 +1,10 @@
-"""torch.load(weights_only=True) of mmengine checkpoints after ``register_safe_globals``."""
+"""Weights-only loading of mmengine and release checkpoints on every admitted torch.
+
+``register_safe_globals`` (torch >= 2.6, where ``torch.load`` is weights-only by default) and
+``load_weights_only`` (every torch: torch's own weights-only unpickler from 2.6, mmdcls's
+restricted unpickler before it) must load what mmengine writes and refuse everything else."""
 import argparse
+import datetime
 import io
 import pickle
 import subprocess
@@ -13,7 +18,14 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mmdcls.utils.compat import register_safe_globals, safe_globals_list
+from mmdcls.models.utils import load_checkpoint_file
+from mmdcls.utils.compat import (TORCH_ALLOW_LIST, load_weights_only, register_safe_globals,
+                                 safe_globals_list)
+
+needs_allow_list = pytest.mark.skipif(
+    not TORCH_ALLOW_LIST, reason=f'torch {torch.__version__} < 2.6: torch.load is not '
+    'weights-only by default and add_safe_globals takes no (object, name) pairs; mmdcls loads '
+    'through load_weights_only there (tested below on every torch)')
 
 
 def _mmengine_style_checkpoint():
@@ -46,6 +58,7 @@ def _check_loaded(ckpt):
     torch.testing.assert_close(ckpt['state_dict']['weight'], torch.arange(4.0))
 
 
+@needs_allow_list
 def test_without_registration_torch_load_refuses(tmp_path):
     """Documents the incompatibility: a fresh interpreter without mmdcls cannot load it."""
     path = tmp_path / 'ckpt.pth'
@@ -67,6 +80,7 @@ def test_without_registration_torch_load_refuses(tmp_path):
     assert 'Unsupported global' in result.stdout, result.stdout
 
 
+@needs_allow_list
 def test_registered_types_load_with_weights_only(tmp_path):
     register_safe_globals()
     path = tmp_path / 'ckpt.pth'
@@ -75,12 +89,72 @@ def test_registered_types_load_with_weights_only(tmp_path):
     _check_loaded(torch.load(path, weights_only=True))
 
 
+@needs_allow_list
 def test_registration_is_idempotent():
     register_safe_globals()
     assert register_safe_globals() is False
     registered = torch.serialization.get_safe_globals()
     for entry in safe_globals_list():
         assert sum(1 for r in registered if r == entry) == 1, entry
+
+
+def test_load_weights_only_loads_mmengine_checkpoints_on_every_torch(tmp_path):
+    """The loader mmdcls uses for the files it opens itself, without any process-wide
+    registration: zip and legacy formats."""
+    checkpoint = _mmengine_style_checkpoint()
+    checkpoint['args'] = argparse.Namespace(model='convnext_dcls_tiny', input_size=224)
+    for legacy in (False, True):
+        path = tmp_path / f'ckpt_{legacy}.pth'
+        torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
+        loaded = load_weights_only(path)
+        _check_loaded(loaded)
+        assert loaded['args'].model == 'convnext_dcls_tiny' and loaded['args'].input_size == 224
+
+
+def test_register_steps_aside_before_torch_2_6():
+    if TORCH_ALLOW_LIST:
+        pytest.skip('torch >= 2.6 registers (test_registration_is_idempotent)')
+    assert register_safe_globals() is False
+    assert not hasattr(torch.serialization, 'get_safe_globals') or not any(
+        entry in torch.serialization.get_safe_globals() for entry in safe_globals_list()
+        if not isinstance(entry, tuple))
+
+
+class _RunsCode:
+    """What a malicious checkpoint pickles: a call of an arbitrary function on load."""
+
+    def __reduce__(self):
+        return (print, ('unpickling ran code',))
+
+
+# the refused global as the error names it (newer torch drops the ``builtins.`` of builtins)
+@pytest.mark.parametrize('payload, global_name', [
+    (_RunsCode(), r'(builtins\.)?print'),
+    (argparse.ArgumentParser, r'argparse\.ArgumentParser'),
+    (datetime.date(2024, 1, 1), r'datetime\.date'),
+])
+def test_load_weights_only_refuses_other_globals(tmp_path, capsys, payload, global_name):
+    path = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'x': payload}, path)
+    with pytest.raises(pickle.UnpicklingError, match=f'Unsupported global: GLOBAL {global_name}'):
+        load_weights_only(path)
+    assert 'unpickling ran code' not in capsys.readouterr().out
+
+
+def test_load_checkpoint_file_refuses_arbitrary_objects_with_a_clear_error(tmp_path, capsys):
+    """mmdcls's own checkpoint loading (init_cfg Pretrained, load_pretrained) on every torch."""
+    path = tmp_path / 'release.pth'
+    torch.save({'model': {'w': torch.ones(2)}, 'args': argparse.Namespace(lr=4e-3)}, path)
+    loaded = load_checkpoint_file(str(path))
+    assert loaded['args'].lr == 4e-3
+    torch.testing.assert_close(loaded['model']['w'], torch.ones(2))
+
+    torch.save({'model': {'w': torch.ones(2)}, 'hook': _RunsCode()}, path)
+    with pytest.raises(RuntimeError, match=r'refuses to unpickle an object outside the allowed '
+                       r"types \['Namespace'\][\s\S]*Unsupported global: GLOBAL "
+                       r'(builtins\.)?print'):
+        load_checkpoint_file(str(path))
+    assert 'unpickling ran code' not in capsys.readouterr().out
 
 
 class _Gadget:
@@ -100,31 +174,42 @@ def test_getattr_is_restricted_to_history_buffer_statistics(target, name):
     register_safe_globals()
     buffer = io.BytesIO()
     torch.save({'x': _Gadget(target, name)}, buffer)
-    buffer.seek(0)
-    with pytest.raises(pickle.UnpicklingError, match='getattr'):
-        torch.load(buffer)
+    for load in _weights_only_loads():
+        buffer.seek(0)
+        with pytest.raises(pickle.UnpicklingError, match='getattr'):
+            load(buffer)
 
 
 def test_getattr_of_history_buffer_statistics_is_allowed():
     register_safe_globals()
     buffer = io.BytesIO()
     torch.save({'m': _Gadget(HistoryBuffer, 'mean')}, buffer)
-    buffer.seek(0)
-    assert torch.load(buffer)['m'] is HistoryBuffer.mean
+    for load in _weights_only_loads():
+        buffer.seek(0)
+        assert load(buffer)['m'] is HistoryBuffer.mean
 
 
-def test_numpy_1_checkpoint_spelling_loads():
-    """numpy 1.x wrote ``numpy.core.multiarray``; model-zoo checkpoints still carry it."""
+def _weights_only_loads():
+    """mmdcls's loader on every torch; torch's default load too where it is weights-only."""
+    return [load_weights_only, torch.load] if TORCH_ALLOW_LIST else [load_weights_only]
+
+
+@pytest.mark.parametrize('spelling', [b'numpy.core.multiarray', b'numpy._core.multiarray'])
+def test_either_numpy_checkpoint_spelling_loads(spelling):
+    """numpy 1.x wrote ``numpy.core.multiarray`` (model-zoo checkpoints still carry it), numpy 2
+    ``numpy._core.multiarray``: both load, whichever numpy is installed."""
     register_safe_globals()
     buffer = io.BytesIO()
     torch.save({'a': np.arange(3, dtype=np.int64), 's': np.float64(2.5)}, buffer,
                _use_new_zipfile_serialization=False)  # legacy format: one plain pickle stream
     raw = buffer.getvalue()
-    assert b'numpy._core.multiarray' in raw
-    legacy = raw.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
-    loaded = torch.load(io.BytesIO(legacy))
-    np.testing.assert_array_equal(loaded['a'], np.arange(3))
-    assert loaded['s'] == 2.5
+    numpy_2 = int(np.__version__.split('.')[0]) >= 2
+    own = b'numpy._core.multiarray' if numpy_2 else b'numpy.core.multiarray'
+    assert own in raw
+    for load in _weights_only_loads():
+        loaded = load(io.BytesIO(raw.replace(own, spelling)))
+        np.testing.assert_array_equal(loaded['a'], np.arange(3))
+        assert loaded['s'] == 2.5
 
 
 def test_released_checkpoint_with_args_namespace_loads_through_mmengine(tmp_path):

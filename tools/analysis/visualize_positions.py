@@ -26,8 +26,9 @@ matplotlib.use('Agg')  # headless: always write a file, never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-import mmdcls  # noqa: F401,E402  safe globals for weights-only torch.load of mmengine files
+import mmdcls  # noqa: F401,E402  registers mmdcls's types before any config is read
 from mmdcls.ops import construct_kernel, position_axes  # noqa: E402
+from mmdcls.utils.compat import load_weights_only  # noqa: E402
 
 _P_KEY = re.compile(r'^(?P<layer>(?P<stage>.*?stages\.(?P<i>\d+))\.(?P<j>\d+)\.dwconv)\.P$')
 DEFAULTS = dict(dilated_kernel_size=17, version='v0')
@@ -38,7 +39,7 @@ def load_state_dict(path):
     and the checkpoint's ``meta`` (or {})."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} not found')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = load_weights_only(path, map_location='cpu')  # weights-only on every torch
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path}: expected a dict checkpoint, got {type(ckpt).__name__}')
     for key in ('state_dict', 'model'):

@@ -32,8 +32,9 @@ import sys
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
+
+from mmdcls.utils.compat import load_weights_only
 
 _BN = r'(bn|gn)\.(weight|bias|running_mean|running_var|num_batches_tracked)'
 _CONV_MODULE = rf'(conv\.(weight|bias)|{_BN})'
@@ -68,14 +69,6 @@ LAYOUTS: Dict[str, List[str]] = {
 RENAMES: Dict[str, List[Tuple[str, str]]] = {'mmdet': [], 'mmseg': []}
 #: top-level entries of an mmcv 1.x checkpoint that carry training state only
 TRAINING_STATE_KEYS = ('optimizer', 'amp')
-#: types found in mmcv 1.x checkpoints' meta / args, allowed for this one load (weights_only)
-# numpy scalars / arrays pickled by numpy 1.x name their functions ``numpy.core.multiarray.*``,
-# by numpy 2.x ``numpy._core.multiarray.*``: allow both spellings.
-_NP_MULTIARRAY = (getattr(np, '_core', None) or np.core).multiarray
-SAFE_GLOBALS = [argparse.Namespace, np.dtype, np.ndarray] + [
-    (getattr(_NP_MULTIARRAY, f), f'numpy.{core}.multiarray.{f}')
-    for f in ('scalar', '_reconstruct') for core in ('core', '_core')
-] + [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')]
 
 
 def detect_toolkit(checkpoint: dict) -> str:
@@ -149,9 +142,12 @@ def convert(checkpoint: dict, toolkit: Optional[str] = None, source: str = '<che
 
 
 def load_old_checkpoint(path: str) -> dict:
-    """``torch.load`` with ``weights_only=True`` plus the types mmcv 1.x meta data holds."""
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
-        return torch.load(path, map_location='cpu', weights_only=True)
+    """Weights-only ``torch.load`` on every torch mmdcls admits
+    (:func:`mmdcls.utils.compat.load_weights_only`). Its allow-list has what mmcv 1.x meta data
+    and the release's ``args`` hold: numpy arrays / scalars / dtypes under either numpy's
+    spelling (``numpy.core`` from numpy 1.x, ``numpy._core`` from 2.x) and
+    ``argparse.Namespace``."""
+    return load_weights_only(path, map_location='cpu')
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,10 @@
 """Loading released ConvNeXt(-DCLS) checkpoints into mmdcls models.
 
 The released ImageNet files are ``{'model': state_dict, 'args': argparse.Namespace, ...}``.
-torch >= 2.6 loads with ``weights_only=True`` by default and refuses the Namespace; instead of
-turning that safety off, :func:`load_checkpoint_file` allows exactly the extra types these files
-contain (``argparse.Namespace``) for the duration of one load.
+Instead of unpickling them unrestricted, :func:`load_checkpoint_file` allows exactly the extra
+types these files contain (``argparse.Namespace``) for the duration of one load, on every torch
+mmdcls admits (:func:`mmdcls.utils.compat.load_weights_only`: torch's weights-only unpickler
+from torch 2.6, a restricted unpickler before it).
 """
 import argparse
 import re
@@ -14,39 +15,54 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from mmdcls.utils.compat import TORCH_ALLOW_LIST, allowed_for_this_load, load_weights_only
+
 #: globals the released training scripts pickle next to the weights
 RELEASE_SAFE_GLOBALS = (argparse.Namespace,)
 _POSITION_KEY = re.compile(r'^stages\.(\d+)\.(\d+)\.dwconv\.(P|SIG)$')
 
 
+def _load_remote(filename: str, map_location, safe_globals: Sequence) -> dict:
+    """``http(s)://`` and the other schemes of mmengine's ``CheckpointLoader``.
+
+    torch >= 2.6: through ``CheckpointLoader`` (its download cache included), whose
+    ``torch.load`` is weights-only by default, under the same allow-list. Older torch loads
+    unrestricted by default, so the file is fetched with mmengine's file backends and read by
+    :func:`load_weights_only` instead."""
+    if TORCH_ALLOW_LIST:
+        from mmengine.runner import CheckpointLoader
+        with allowed_for_this_load(safe_globals):
+            return CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    from mmengine.fileio import get_local_path
+    with get_local_path(filename) as local_path:
+        return load_weights_only(local_path, map_location, safe_globals)
+
+
 def load_checkpoint_file(filename: str, map_location='cpu',
                          safe_globals: Sequence = RELEASE_SAFE_GLOBALS) -> dict:
-    """``torch.load`` with ``weights_only=True``, allowing only ``safe_globals`` in addition.
+    """``torch.load`` of tensors, plain containers and ``safe_globals`` only, on every torch.
 
-    Remote paths (``http(s)://`` etc.) go through mmengine's ``CheckpointLoader`` under the same
-    allow-list. An unpickling error names the offending global and how to allow it.
+    Besides ``safe_globals``, the types of :func:`mmdcls.utils.compat.safe_globals_list`
+    (mmengine's checkpoint contents) are allowed. Remote paths (``http(s)://`` etc.) go through
+    mmengine under the same allow-list. An unpickling error names the offending global and how
+    to allow it.
     """
     if not isinstance(filename, str):
         raise TypeError(f'checkpoint must be a path string, got {type(filename).__name__}')
-    # Only what is not allow-listed yet: leaving the context removes its entries again, which
-    # would undo a process-wide registration (mmdcls.utils.compat) of the same types.
-    registered = torch.serialization.get_safe_globals()
-    with torch.serialization.safe_globals([g for g in safe_globals if g not in registered]):
-        try:
-            if '://' in filename:
-                from mmengine.runner import CheckpointLoader
-                return CheckpointLoader.load_checkpoint(filename, map_location=map_location)
-            return torch.load(filename, map_location=map_location, weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(f'checkpoint file not found: {filename}') from None
-        except Exception as err:  # noqa: BLE001 - re-raised with context, never swallowed
-            if 'weights_only' in str(err) or 'Unsupported global' in str(err):
-                raise RuntimeError(
-                    f'{filename}: refuses to unpickle an object outside the allowed types '
-                    f'{[getattr(g, "__qualname__", g) for g in safe_globals]} (torch '
-                    'weights_only=True). If you trust the file, add the type named below to '
-                    f'the safe globals of this load.\n{err}') from err
-            raise
+    try:
+        if '://' in filename:
+            return _load_remote(filename, map_location, safe_globals)
+        return load_weights_only(filename, map_location, safe_globals)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'checkpoint file not found: {filename}') from None
+    except Exception as err:  # noqa: BLE001 - re-raised with context, never swallowed
+        if 'weights_only' in str(err) or 'Unsupported global' in str(err):
+            raise RuntimeError(
+                f'{filename}: refuses to unpickle an object outside the allowed types '
+                f'{[getattr(g, "__qualname__", g) for g in safe_globals]} (weights-only load, '
+                f'torch {torch.__version__}). If you trust the file, add the type named below '
+                f'to the safe globals of this load.\n{err}') from err
+        raise
 
 
 def extract_state_dict(checkpoint, filename: str = '<checkpoint>',
