@@ -2,11 +2,29 @@
 
 mmdcls admits every torch from 2.1 (the official mmcv 2.1.0 wheels are built for torch 2.0 / 2.1)
 to the newest; each helper calls the current API where it exists and its older spelling
-otherwise, with the same result.
+otherwise, with the same result. ``torch.compile`` support steps aside on torch whose dynamo
+cannot trace the operators (:func:`eager_under_old_dynamo`). The compat test lane
+(``make test-compat``) runs the operator tests on torch 2.1.2.
 """
+import re
+from typing import Callable, TypeVar
+
 import torch
 
-__all__ = ['is_compiling', 'is_autocast_enabled', 'get_autocast_dtype']
+__all__ = ['is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
+           'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'profiler_event_start_ns']
+
+_F = TypeVar('_F', bound=Callable)
+
+
+def _parse_version(version: str) -> tuple:
+    """(major, minor) of a torch version string: '2.1.2+cu121' -> (2, 1)."""
+    match = re.match(r'(\d+)\.(\d+)', version)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+#: (major, minor) of the running torch
+TORCH_VERSION = _parse_version(torch.__version__)
 
 
 def is_compiling() -> bool:
@@ -50,3 +68,34 @@ def get_autocast_dtype(device_type: str) -> torch.dtype:
     if device_type == 'cpu':
         return torch.get_autocast_cpu_dtype()
     return torch.get_autocast_gpu_dtype()
+
+
+#: Whether ``torch.compile`` (dynamo) traces mmdcls's operators: from torch 2.4 (the oldest
+#: version checked, with 2.13 in the main test lane). torch 2.1's dynamo does not: it fails
+#: with internal errors on ``os.environ.get`` (the algorithm override) and on guards over the
+#: C library's ctypes functions, and cannot trace autograd Functions taking tuples.
+DYNAMO_TRACES_OPS = TORCH_VERSION >= (2, 4)
+
+
+def eager_under_old_dynamo(fn: _F) -> _F:
+    """``fn`` itself where dynamo traces mmdcls's operators (:data:`DYNAMO_TRACES_OPS`); before
+    that, ``fn`` behind ``torch._dynamo.disable``: a compiled model graph-breaks around it and
+    runs it eagerly (the same result; the C library is used as in eager mode).
+
+    Decorates the two dispatchers every DCLS / large-kernel layer goes through,
+    ``construct_kernel`` and ``conv_nd``: what old dynamo cannot trace (the environment
+    overrides, the C library) happens inside them, and the layers around them trace."""
+    if DYNAMO_TRACES_OPS:
+        return fn
+    import torch._dynamo  # not imported by ``import torch`` on every version
+    return torch._dynamo.disable(fn)
+
+
+def profiler_event_start_ns(event) -> int:
+    """Start time in ns of a ``torch.profiler`` kineto event (``kineto_results.events()``).
+
+    Newer torch has ``start_ns()``; torch 2.1 only ``start_us()`` (microseconds: a stable sort
+    by it keeps the profiler's own order for events that start within the same microsecond)."""
+    if hasattr(event, 'start_ns'):
+        return event.start_ns()
+    return event.start_us() * 1000

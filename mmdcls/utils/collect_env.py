@@ -35,16 +35,30 @@ def _version(module_name, dist_name=None):
     return str(version or 'unknown')
 
 
+def _is_mmcv_lite():
+    """Whether mmcv comes from the ``mmcv-lite`` distribution (same package, no compiled ops)."""
+    for dist in ('mmcv', 'mmcv-lite'):
+        try:
+            importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return dist == 'mmcv-lite'
+    return False
+
+
 def mmcv_ops_status():
     """Whether mmcv's compiled ops load and run: one CPU ``nms`` on two overlapping boxes.
 
     Returns:
-        str: ``'ok'`` or ``'error: <why>'`` (``'not installed'`` without mmcv).
+        str: ``'ok'``, ``'error: <why>'``, or ``'not installed ...'`` without mmcv or with
+        ``mmcv-lite``.
     """
     try:
         import mmcv  # noqa: F401
     except ImportError:
         return NOT_INSTALLED
+    if _is_mmcv_lite():
+        return 'not installed (mmcv-lite: mmcv without compiled ops)'
     try:
         import torch
         from mmcv.ops import nms
@@ -119,6 +133,7 @@ def collect_env():
     env['MMCV compiled ops'] = mmcv_ops_status()
     env['MMDetection'] = _version('mmdet')
     env['MMSegmentation'] = _version('mmseg')
+    env['MMPretrain'] = _version('mmpretrain')
     env['DCLS reference (dcls)'] = _version('DCLS', 'dcls')
     env['mmdcls'] = _version('mmdcls')
     env['mmdcls native (C)'] = native_status()
