@@ -1,0 +1,80 @@
+"""tools/analysis/benchmark_detector.py: runs end to end on a tiny input (the numbers are not
+checked here: the test machines are loaded; the lead runs it for numbers)."""
+import importlib.util
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+from conftest import REPO, run_tool
+
+
+def _tool():
+    """tools/analysis/benchmark_detector.py as a module, loaded by path (tools/ is no
+    package)."""
+    spec = importlib.util.spec_from_file_location(
+        'mmdcls_tool_benchmark_detector',
+        osp.join(REPO, 'tools', 'analysis', 'benchmark_detector.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synthetic_batch_is_a_valid_detection_batch():
+    batch = _tool().synthetic_batch(64, 96, num_objects=3)
+    image, = batch['inputs']
+    sample, = batch['data_samples']
+    assert image.shape == (3, 64, 96) and image.dtype == torch.uint8
+    boxes = sample.gt_instances.bboxes
+    assert boxes.shape == (3, 4)
+    assert (boxes[:, 2:] > boxes[:, :2]).all()
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 96).all() and (boxes[:, 3] <= 64).all()
+    masks = sample.gt_instances.masks.to_ndarray()
+    assert masks.shape == (3, 64, 96) and masks.sum() > 0
+    # every mask lies inside its box
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes.int().tolist()):
+        assert mask.sum() == mask[y0:y1 + 1, x0:x1 + 1].sum()
+
+
+def test_benchmark_detector_runs_and_reports_both_models_and_modes():
+    proc = run_tool(['tools/analysis/benchmark_detector.py', '--shape', '64x96', '--repeats',
+                     '1', '--warmup', '0', '--threads', '1', '--no-check'], timeout=600)
+    out = proc.stdout
+    for mode in ('train', 'infer'):
+        for model in ('ConvNeXt-T', 'ConvNeXt-DCLS-T'):
+            line = re.search(rf'^\s*{mode}\s+{model}\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x',
+                             out, re.M)
+            assert line, f'no {mode} line for {model} in:\n{out}'
+            assert float(line.group(1)) > 0
+            if model == 'ConvNeXt-T':
+                assert float(line.group(2)) == 1.0
+    assert 'different numbers of detections' not in out
+    # the verdict is printed either way; with --no-check a miss still exits 0
+    assert 'All targets met' in out or 'not enforced: --no-check' in out
+
+
+def test_benchmark_detector_fails_on_a_missed_target(monkeypatch, capsys):
+    """Exit status 1 when a target is missed (here: targets no model can meet)."""
+    benchmark_detector = _tool()
+    monkeypatch.setattr(benchmark_detector, 'TARGETS', {'train': 0.0, 'infer': 0.0})
+    threads = torch.get_num_threads()
+    try:
+        status = benchmark_detector.main(['--shape', '64x64', '--repeats', '1', '--warmup',
+                                          '0', '--threads', '1', '--modes', 'infer'])
+    finally:
+        torch.set_num_threads(threads)  # main() sets it for the whole process
+    out = capsys.readouterr().out
+    assert status == 1
+    assert 'Targets missed:' in out and 'infer: ConvNeXt-DCLS-T' in out
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--shape', '512'], 'HEIGHTxWIDTH'),
+    (['--shape', '16x16'], 'at least 32x32'),
+    (['--repeats', '0'], '--repeats must be >= 1'),
+])
+def test_benchmark_detector_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _tool().main(argv)
+    assert message in capsys.readouterr().err
