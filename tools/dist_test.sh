@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun:
+# Distributed testing with torchrun of an mmdet, mmseg or mmpretrain config (its default_scope):
 #   tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as for dist_train.sh.
 set -euo pipefail
@@ -16,6 +16,11 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
+
+# One process checks that the config's toolkit (default_scope: mmdet, mmseg or mmpretrain)
+# imports here, so a missing one is one line (exit 2) rather than one traceback per rank.
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+"$PYTHON" -m mmdcls.utils.tool_setup "$CONFIG" >/dev/null
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 "$PYTHON" -m torch.distributed.run \

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Testing on a Slurm cluster, one task per GPU:
+# Testing on a Slurm cluster, one task per GPU, of an mmdet, mmseg or mmpretrain config
+# (its default_scope; a toolkit missing on the nodes makes every task exit 2 with one line
+# saying what to install, and srun --kill-on-bad-exit stops the job):
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #   tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
 set -euo pipefail

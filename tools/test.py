@@ -1,12 +1,17 @@
-"""Test (and evaluate) a detector (mmdet config) or a segmentor (mmseg config) with mmdcls.
+"""Test (and evaluate) a detector (mmdet config), a segmentor (mmseg config) or an image
+classifier (mmpretrain config) with mmdcls.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] [--show-dir DIR]
                                            [--tta] [--cfg-options k=v ...] [--launcher ...]
 
-mmdet 3.3.0's / mmseg 1.2.2's ``tools/test.py`` in one script; the toolkit is the config's
-``default_scope``. ``--out``: mmdet dumps predictions to a ``.pkl`` file, mmseg writes the
-predicted label maps into a folder. ``--show-dir``: painted predictions under
-``work_dir/<timestamp>/<show-dir>`` (mmdet) or ``work_dir/<show-dir>/vis_data/vis_image`` (mmseg).
+mmdet 3.3.0's / mmseg 1.2.2's / mmpretrain 1.2.0's ``tools/test.py`` in one script; the toolkit
+is the config's ``default_scope`` (:mod:`mmdcls.utils.tool_setup`). ``--out``: mmdet and
+mmpretrain dump predictions to a ``.pkl`` file, mmseg writes the predicted label maps into a
+folder. ``--show-dir``: painted predictions under ``work_dir/<timestamp>/<show-dir>`` (mmdet),
+``work_dir/<show-dir>/vis_data/vis_image`` (mmseg) or ``work_dir/<show-dir>`` (mmpretrain).
+
+Exit status: 0 after the evaluation, 2 when the run cannot start (config, checkpoint or toolkit
+missing, config check failed: one line naming what to fix), 1 on any other error (traceback).
 """
 import argparse
 import os
@@ -20,23 +25,28 @@ from mmengine.config import ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdcls.utils.config_checks import (check_config, load_tool_config,  # noqa: E402
-                                         prepare_cpu_distributed, select_toolkit)
+from mmdcls.utils.config_checks import ConfigCheckError, check_config  # noqa: E402
+from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,  # noqa
+                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
+
+#: the errors that mean the run cannot start as configured: reported in one line, exit 2
+SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test (and eval) an mmdet / mmseg model')
+    parser = argparse.ArgumentParser(
+        description='Test (and eval) an mmdet / mmseg / mmpretrain model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir',
                         help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str,
-                        help='mmdet: dump predictions to a .pkl file; mmseg: folder for the '
-                        'predicted label maps')
+                        help='mmdet / mmpretrain: dump predictions to a .pkl file; mmseg: '
+                        'folder for the predicted label maps')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='directory where painted images are saved (relative: '
                         'mmdet under work_dir/<timestamp>/, mmseg under work_dir/ in '
-                        'vis_data/vis_image)')
+                        'vis_data/vis_image, mmpretrain under work_dir/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -55,25 +65,32 @@ def parse_args(argv=None):
 
 
 def trigger_visualization_hook(cfg, args):
-    """Turns on drawing in the toolkit's visualization hook (mmdet / mmseg name it alike)."""
+    """Turns on drawing in the toolkit's visualization hook (mmdet / mmseg: ``draw``,
+    mmpretrain: ``enable``)."""
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
-        raise RuntimeError(f'{args.config}: --show/--show-dir need '
-                           'default_hooks.visualization (DetVisualizationHook / '
-                           'SegVisualizationHook)')
+        raise ConfigCheckError(f'{args.config}: --show/--show-dir need '
+                               'default_hooks.visualization (DetVisualizationHook / '
+                               'SegVisualizationHook / VisualizationHook)')
     hook = hooks['visualization']
-    hook['draw'] = True
+    scope = cfg.get('default_scope')
+    hook['enable' if scope == 'mmpretrain' else 'draw'] = True
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
-        if cfg.default_scope == 'mmdet':
-            hook['test_out_dir'] = args.show_dir
+        # relative dirs go under work_dir in every toolkit
+        show_dir = (args.show_dir if osp.isabs(args.show_dir) else
+                    osp.join(cfg.work_dir, args.show_dir))
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir  # mmdet joins work_dir/<timestamp> itself
+        elif scope == 'mmpretrain':
+            hook['out_dir'] = show_dir
+            hook['interval'] = 1  # every test image
         else:
             # mmseg's hook draws through the visualizer's backends into
-            # <save_dir>/vis_data/vis_image; relative dirs go under work_dir, as for mmdet.
-            cfg.visualizer['save_dir'] = (args.show_dir if osp.isabs(args.show_dir) else
-                                          osp.join(cfg.work_dir, args.show_dir))
+            # <save_dir>/vis_data/vis_image.
+            cfg.visualizer['save_dir'] = show_dir
             hook['interval'] = 1  # every test image, not every 50th
     return cfg
 
@@ -99,10 +116,23 @@ def setup_tta(cfg, scope: str):
                                              'scale_factor', 'flip', 'flip_direction'))]])
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    elif scope == 'mmpretrain':
+        # as mmpretrain's tools/test.py: average the class scores of the image and its flip
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+        if 'tta_pipeline' not in cfg:
+            test_pipeline = cfg.test_dataloader.dataset.pipeline
+            cfg.tta_pipeline = deepcopy(test_pipeline)
+            cfg.tta_pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                            [test_pipeline[-1]]])
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     else:
         for key in ('tta_model', 'tta_pipeline'):
             if key not in cfg:
-                raise ValueError(f'{cfg.filename}: --tta needs {key!r} in the config')
+                raise ConfigCheckError(f'{cfg.filename}: --tta needs {key!r} in the config')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
@@ -119,29 +149,51 @@ def setup_cfg(args):
     return cfg
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def prepare(args):
+    """``(cfg, scope)`` ready to build, or a setup error (:data:`SETUP_ERRORS`)."""
     cfg = setup_cfg(args)
     scope = select_toolkit(cfg)
     if not args.no_validate_config:
         check_config(cfg, phases=('test',))
     if args.tta:
+        if scope == 'mmpretrain' and (args.show or args.show_dir):
+            raise ConfigCheckError('--tta with --show / --show-dir: mmpretrain\'s '
+                                   'VisualizationHook cannot draw test-time-augmented batches; '
+                                   'run them separately')
         cfg = setup_tta(cfg, scope)
     if scope == 'mmseg' and args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
+    elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ConfigCheckError(f'--out {args.out!r}: {scope} dumps predictions to a .pkl file')
+    apply_toolkit_defaults(cfg, scope, loaders=('test_dataloader', ))
+    return cfg, scope
 
+
+def run(cfg, scope: str, out=None) -> dict:
+    """Builds the runner and tests; returns the metrics."""
     prepare_cpu_distributed(cfg)  # no CUDA: gloo backend; torchrun: process group, CPU DDP
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-
-    if scope == 'mmdet' and args.out is not None:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out {args.out!r}: mmdet dumps predictions to a .pkl file')
+    if out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
+    elif out is not None and scope == 'mmpretrain':
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
     return runner.test()
 
 
+def main(argv=None) -> int:
+    """The exit status: 0 after the evaluation, 2 when the run cannot start as configured."""
+    args = parse_args(argv)
+    try:
+        cfg, scope = prepare(args)
+    except SETUP_ERRORS as err:
+        print(f'tools/test.py: error: {err}', file=sys.stderr)
+        return 2
+    run(cfg, scope, args.out)
+    return 0
+
+
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    sys.exit(main())

@@ -1,12 +1,18 @@
-"""Train a detector (mmdet config) or a segmentor (mmseg config) with mmdcls modules.
+"""Train a detector (mmdet config), a segmentor (mmseg config) or an image classifier
+(mmpretrain config) with mmdcls modules.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                                  [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
-mmdet 3.3.0's ``tools/train.py`` for both toolkits: the toolkit is the config's
-``default_scope`` (``'mmdet'`` or ``'mmseg'``). Before anything is built the config is checked
-(:mod:`mmdcls.utils.config_checks`: dataset paths, annotation files, backbone arch/version,
+mmdet 3.3.0's ``tools/train.py`` for the three toolkits: the toolkit is the config's
+``default_scope`` (``'mmdet'``, ``'mmseg'`` or ``'mmpretrain'``; :mod:`mmdcls.utils.tool_setup`
+reads it from the file before loading, so a toolkit that is not installed stops the run with
+one line saying what to install). Before anything is built the config is checked
+(:mod:`mmdcls.utils.config_checks`: dataset paths, annotation files, the backbone's arguments,
 checkpoint path), so a wrong path stops the run with the key and file to fix.
+
+Exit status: 0 after training, 2 when the run cannot start (config or toolkit missing, config
+check failed: one line naming what to fix), 1 on any other error (traceback).
 """
 import argparse
 import logging
@@ -22,12 +28,17 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdcls.utils.config_checks import (check_config, load_tool_config,  # noqa: E402
-                                         prepare_cpu_distributed, select_toolkit)
+from mmdcls.utils.config_checks import ConfigCheckError, check_config  # noqa: E402
+from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,  # noqa
+                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
+
+#: the errors that mean the run cannot start as configured: reported in one line, exit 2
+SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train an mmdet / mmseg model (mmdcls)')
+    parser = argparse.ArgumentParser(
+        description='Train an mmdet / mmseg / mmpretrain model (mmdcls)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -66,15 +77,16 @@ def enable_amp(cfg) -> str:
     wrapper = cfg.optim_wrapper
     if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
                                                    'mmdcls.CPUAutocastOptimWrapper'):
-        raise ValueError(f'--amp: optim_wrapper.type is {wrapper.type!r}; --amp only replaces '
-                         "'OptimWrapper'. Set the mixed-precision wrapper in the config instead")
+        raise ConfigCheckError(
+            f'--amp: optim_wrapper.type is {wrapper.type!r}; --amp only replaces '
+            "'OptimWrapper'. Set the mixed-precision wrapper in the config instead")
     if torch.cuda.is_available():
         wrapper.type = 'AmpOptimWrapper'
         wrapper.loss_scale = 'dynamic'
     else:
         if 'roi_head' in cfg.get('model', {}):
             # Checked here rather than failing at the first iteration deep inside mmcv.
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{cfg.filename}: --amp without CUDA uses bfloat16 CPU autocast, but mmcv\'s '
                 'RoIAlign (model.roi_head) has no bfloat16 CPU kernel; train this detector '
                 'without --amp on CPU (segmentors and single-stage detectors work)')
@@ -106,8 +118,8 @@ def setup_cfg(args):
                 'base_batch_size' in cfg.auto_scale_lr:
             cfg.auto_scale_lr.enable = True
         else:
-            raise RuntimeError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
-                               '"enable" and "base_batch_size" in the config')
+            raise ConfigCheckError(f'{args.config}: --auto-scale-lr needs "auto_scale_lr" with '
+                                   '"enable" and "base_batch_size" in the config')
 
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
@@ -121,13 +133,25 @@ def setup_cfg(args):
     return cfg
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def prepare(args):
+    """The config ready to build, or a setup error (:data:`SETUP_ERRORS`)."""
     cfg = setup_cfg(args)
-    select_toolkit(cfg)
+    scope = select_toolkit(cfg)
     if not args.no_validate_config:
         check_config(cfg, phases=('train', 'val'))
-    if cfg.get('default_scope') == 'mmdet':
+    apply_toolkit_defaults(cfg, scope)
+    return cfg, scope
+
+
+def main(argv=None) -> int:
+    """The exit status: 0 after training, 2 when the run cannot start as configured."""
+    args = parse_args(argv)
+    try:
+        cfg, scope = prepare(args)
+    except SETUP_ERRORS as err:
+        print(f'tools/train.py: error: {err}', file=sys.stderr)
+        return 2
+    if scope == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()
 
@@ -137,6 +161,7 @@ def main(argv=None):
     else:
         runner = RUNNERS.build(cfg)
     runner.train()
+    return 0
 
 
 if __name__ == '__main__':

@@ -1,15 +1,20 @@
 """Checks ``tools/train.py`` / ``tools/test.py`` run on a config before building anything.
 
+Only checks: loading the config, picking its toolkit and the distributed setup are
+:mod:`mmdcls.utils.tool_setup`.
+
 Each failure raises a ``ValueError`` (``FileNotFoundError`` for a missing path) naming the
 config key and the file, so that a typo in a config or a dataset in the wrong place stops the
 run in seconds instead of after the model is built or, worse, silently trains on nothing.
 
 What is checked:
 
-* ``default_scope`` is ``'mmdet'`` or ``'mmseg'`` (:func:`select_toolkit`);
-* an ``mmdcls.ConvNeXtDCLS`` backbone names a known ``arch`` and ``version`` and its
-  ``init_cfg`` checkpoint file exists (its tensor shapes are checked by the backbone when it
-  loads the file, before the first iteration);
+* ``default_scope`` is one of :data:`TOOLKITS` (:func:`check_default_scope`);
+* an mmdcls backbone (``mmdcls.ConvNeXtDCLS`` and the other ConvNeXt-DCLS classes) passes the
+  class's own argument checks (``check_config``: arch, version, kernel settings, out_indices,
+  frozen_stages, init_cfg, unknown keys) and its ``init_cfg`` checkpoint file exists (its
+  tensor shapes are checked by the backbone when it loads the file, before the first
+  iteration);
 * every dataset a phase uses (nested ``dataset`` / ``datasets`` wrappers included): its
   ``data_root``, ``ann_file`` and ``data_prefix`` folders exist;
 * COCO-style annotation files parse and have the COCO structure; the config's
@@ -18,16 +23,18 @@ What is checked:
 * segmentation datasets in the ADE20K layout have an annotation for every image.
 """
 import json
-import logging
 import os
 import os.path as osp
 from typing import Iterator, List, Optional, Tuple
 
-__all__ = ['TOOLKITS', 'select_toolkit', 'check_config', 'check_coco_annotation_file',
-           'load_tool_config', 'prepare_cpu_distributed', 'ConfigCheckError']
+__all__ = ['TOOLKITS', 'check_default_scope', 'check_config', 'check_coco_annotation_file',
+           'ConfigCheckError']
 
-#: supported values of a config's ``default_scope``
-TOOLKITS = ('mmdet', 'mmseg')
+#: supported values of a config's ``default_scope``: the toolkit the tools run it in
+TOOLKITS = ('mmdet', 'mmseg', 'mmpretrain')
+#: names that moved to :mod:`mmdcls.utils.tool_setup`, still importable from here for scripts
+#: written against the old layout
+_MOVED_TO_TOOL_SETUP = ('select_toolkit', 'load_tool_config', 'prepare_cpu_distributed')
 #: COCO annotation files above this size are only checked for existence and their first byte
 #: (parsing COCO's 450 MB train json twice would add a minute; the toolkit parses it anyway).
 MAX_PARSED_ANNOTATION_BYTES = 64 * 2**20
@@ -38,23 +45,25 @@ class ConfigCheckError(ValueError):
     """A config (or the data it names) that cannot train / test as written."""
 
 
-def select_toolkit(cfg) -> str:
-    """The toolkit of a config from its ``default_scope``; imports it and registers its modules.
+def check_default_scope(cfg) -> str:
+    """The config's ``default_scope``, which selects the toolkit; one of :data:`TOOLKITS`.
 
-    Returns:
-        str: ``'mmdet'`` or ``'mmseg'``.
+    Raises:
+        ConfigCheckError: another value, or none.
     """
     scope = cfg.get('default_scope')
     if scope not in TOOLKITS:
         raise ConfigCheckError(
             f'{cfg.filename}: default_scope must be one of {TOOLKITS} (it selects the '
             f'toolkit), got {scope!r}')
-    if scope == 'mmdet':
-        from mmdet.utils import register_all_modules
-    else:
-        from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
     return scope
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_TOOL_SETUP:
+        from . import tool_setup
+        return getattr(tool_setup, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _is_remote(path: str) -> bool:
@@ -168,12 +177,14 @@ def _check_dataset(ds_cfg, key: str, cfg_file: str) -> None:
             check_coco_annotation_file(ann_path, _dataset_classes(ds_cfg))
     prefix = ds_cfg.get('data_prefix') or {}
     dirs = {}
-    for name, sub in prefix.items():
+    # mmpretrain's datasets also take the image folder as a plain string
+    for name, sub in (prefix.items() if isinstance(prefix, dict) else [(None, prefix)]):
         if not isinstance(sub, str) or not sub:
             continue
         path = _join(root, sub)
-        _require_path(path, f'{key}.data_prefix.{name}', 'folder', cfg_file, isdir=True)
-        dirs[name] = path
+        where = f'{key}.data_prefix' + (f'.{name}' if name is not None else '')
+        _require_path(path, where, 'folder', cfg_file, isdir=True)
+        dirs[name or 'img_path'] = path
     # Segmentation layout (ADE20K and the like): an annotation map for every image.
     if 'img_path' in dirs and 'seg_map_path' in dirs and not ann_file:
         img_suffix = ds_cfg.get('img_suffix', '.jpg')
@@ -215,20 +226,28 @@ def _check_num_classes(cfg, classes: List[str], where: str) -> None:
                                    f'{len(classes)} classes {classes}')
 
 
+def _backbone_class(type_name):
+    """The mmdcls ConvNeXt-DCLS class a config's backbone ``type`` names, or None (another
+    toolkit's backbone: not checked here)."""
+    from mmdcls.models.backbones import ConvNeXtDCLSTrunk
+    from mmdcls.registry import MODELS
+    if isinstance(type_name, str):
+        name = type_name[len('mmdcls.'):] if type_name.startswith('mmdcls.') else type_name
+        cls = MODELS.module_dict.get(name)  # mmdcls's own registrations only
+    else:
+        cls = type_name
+    return cls if isinstance(cls, type) and issubclass(cls, ConvNeXtDCLSTrunk) else None
+
+
 def _check_backbone(cfg) -> None:
-    backbone = (cfg.get('model') or {}).get('backbone') or {}
-    if backbone.get('type') not in ('mmdcls.ConvNeXtDCLS', 'ConvNeXtDCLS'):
+    backbone = dict((cfg.get('model') or {}).get('backbone') or {})
+    cls = _backbone_class(backbone.pop('type', None))
+    if cls is None:
         return
-    from mmdcls.models import ConvNeXtDCLS
-    from mmdcls.ops import VERSIONS
-    arch = backbone.get('arch', 'tiny')
-    if isinstance(arch, str) and arch not in ConvNeXtDCLS.arch_settings:
-        raise ConfigCheckError(f'{cfg.filename}: model.backbone.arch must be one of '
-                               f'{list(ConvNeXtDCLS.arch_settings)} or a dict, got {arch!r}')
-    version = backbone.get('version', 'v0')
-    if version not in VERSIONS:
-        raise ConfigCheckError(f'{cfg.filename}: model.backbone.version must be one of '
-                               f'{VERSIONS}, got {version!r}')
+    try:
+        cls.check_config(backbone)  # the class's own argument checks, nothing built
+    except (TypeError, ValueError) as err:
+        raise ConfigCheckError(f'{cfg.filename}: model.backbone ({cls.__name__}): {err}') from err
     init_cfg = backbone.get('init_cfg') or {}
     if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
         ckpt = init_cfg.get('checkpoint')
@@ -256,56 +275,3 @@ def check_config(cfg, phases=('train', 'val')) -> None:
             classes = _dataset_classes(ds_cfg)
             if classes is not None:
                 _check_num_classes(cfg, classes, f'{key}.metainfo')
-
-
-def load_tool_config(path: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
-                     work_dir: Optional[str] = None):
-    """The config a tool runs: the file, then ``--cfg-options``; ``work_dir`` from the command
-    line, else the file's, else ``./work_dirs/<config name>``."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    cfg.launcher = launcher
-    if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
-    return cfg
-
-
-def prepare_cpu_distributed(cfg) -> bool:
-    """Makes a distributed run work on a machine without CUDA (gloo, CPU DDP).
-
-    Any launcher: the toolkits' default runtimes ask for the nccl backend, which needs CUDA;
-    ``env_cfg.dist_cfg.backend`` becomes gloo (logged). ``--launcher pytorch`` also: mmengine
-    0.10.7 calls ``torch.cuda.set_device`` in ``init_dist`` and gives DDP
-    ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. Here the process group is
-    initialised with gloo (from torchrun's environment) before the Runner is built, so the
-    Runner skips its own ``init_dist``, and ``model_wrapper_cfg`` gets ``device_ids=None``.
-    Does nothing (returns False) with CUDA or without a launcher; True when it initialised
-    the process group.
-    """
-    import torch
-    import torch.distributed as torch_dist
-    launcher = cfg.get('launcher', 'none')
-    if launcher == 'none' or torch.cuda.is_available():
-        return False
-    configured = cfg.get('env_cfg', {}).get('dist_cfg')
-    if configured is not None and configured.get('backend') == 'nccl':
-        from mmengine.logging import print_log
-        configured['backend'] = 'gloo'
-        print_log('no CUDA: env_cfg.dist_cfg.backend nccl -> gloo', logger='current',
-                  level=logging.WARNING)
-    if launcher != 'pytorch':
-        return False
-    dist_cfg = dict(configured or {})
-    backend = dist_cfg.pop('backend', 'gloo')
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend=backend, **dist_cfg)
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper.setdefault('device_ids', None)
-    cfg.model_wrapper_cfg = wrapper
-    return True

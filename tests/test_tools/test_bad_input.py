@@ -1,5 +1,5 @@
-"""Bad input stops early with a message naming the key / file (mmdcls.utils.config_checks and
-the backbone's checkpoint loading)."""
+"""Bad input stops early with a message naming the key / file (mmdcls.utils.config_checks,
+mmdcls.utils.tool_setup and the backbone's checkpoint loading)."""
 import json
 
 import pytest
@@ -8,7 +8,8 @@ from mmengine.config import Config
 
 import mmdcls  # noqa: F401
 from conftest import DET_CONFIG, SEG_CONFIG, det_data_options, run_tool, seg_data_options
-from mmdcls.utils.config_checks import ConfigCheckError, check_config, select_toolkit
+from mmdcls.utils.config_checks import ConfigCheckError, check_config
+from mmdcls.utils.tool_setup import select_toolkit
 
 
 def _cfg(path, options):
@@ -33,16 +34,22 @@ def test_good_configs_pass(det_cfg, seg_cfg):
 
 
 def test_unknown_scope(det_cfg):
-    det_cfg.default_scope = 'mmpretrain'
-    with pytest.raises(ConfigCheckError, match="default_scope must be one of .*'mmpretrain'"):
+    det_cfg.default_scope = 'mmocr'
+    with pytest.raises(ConfigCheckError,
+                       match=r"default_scope must be one of \('mmdet', 'mmseg', 'mmpretrain'\).*"
+                       "'mmocr'"):
         select_toolkit(det_cfg)
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('arch', 'tiniest', r"model.backbone.arch must be one of \['tiny'.*'tiniest'"),
-    ('version', 'v9', r"model.backbone.version must be one of .*'v9'"),
+    ('arch', 'tiniest', r"model.backbone \(ConvNeXtDCLS\): arch must be one of \['tiny'.*"
+     "'tiniest'"),
+    ('version', 'v9', r"model.backbone \(ConvNeXtDCLS\): version must be one of .*'v9'"),
+    ('out_indices', (4, ), r'model.backbone \(ConvNeXtDCLS\): out_indices entries must be'),
+    ('depth', 3, r"model.backbone \(ConvNeXtDCLS\): ConvNeXtDCLS takes no argument\(s\) "
+     r"\['depth'\]"),
 ])
-def test_unknown_arch_or_version(seg_cfg, key, value, match):
+def test_backbone_arguments_checked_by_the_class(seg_cfg, key, value, match):
     seg_cfg.model.backbone[key] = value
     with pytest.raises(ConfigCheckError, match=match):
         check_config(seg_cfg)

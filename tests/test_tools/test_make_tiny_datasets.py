@@ -6,7 +6,11 @@ import os.path as osp
 
 import cv2
 import numpy as np
-from make_tiny_datasets import ADE_CLASSES, COCO_CLASSES, SPLITS, make_all, make_coco
+from conftest import load_tool
+
+_tool = load_tool('tools/misc/make_tiny_datasets.py')
+ADE_CLASSES, COCO_CLASSES, SPLITS = _tool.ADE_CLASSES, _tool.COCO_CLASSES, _tool.SPLITS
+make_all, make_coco = _tool.make_all, _tool.make_coco
 
 
 def _digest(root):

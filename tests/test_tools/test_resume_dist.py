@@ -1,7 +1,6 @@
 """--resume continues exactly (positions, optimizer state, lr schedule) and a 2-process
 torchrun (gloo, CPU) run with gradient checkpointing and shared positions keeps every rank's
 parameters identical."""
-import os
 import os.path as osp
 import socket
 import subprocess
@@ -20,10 +19,12 @@ def _load(path):
     register_safe_globals()
     return torch.load(path, map_location='cpu', weights_only=True)
 
+
 # Deterministic short runs: no dropout, no validation.
 DETERMINISTIC = ['model.decode_head.dropout_ratio=0.0', 'model.auxiliary_head.dropout_ratio=0.0',
                  'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1',
-                 'default_hooks.checkpoint.interval=3', 'default_hooks.checkpoint.max_keep_ckpts=-1']
+                 'default_hooks.checkpoint.interval=3',
+                 'default_hooks.checkpoint.max_keep_ckpts=-1']
 
 
 def _train(tiny_data, work_dir, max_iters, *extra):

@@ -1,6 +1,5 @@
 """tools/train.py + tools/test.py on both toolkits: a few iterations of the demo configs on the
 tiny datasets, then evaluation from the saved checkpoint (metrics printed, --out written)."""
-import os.path as osp
 import pickle
 
 from conftest import DET_CONFIG, SEG_CONFIG, det_data_options, run_tool, seg_data_options
