@@ -58,7 +58,7 @@ __all__ = [
 
 def _all_finite(*tensors: Optional[Tensor]) -> bool:
     """Whether every element of the tensors is finite: one float64 sum each, one sync."""
-    total = sum(t.sum(dtype=torch.float64) for t in tensors if t is not None)
+    total = sum(t.detach().sum(dtype=torch.float64) for t in tensors if t is not None)
     return bool(torch.isfinite(total))
 
 
