@@ -10,6 +10,8 @@ from conftest import load_tool
 
 _tool = load_tool('tools/misc/make_tiny_datasets.py')
 ADE_CLASSES, COCO_CLASSES, SPLITS = _tool.ADE_CLASSES, _tool.COCO_CLASSES, _tool.SPLITS
+TEXTURE_CLASSES, TEXTURE_SPLITS = _tool.TEXTURE_CLASSES, _tool.TEXTURE_SPLITS
+TEXTURE_IMAGE_SIZE = _tool.TEXTURE_IMAGE_SIZE
 make_all, make_coco = _tool.make_all, _tool.make_coco
 
 
@@ -28,7 +30,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     make_all(str(tmp_path / 'a'), seed=0)
     make_all(str(tmp_path / 'b'), seed=0)
     make_all(str(tmp_path / 'c'), seed=1)
-    for name in ('tiny_coco', 'tiny_ade'):
+    for name in ('tiny_coco', 'tiny_ade', 'tiny_textures'):
         a, b, c = (_digest(str(tmp_path / x / name)) for x in 'abc')
         assert a == b, f'{name} differs between two runs with seed 0'
         assert a != c, f'{name} does not depend on the seed'
@@ -85,3 +87,36 @@ def test_ade_layout_and_labels(tiny_data):
 def test_split_sizes(tiny_data):
     for split, n in SPLITS.items():
         assert len(os.listdir(osp.join(tiny_data['coco'], f'{split}2017'))) == n
+
+
+def _edge_ratio(path):
+    """Mean |vertical gradient| / mean |horizontal gradient| of an image, noise blurred away:
+    >> 1 for horizontal stripes, << 1 for vertical ones, ~1 for diagonals and checkerboards."""
+    img = cv2.GaussianBlur(cv2.imread(path).astype(np.float64).sum(axis=2), (5, 5), 0)
+    return np.abs(np.diff(img, axis=0)).mean() / np.abs(np.diff(img, axis=1)).mean()
+
+
+def test_textures_layout_balance_and_orientations(tiny_data):
+    """The folder layout of mmpretrain's CustomDataset, balanced classes, and each class the
+    orientation its name says (the label is right); colours do not give the class away."""
+    root = osp.join(osp.dirname(tiny_data['coco']), 'tiny_textures')
+    assert sorted(os.listdir(root)) == sorted(TEXTURE_SPLITS)
+    means = {}
+    for split, n in TEXTURE_SPLITS.items():
+        assert sorted(os.listdir(osp.join(root, split))) == list(TEXTURE_CLASSES)
+        counts = [len(os.listdir(osp.join(root, split, k))) for k in TEXTURE_CLASSES]
+        assert counts == [n // len(TEXTURE_CLASSES)] * len(TEXTURE_CLASSES)
+    for kind in TEXTURE_CLASSES:
+        folder = osp.join(root, 'train', kind)
+        paths = [osp.join(folder, f) for f in sorted(os.listdir(folder))[:30]]
+        img = cv2.imread(paths[0])
+        assert img.shape == (TEXTURE_IMAGE_SIZE, TEXTURE_IMAGE_SIZE, 3)
+        ratios = np.array([_edge_ratio(p) for p in paths])
+        if kind == 'horizontal':
+            assert (ratios > 1.4).all(), ratios
+        elif kind == 'vertical':
+            assert (ratios < 1 / 1.3).all(), ratios
+        else:  # +-45 degree stripes and checkerboards: as many vertical as horizontal edges
+            assert (abs(np.log(ratios)) < 0.2).all(), ratios
+        means[kind] = np.mean([cv2.imread(p).mean() for p in paths])
+    assert max(means.values()) - min(means.values()) < 25, means

@@ -9,7 +9,10 @@
 * ``data/tiny_ade/``: the ADE20K folder layout, ``images/{training,validation}/*.jpg`` and
   ``annotations/{training,validation}/*.png`` label maps with ADE's convention: 0 = "other"
   (ignored with ``reduce_zero_label=True``), classes 1..N = :data:`ADE_CLASSES` (sky and ground
-  split at a random horizon, shapes on top, plus a few unlabelled clutter blobs).
+  split at a random horizon, shapes on top, plus a few unlabelled clutter blobs);
+* ``data/tiny_textures/``: image classification in the folder layout of mmpretrain's
+  ``CustomDataset``, ``{train,val}/<class>/*.jpg``, 64 x 64 two-colour patterns of
+  :data:`TEXTURE_CLASSES` (balanced), for the demo's pretraining stage.
 
 Everything comes from one ``numpy.random.Generator`` per split, so the same seed gives byte-
 identical files. Takes a few seconds.
@@ -31,10 +34,14 @@ ADE_CLASSES = ('sky', 'ground', 'circle', 'square', 'triangle')
 #: display palettes (RGB)
 COCO_PALETTE = [(220, 20, 60), (0, 130, 230), (20, 180, 60)]
 ADE_PALETTE = [(135, 206, 235), (140, 100, 60), (220, 20, 60), (0, 130, 230), (20, 180, 60)]
+#: classes of tiny_textures, sorted: the folder names, whose order CustomDataset uses as labels
+TEXTURE_CLASSES = ('checker', 'diagonal', 'horizontal', 'vertical')
 
 IMAGE_SIZE = 128
 SPLITS = {'train': 120, 'val': 30}
 ADE_SPLITS = {'training': 120, 'validation': 30}
+TEXTURE_SPLITS = {'train': 448, 'val': 96}
+TEXTURE_IMAGE_SIZE = 64
 JPEG_QUALITY = 95
 DEFAULT_SEED = 0
 
@@ -182,25 +189,76 @@ def make_ade(root, seed=DEFAULT_SEED, size=IMAGE_SIZE, splits=ADE_SPLITS):
     return counts
 
 
+def texture(rng, kind, size):
+    """A (size, size, 3) uint8 two-colour pattern of ``kind`` (one of :data:`TEXTURE_CLASSES`):
+    stripes (horizontal, vertical, or diagonal at +-45 degrees) or a checkerboard, with a random
+    period of 6-16 px, phase and pair of colours, plus pixel noise.
+
+    The classes differ in the orientation of their edges only, never in colour or mean
+    brightness, so a network must learn oriented filters (and a nonlinearity before pooling)
+    to tell them apart; the narrow demo backbone does within a minute of CPU training, which
+    the shapes of tiny_coco (told apart by their corners under random rotations) do not allow.
+    """
+    period = rng.uniform(6, 16)
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    if kind == 'horizontal':
+        wave = np.sin(2 * np.pi * y / period + phase[0])
+    elif kind == 'vertical':
+        wave = np.sin(2 * np.pi * x / period + phase[0])
+    elif kind == 'diagonal':
+        sign = rng.choice([-1, 1])
+        wave = np.sin(2 * np.pi * (x + sign * y) / (period * np.sqrt(2)) + phase[0])
+    elif kind == 'checker':
+        wave = (np.sin(2 * np.pi * x / period + phase[0]) *
+                np.sin(2 * np.pi * y / period + phase[1]))
+    else:
+        raise ValueError(f'kind must be one of {TEXTURE_CLASSES}, got {kind!r}')
+    c0 = rng.integers(0, 256, size=3)
+    c1 = random_color(rng, avoid=c0)
+    on = (wave > 0)[..., None]
+    img = np.where(on, c1, c0) + rng.normal(0, 10, size=(size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_textures(root, seed=DEFAULT_SEED, size=TEXTURE_IMAGE_SIZE, splits=TEXTURE_SPLITS):
+    """Writes tiny_textures under ``root``: ``<split>/<class>/<index>.jpg``, the classes in
+    turn (so balanced). Returns {split: number of images}."""
+    for split_index, (split, num_images) in enumerate(splits.items()):
+        rng = np.random.default_rng([seed, 2, split_index])
+        for name in TEXTURE_CLASSES:
+            os.makedirs(osp.join(root, split, name), exist_ok=True)
+        for i in range(num_images):
+            kind = TEXTURE_CLASSES[i % len(TEXTURE_CLASSES)]
+            save_jpg(osp.join(root, split, kind, f'{i:06d}.jpg'), texture(rng, kind, size))
+    return dict(splits)
+
+
 def datasets_exist(out_dir):
     """Whether both datasets are complete under ``out_dir`` (their last files exist)."""
     needed = [osp.join(out_dir, 'tiny_coco', 'annotations', f'instances_{s}2017.json')
               for s in SPLITS]
     needed += [osp.join(out_dir, 'tiny_ade', 'annotations', s, f'ADE_{s}_{n - 1:08d}.png')
                for s, n in ADE_SPLITS.items()]
+    # the last image of each split (the classes are written in turn)
+    needed += [osp.join(out_dir, 'tiny_textures', s,
+                        TEXTURE_CLASSES[(n - 1) % len(TEXTURE_CLASSES)], f'{n - 1:06d}.jpg')
+               for s, n in TEXTURE_SPLITS.items()]
     return all(osp.isfile(p) for p in needed)
 
 
 def make_all(out_dir='data', seed=DEFAULT_SEED, force=False):
-    """Generates both datasets (replacing existing ones if ``force``); returns a summary str."""
+    """Generates the three datasets (replacing existing ones if ``force``); returns a summary."""
     if datasets_exist(out_dir) and not force:
         return f'tiny datasets already in {out_dir} (use --force to regenerate)'
-    for name in ('tiny_coco', 'tiny_ade'):
+    for name in ('tiny_coco', 'tiny_ade', 'tiny_textures'):
         shutil.rmtree(osp.join(out_dir, name), ignore_errors=True)
     coco = make_coco(osp.join(out_dir, 'tiny_coco'), seed)
     ade = make_ade(osp.join(out_dir, 'tiny_ade'), seed)
-    return (f'wrote {out_dir}/tiny_coco ({SPLITS} images, {coco} instances) and '
-            f'{out_dir}/tiny_ade ({ade} images), seed {seed}')
+    textures = make_textures(osp.join(out_dir, 'tiny_textures'), seed)
+    return (f'wrote {out_dir}/tiny_coco ({SPLITS} images, {coco} instances), '
+            f'{out_dir}/tiny_ade ({ade} images) and {out_dir}/tiny_textures ({textures} '
+            f'images), seed {seed}')
 
 
 def parse_args(argv=None):
