@@ -88,7 +88,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module,
     ==============  ==============================  ========================================
     classifier      drops ``norm.*`` / ``head.*``;  exact
                     ``norm{i}`` new
-    backbone        drops ``norm{i}`` of stages     exact (so: no classifier from a backbone)
+    backbone        drops ``norm{i}`` of stages     no allowance: refused (it has no head)
                     not in ``out_indices``;
                     ``norm{i}`` it lacks are new
     model           its ``backbone.*`` as           its ``backbone.*`` as ``backbone``;
@@ -135,7 +135,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module,
             if trunk_layout == 'classifier' and key.startswith(_CLASSIFIER_KEYS):
                 ignored[key] = "the ImageNet classifier's final norm / head (a backbone has none)"
             elif trunk_layout == 'backbone' and match and key not in model_keys:
-                ignored[key] = f'output norm of stage {match.group(1)}, not in out_indices'
+                ignored[key] = (f'output norm of stage {match.group(1)}, which the model does '
+                                'not have (stage not in out_indices, or un-normed outputs)')
         for key in model_key_list:
             if key not in out and OUT_NORM_KEY.match(key):
                 new[key] = ('output norm: ' + ('an ImageNet classifier has none'
