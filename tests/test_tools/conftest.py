@@ -40,11 +40,13 @@ def load_tool(path: str):
 
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
-    """``{'coco': path, 'ade': path}`` of freshly generated tiny datasets (seed 0)."""
+    """``{'coco': path, 'ade': path, 'textures': path}`` of freshly generated tiny datasets
+    (seed 0)."""
     make_all = load_tool('tools/misc/make_tiny_datasets.py').make_all
     root = tmp_path_factory.mktemp('data')
     make_all(str(root), seed=0)
-    return dict(coco=str(root / 'tiny_coco'), ade=str(root / 'tiny_ade'))
+    return dict(coco=str(root / 'tiny_coco'), ade=str(root / 'tiny_ade'),
+                textures=str(root / 'tiny_textures'))
 
 
 def det_data_options(tiny_data, train_images=8, val_images=4):
