@@ -18,8 +18,8 @@ What is checked:
 * every dataset a phase uses (nested ``dataset`` / ``datasets`` wrappers included): its
   ``data_root``, ``ann_file`` and ``data_prefix`` folders exist;
 * COCO-style annotation files parse and have the COCO structure; the config's
-  ``metainfo.classes`` are categories of the file; the heads' ``num_classes`` match the number
-  of classes;
+  ``metainfo.classes`` are categories of the file; the heads' ``num_classes`` (mmdet, mmseg,
+  mmpretrain) match the number of classes;
 * segmentation datasets in the ADE20K layout have an annotation for every image.
 """
 import json
@@ -214,7 +214,9 @@ def _check_num_classes(cfg, classes: List[str], where: str) -> None:
             if isinstance(h, dict) and 'num_classes' in h:
                 heads.append((f'model.roi_head.{name}' + (f'[{i}]' if isinstance(head, list)
                                                            else ''), h['num_classes']))
-    for name in ('bbox_head', 'decode_head', 'auxiliary_head'):
+    # mmdet's single-stage bbox_head, mmseg's decode / auxiliary heads, mmpretrain's head (and
+    # its data_preprocessor, which one-hot encodes for batch augments)
+    for name in ('bbox_head', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor'):
         head = model.get(name)
         for i, h in enumerate(head if isinstance(head, list) else [head]):
             if isinstance(h, dict) and 'num_classes' in h:

@@ -95,6 +95,27 @@ def test_num_classes_mismatch(det_cfg):
         check_config(det_cfg)
 
 
+def test_mmpretrain_num_classes_and_string_data_prefix(tmp_path):
+    """mmpretrain configs: the image folder as a plain data_prefix string, and the head's /
+    data preprocessor's num_classes against metainfo.classes (no mmpretrain needed to check)."""
+    (tmp_path / 'data' / 'train' / 'a').mkdir(parents=True)
+    path = tmp_path / 'cls.py'
+    path.write_text(
+        "model = dict(type='ImageClassifier', head=dict(num_classes=3),\n"
+        "             data_preprocessor=dict(num_classes=3))\n"
+        f"train_dataloader = dict(dataset=dict(type='CustomDataset', data_root={str(tmp_path / 'data')!r},\n"  # noqa: E501
+        "    data_prefix='train', metainfo=dict(classes=['a', 'b', 'c'])))\n")
+    cfg = Config.fromfile(str(path))
+    check_config(cfg, phases=('train', ))
+    cfg.model.head.num_classes = 4
+    with pytest.raises(ConfigCheckError, match=r'model.head.num_classes = 4 but .* 3 classes'):
+        check_config(cfg, phases=('train', ))
+    cfg.model.head.num_classes = 3
+    cfg.train_dataloader.dataset.data_prefix = 'val'
+    with pytest.raises(FileNotFoundError, match=r"train_dataloader.dataset.data_prefix = .*val'"):
+        check_config(cfg, phases=('train', ))
+
+
 def test_missing_pretrained_checkpoint(seg_cfg, tmp_path):
     seg_cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'x.pth'))
     with pytest.raises(FileNotFoundError, match=r'model.backbone.init_cfg.checkpoint.*x.pth'):
