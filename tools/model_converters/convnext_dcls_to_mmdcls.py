@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmdcls.models.utils.checkpoint_filter import BACKBONE_PREFIX, STEM_KEY, detect_layout
 from mmdcls.utils.compat import load_weights_only
 
 _BN = r'(bn|gn)\.(weight|bias|running_mean|running_var|num_batches_tracked)'
@@ -104,8 +105,14 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], toolkit: str
         raise KeyError(f'{len(unknown)} key(s) fit no known {toolkit} layout of the release '
                        f'(ConvNeXt-DCLS backbone + the release\'s heads); refusing to convert: '
                        f'{unknown[:20]}{" ..." if len(unknown) > 20 else ""}')
-    if not any(k.startswith('backbone.') for k in converted):
-        raise KeyError('no backbone.* key: not a ConvNeXt-dcls detection/segmentation checkpoint')
+    # The same sentinel that mmdcls's loader recognises a whole model by (checkpoint_filter)
+    try:
+        found = detect_layout(converted)
+    except ValueError:
+        found = None
+    if found != 'model':
+        raise KeyError(f'no backbone ({BACKBONE_PREFIX + STEM_KEY} is not a key): not a '
+                       'ConvNeXt-dcls detection/segmentation checkpoint')
     return converted
 
 
