@@ -310,3 +310,27 @@ def test_fft_bindings_read_non_contiguous_tensors():
         torch.testing.assert_close(a.grad, r.grad, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='grad must be'):
         native.depthwise_fft_grad_kernel(x, g.double(), padding, (9, 7), lengths)
+
+
+@needs_c
+@pytest.mark.parametrize('ksize,padding', [((5, 1), (2, 2)), ((1, 5), (3, 2)),
+                                           ((3, 3), (4, 0)), ((3, 3), (1, 1))])
+def test_sparse_direct_padding_beyond_the_kernel(ksize, padding):
+    """Padding larger than kernel - 1 (legal for F.conv2d; a one-axis DCLS kernel of width 1
+    with 'same'-style padding on both axes): the input gradient used to run the C conv with a
+    negative padding, which wrote outside its plane."""
+    from mmdcls.ops.conv import conv_sparse_direct
+    torch.manual_seed(0)
+    x, kernel, bias = torch.randn(2, 4, 9, 8), torch.randn(4, 1, *ksize), torch.randn(4)
+    ours = [t.clone().requires_grad_() for t in (x, kernel, bias)]
+    ref = [t.clone().requires_grad_() for t in (x, kernel, bias)]
+    y = conv_sparse_direct(*ours, (1, 1), padding, 4)
+    y_ref = F.conv2d(*ref, 1, padding, 1, 4)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='non-negative paddings'):
+        native.depthwise_conv2d(x, kernel, None, (-1, 0))

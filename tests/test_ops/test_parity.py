@@ -306,14 +306,16 @@ def test_one_axis_layers_match_official_with_every_conv_algo(name, flat_dim, alg
 
 @pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
                                            ('Dcls2dK1d', 1)])
-def test_one_axis_native_inference_matches_official(name, flat_dim):
-    """'native' (inference-only depthwise C convolution; 'channels_last' where it does not
-    apply) under no_grad."""
+def test_one_axis_sparse_direct_matches_official(name, flat_dim):
+    """'sparse_direct' (the C library's depthwise direct conv over non-zero taps, training and
+    inference; 'channels_last' where it does not apply: 3-D) with gradients, and under
+    no_grad (the eval kernel cache)."""
     ours, reference = build_one_axis_pair(name, 'v0' if name == 'Dcls2dK1d' else 'v1',
-                                          flat_dim, 'depthwise', conv_algo='native')
+                                          flat_dim, 'depthwise', conv_algo='sparse_direct')
+    check_one_axis(ours, reference, name)
     x = torch.randn(2, ours.in_channels, *ONE_AXIS_INPUT[name])
     with torch.no_grad():
-        assert_close(ours(x), reference(x), 'output')
+        assert_close(ours.eval()(x), reference(x), 'output')
 
 
 @pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),

@@ -32,9 +32,16 @@ class _SparseDirectDepthwise(torch.autograd.Function):
         ksize = kernel.shape[2:]
         grad_input = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = native.depthwise_conv2d(
-                grad_out, kernel.flip(2, 3), None,
-                tuple(k - 1 - p for k, p in zip(ksize, ctx.padding)))
+            # d loss / d output zero-padded by k - 1 - p; where the forward padded by more
+            # than k - 1 (legal, as in F.conv2d), the outermost d loss / d output rows and
+            # columns touched only padding: cropped instead (the C conv takes no negative
+            # padding)
+            pads = [k - 1 - p for k, p in zip(ksize, ctx.padding)]
+            crop = [max(0, -q) for q in pads]
+            cropped = grad_out[:, :, crop[0]:grad_out.shape[2] - crop[0],
+                               crop[1]:grad_out.shape[3] - crop[1]]
+            grad_input = native.depthwise_conv2d(cropped, kernel.flip(2, 3), None,
+                                                 tuple(max(0, q) for q in pads))
         if ctx.needs_input_grad[1]:
             grad_kernel = native.depthwise_grad_kernel(input, grad_out, ksize, ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:

@@ -34,9 +34,13 @@ def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
             and library() is not None)
 
 
-def _check_depthwise(input: Tensor, kernel: Tensor, bias: Optional[Tensor] = None) -> None:
+def _check_depthwise(input: Tensor, kernel: Tensor, bias: Optional[Tensor] = None,
+                     padding: Sequence[int] = (0, 0)) -> None:
     """TypeError / ValueError unless input (N, C, H, W), kernel (C, 1, kh, kw) and bias (C,)
-    are CPU tensors of one float dtype: the C code reads raw pointers with these extents."""
+    are CPU tensors of one float dtype and padding is two non-negative ints: the C code reads
+    and writes raw pointers with these extents."""
+    if len(padding) != 2 or any(int(p) < 0 for p in padding):
+        raise ValueError(f'{_NEEDED_BY} needs two non-negative paddings, got {tuple(padding)}')
     tensors = [t for t in (input, kernel, bias) if t is not None]
     if any(t.dtype != input.dtype or t.device.type != 'cpu' for t in tensors) or (
             input.dtype not in REAL_TYPES):
@@ -56,7 +60,7 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
     ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (the ``'sparse_direct'``
     algorithm wraps it with its gradients; see :func:`depthwise_usable`)."""
-    _check_depthwise(input, kernel, bias)
+    _check_depthwise(input, kernel, bias, padding)
     # every tensor handed to C held in a local until the call returns
     input, kernel = input.contiguous(), kernel.contiguous()
     n, c, h, w = input.shape
@@ -79,7 +83,7 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
     (N, C, H, W) and d loss / d output (N, C, OH, OW)."""
     n, c, h, w = input.shape
     kh, kw = kernel_size
-    _check_depthwise(input, input.new_empty((c, 1, kh, kw)))
+    _check_depthwise(input, input.new_empty((c, 1, kh, kw)), None, padding)
     out_shape = (n, c, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
     if grad_output.dtype != input.dtype or tuple(grad_output.shape) != out_shape:
         raise ValueError(f'grad_output must be {input.dtype} {out_shape}, got '
