@@ -13,15 +13,18 @@ from torch import nn
 from mmdcls.ops.conv import (LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d,
                              check_algo)
 from mmdcls.ops.dcls import _DclsNd
+from mmdcls.ops.learned_axis import _LearnedAxisDcls
 
 _STANDARD = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _LARGE_KERNEL = {1: LargeKernelConv1d, 2: LargeKernelConv2d, 3: LargeKernelConv3d}
 
 
 def is_dcls_layer(module: nn.Module) -> bool:
-    """True for the DCLS layers of ``mmdcls.ops`` (and their subclasses, such as the registered
-    ``DCLS2d`` of ``mmdcls.models.layers``): modules with ``construct_kernel()``."""
-    return isinstance(module, _DclsNd) and callable(getattr(module, 'construct_kernel', None))
+    """True for the DCLS layers of ``mmdcls.ops`` (``Dcls1d/2d/3d``, ``Dcls2dK1d``, ``Dcls3_1d``
+    and their subclasses, such as the registered ``DCLS2d`` of ``mmdcls.models.layers``):
+    modules with ``construct_kernel()``."""
+    return (isinstance(module, (_DclsNd, _LearnedAxisDcls))
+            and callable(getattr(module, 'construct_kernel', None)))
 
 
 @torch.no_grad()
@@ -34,18 +37,18 @@ def fold_dcls_layer(layer: nn.Module, large_kernel: bool = False,
     groups, padding mode, device, dtype and training mode."""
     if not is_dcls_layer(layer):
         raise TypeError(f'layer must be a DCLS layer of mmdcls.ops, got {type(layer).__name__}')
-    ndim = layer._ndim
     kernel = layer.construct_kernel().detach()
+    # the constructed kernel's own shape: Dcls2dK1d / Dcls3_1d kernels are not
+    # dilated_kernel_size in every axis
+    ndim, kernel_size = kernel.dim() - 2, tuple(kernel.shape[2:])
     kwargs = dict(stride=layer.stride, padding=layer.padding, dilation=1, groups=layer.groups,
                   bias=layer.bias is not None, padding_mode=layer.padding_mode,
                   device=kernel.device, dtype=kernel.dtype)
     if large_kernel:
-        conv = _LARGE_KERNEL[ndim](layer.in_channels, layer.out_channels,
-                                   tuple(layer.dilated_kernel_size), conv_algo=conv_algo,
-                                   **kwargs)
+        conv = _LARGE_KERNEL[ndim](layer.in_channels, layer.out_channels, kernel_size,
+                                   conv_algo=conv_algo, **kwargs)
     else:
-        conv = _STANDARD[ndim](layer.in_channels, layer.out_channels,
-                               tuple(layer.dilated_kernel_size), **kwargs)
+        conv = _STANDARD[ndim](layer.in_channels, layer.out_channels, kernel_size, **kwargs)
     conv.weight.copy_(kernel)
     if layer.bias is not None:
         conv.bias.copy_(layer.bias)

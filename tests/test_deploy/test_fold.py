@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mmdcls.deploy import fold_dcls, fold_dcls_layer, is_dcls_layer
-from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d, LargeKernelConv2d
+from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, LargeKernelConv2d
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_CONFIG = osp.join(REPO, 'configs/_demo_/upernet_convnext-dcls-demo_tiny-ade-128x128.py')
@@ -85,6 +85,31 @@ def test_fold_layer(cls, shape, padding_mode, bias, groups, stride):
     x = torch.randn(*shape)
     with torch.no_grad():
         assert rel_err(conv(x), layer(x)) < 1e-5
+
+
+@pytest.mark.parametrize('make,shape', [
+    (lambda: Dcls2dK1d(4, 4, 3, padding=(3, 0), dilated_kernel_size=7, groups=4,
+                       version='gauss', flat_dim=0), (2, 4, 11, 9)),
+    (lambda: Dcls2dK1d(4, 6, 3, stride=2, padding=(0, 2), dilated_kernel_size=5, groups=2,
+                       version='v0', flat_dim=1, padding_mode='reflect'), (2, 4, 8, 10)),
+    (lambda: Dcls3_1d(4, 4, 3, padding=(1, 0, 3), dense_kernel_size=(3, 1),
+                      dilated_kernel_size=7, version='max'), (1, 4, 5, 6, 12)),
+])
+def test_fold_learned_axis_layers(make, shape):
+    """Dcls2dK1d / Dcls3_1d kernels are (L, 1), (1, L) or (d0, d1, L): the folded conv takes
+    the constructed kernel's shape, not dilated_kernel_size in every axis."""
+    layer = make()
+    with torch.no_grad():
+        layer.P.normal_(0, 1.5)
+    layer.clamp_parameters()
+    layer.eval()
+    assert is_dcls_layer(layer)
+    for large_kernel in (False, True):
+        conv = fold_dcls(layer, large_kernel=large_kernel)
+        assert conv.weight.shape == layer.construct_kernel().shape
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            assert rel_err(conv(x), layer(x)) < 1e-5
 
 
 def test_fold_large_kernel_and_inplace():
