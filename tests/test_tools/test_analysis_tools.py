@@ -4,13 +4,13 @@ import pytest
 import torch
 
 import mmdcls  # noqa: F401
-from conftest import SEG_CONFIG, run_tool, seg_data_options
+from conftest import SEG_CONFIG, load_tool, run_tool, seg_data_options
 from mmdcls.ops import Dcls2d
 
 
 @pytest.mark.parametrize('version', ['v0', 'gauss'])
 def test_get_flops_counts_dcls_conv_and_construction(version):
-    from get_flops import analyze
+    analyze = load_tool('tools/analysis/get_flops.py').analyze
     c, k, size, hw = 8, 5, 7, 12
     layer = Dcls2d(c, c, k, dilated_kernel_size=size, padding=size // 2, groups=c,
                    version=version)
@@ -45,7 +45,8 @@ def _demo_backbone_checkpoint(path, shared=True):
 
 
 def test_visualize_positions_writes_png(tmp_path):
-    from visualize_positions import collect_layers, load_state_dict, main
+    tool = load_tool('tools/analysis/visualize_positions.py')
+    collect_layers, load_state_dict, main = tool.collect_layers, tool.load_state_dict, tool.main
     ckpt = tmp_path / 'ckpt.pth'
     _demo_backbone_checkpoint(ckpt)
     out = tmp_path / 'positions.png'
@@ -58,7 +59,7 @@ def test_visualize_positions_writes_png(tmp_path):
 
 
 def test_visualize_positions_rejects_non_dcls(tmp_path):
-    from visualize_positions import main
+    main = load_tool('tools/analysis/visualize_positions.py').main
     ckpt = tmp_path / 'plain.pth'
     torch.save({'state_dict': {'backbone.conv.weight': torch.zeros(1)}}, ckpt)
     with pytest.raises(ValueError, match='dwconv.P'):
@@ -94,7 +95,7 @@ def test_cpu_autocast_optim_wrapper():
 def test_train_amp_on_cpu_picks_autocast_wrapper_or_explains():
     from mmengine.config import Config
     from conftest import DET_CONFIG
-    from train import enable_amp
+    enable_amp = load_tool('tools/train.py').enable_amp
     seg = Config.fromfile(SEG_CONFIG)
     seg.launcher = 'none'
     assert enable_amp(seg) == 'mmdcls.CPUAutocastOptimWrapper'
