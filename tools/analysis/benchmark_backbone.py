@@ -38,12 +38,6 @@ import torch
 
 from mmdcls.utils.profiling import peak_cpu_bytes
 
-# peak_cpu_bytes runs the torch profiler, whose kineto backend writes 'USDT: ...
-# profiler_start' / 'profiler_stop' to stderr on every start and stop (interleaved with the
-# table). USDT is kineto's highest log level, so only a threshold above all levels (6) hides
-# them; kineto reads KINETO_LOG_LEVEL when the profiler first starts. Set it to see them.
-os.environ.setdefault('KINETO_LOG_LEVEL', '6')
-
 TARGET_TRAIN = 1.2
 TARGET_INFER = 1.1
 TARGET_UNFOLDED = 1.05

@@ -85,7 +85,7 @@ def main():
                            groups=channels, version=version)
             if args.positions == 'spread':
                 # as in trained checkpoints; initial positions cluster near the centre, which
-                # flatters convolutions that skip zero taps ('native')
+                # flatters convolutions that skip zero taps ('sparse_direct')
                 with torch.no_grad():
                     layer.P.uniform_(-(size // 2), size // 2)
             weight, P, SIG = layer.weight, layer.P, layer.SIG
