@@ -220,3 +220,40 @@ def test_trained_checkpoint_initialises_a_detection_backbone(trained):
     for key, value in backbone.state_dict().items():
         if not key.startswith('norm'):
             assert torch.equal(value, saved['backbone.' + key]), key
+
+
+def test_released_file_evaluates_in_the_test_loop_as_the_release_classifier(trained, tmp_path):
+    """A file in the release's layout ({'model': ..., 'args': ...}), converted by the tool and
+    run through mmpretrain's test loop (runner.test(), the loop tools/test.py runs), scores the
+    top-1 that the release classifier scores on the same preprocessed images."""
+    import argparse
+    import copy
+
+    from mmengine.runner import Runner
+    convert = load_converter().convert
+    _, checkpoint, cfg = trained
+    release = ConvNeXtDCLSClassifier(ARCH, num_classes=NUM_CLASSES, dilated_kernel_size=5)
+    with torch.no_grad():
+        for p in release.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    release_path, mmpt_path = str(tmp_path / 'release.pth'), str(tmp_path / 'mmpt.pth')
+    torch.save(dict(model=release.state_dict(), args=argparse.Namespace(lr=4e-3)), release_path)
+    convert(release_path, mmpt_path)
+
+    test_cfg = copy.deepcopy(cfg)
+    test_cfg.work_dir = str(tmp_path / 'test')
+    test_cfg.load_from = mmpt_path
+    test_cfg.custom_hooks = []  # no EMA swap: evaluate exactly the loaded weights
+    runner = Runner.from_cfg(test_cfg)
+    metrics = runner.test()
+
+    release.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for batch in runner.test_dataloader:
+            data = runner.model.data_preprocessor(batch, False)
+            labels = torch.stack([s.gt_label for s in data['data_samples']]).view(-1)
+            correct += (release(data['inputs']).argmax(1) == labels).sum().item()
+            total += labels.numel()
+    assert total == 6
+    assert metrics['accuracy/top1'] == pytest.approx(100.0 * correct / total)
