@@ -1,7 +1,8 @@
 # Pretraining stage of `make demo`: the demo's narrow ConvNeXt-DCLS (the backbone of the Mask
 # R-CNN and UperNet demo configs) classifies the synthetic tiny_textures (checkerboards and
 # horizontal / vertical / diagonal stripes of random colours and periods, 64x64;
-# `python tools/misc/make_tiny_datasets.py`) in mmpretrain 1.2, on CPU in a couple of minutes. The detection and segmentation stages then start from its
+# `python tools/misc/make_tiny_datasets.py`) in mmpretrain 1.2, on CPU in under a minute
+# (85 % top-1, chance 25 %). The detection and segmentation stages then start from its
 # checkpoint: init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.').
 # The recipe pieces are those of configs/imagenet: the release's head (GAP -> LayerNorm ->
 # Linear), positions at 5x lr without weight decay, clamped after every step; label smoothing.
