@@ -4,6 +4,8 @@ from typing import Callable
 
 from torch.profiler import ProfilerActivity, profile
 
+from mmdcls.ops.torch_compat import profiler_event_start_ns
+
 
 def peak_cpu_bytes(fn: Callable[[], object]) -> int:
     """Peak bytes allocated on the CPU while ``fn`` runs (above what was allocated before),
@@ -16,7 +18,7 @@ def peak_cpu_bytes(fn: Callable[[], object]) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
-    events.sort(key=lambda e: e.start_ns())
+    events.sort(key=profiler_event_start_ns)
     current = peak = 0
     for event in events:
         current += event.nbytes()

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .. import native
-from ..torch_compat import is_compiling
+from ..torch_compat import eager_under_old_dynamo, is_compiling
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
 from .fused_c import _ConstructNative2d
@@ -77,6 +77,7 @@ def _poison_non_finite(weight: Tensor, P: Tensor, SIG: Optional[Tensor]) -> Tens
     return weight + poison
 
 
+@eager_under_old_dynamo
 def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
                      dilated_kernel_size: Sequence[int], version: str) -> Tensor:
     """Builds the dense DCLS kernel.

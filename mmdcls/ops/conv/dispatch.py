@@ -6,12 +6,14 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..torch_compat import eager_under_old_dynamo
 from . import selection
 from .direct import CONV_FNS, conv_direct, needs_grad
 from .fft import conv_fft, fft_lengths, native_fft_applies
 from .selection import select_algo
 
 
+@eager_under_old_dynamo
 def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
             padding: Sequence[int], groups: int, algo: Optional[str] = None,
             kernel_spectrum: Optional[Callable[[Tuple[int, ...], bool], Tensor]] = None
