@@ -65,7 +65,7 @@ def build_detector(config: str, positions: str = 'spread'):
     from mmengine.optim import build_optim_wrapper
 
     from mmdcls.engine.hooks.clamp_hook import clampable_modules
-    from mmdcls.utils.config_checks import select_toolkit
+    from mmdcls.utils.tool_setup import select_toolkit
 
     cfg = Config.fromfile(osp.join(REPO, config) if not osp.isabs(config) else config)
     select_toolkit(cfg)

@@ -16,7 +16,8 @@ import mmdcls  # noqa: F401  isort:skip
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmdcls.utils.config_checks import check_config, select_toolkit  # noqa: E402
+from mmdcls.utils.config_checks import check_config  # noqa: E402
+from mmdcls.utils.tool_setup import select_toolkit  # noqa: E402
 
 
 def parse_args(argv=None):

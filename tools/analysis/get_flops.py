@@ -32,7 +32,7 @@ import mmdcls  # noqa: F401  isort:skip
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmdcls.utils.config_checks import select_toolkit  # noqa: E402
+from mmdcls.utils.tool_setup import select_toolkit  # noqa: E402
 
 CONSTRUCT_BILINEAR = 'prim::PythonOp._ConstructBilinear'
 CONSTRUCT_KERNEL = 'prim::PythonOp._ConstructKernel'

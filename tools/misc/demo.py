@@ -128,10 +128,10 @@ def run_worker(task, work_dir, amount, pretrained=None):
         cfg.train_cfg.val_interval = amount
         cfg.default_hooks.checkpoint.interval = amount
         cfg.param_scheduler[-1].end = amount
-    if task != 'cls':  # the mmpretrain config's default_scope already names its toolkit
-        from mmdcls.utils.config_checks import check_config, select_toolkit
-        select_toolkit(cfg)
-        check_config(cfg, phases=('train', 'val'))
+    from mmdcls.utils.config_checks import check_config
+    from mmdcls.utils.tool_setup import select_toolkit
+    select_toolkit(cfg)
+    check_config(cfg, phases=('train', 'val'))
     runner = Runner.from_cfg(cfg)
     hook = RecordValMetricsHook.build()
     runner.register_hook(hook)
