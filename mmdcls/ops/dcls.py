@@ -39,6 +39,39 @@ def same_padding(dilated_kernel_size: Sequence[int]) -> Tuple[int, ...]:
     return tuple(s // 2 for s in dilated_kernel_size)
 
 
+def check_layer_counts(in_channels: int, out_channels: int, kernel_count: int,
+                       groups: int) -> None:
+    """Raises ValueError unless the four counts are positive ints and ``groups`` divides both
+    channel counts (the checks every DCLS layer's constructor makes)."""
+    for name, value in (('in_channels', in_channels), ('out_channels', out_channels),
+                        ('kernel_count', kernel_count), ('groups', groups)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f'{name} must be a positive int, got {value!r}')
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
+                         f'must both be divisible by groups ({groups})')
+
+
+def check_padding_mode(padding_mode: str) -> None:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f'padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}')
+
+
+def checked_stride_and_padding(stride, padding, kernel_shape: Sequence[int]
+                               ) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """``(stride, padding)`` as tuples of ``len(kernel_shape)`` ints; ``padding='same'`` is the
+    padding that keeps the size for ``kernel_shape`` (the dense kernel's spatial shape)."""
+    ndim = len(kernel_shape)
+    stride = as_ntuple(stride, ndim, 'stride')
+    if any(s < 1 for s in stride):
+        raise ValueError(f'stride must be positive, got {stride}')
+    padding = (same_padding(kernel_shape) if padding == 'same' else
+               as_ntuple(padding, ndim, 'padding'))
+    if any(p < 0 for p in padding):
+        raise ValueError(f'padding must be non-negative, got {padding}')
+    return stride, padding
+
+
 def _check_input(input: Tensor, ndim: int, channels: int, owner: str) -> None:
     if input.dim() != ndim + 2:
         raise ValueError(f'{owner} expects input of shape {_INPUT_LAYOUTS[ndim]} '
@@ -91,7 +124,98 @@ def dcls_conv3d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
                       version, padding_mode, conv_algo, 3)
 
 
-class _DclsNd(CachedKernelMixin, nn.Module):
+class _DclsLayer(CachedKernelMixin, nn.Module):
+    """What every DCLS layer (:class:`_DclsNd`, and the one-axis layers of :mod:`.learned_axis`)
+    does once its parameters exist: the forward pass (kernel construction, then
+    :func:`conv_nd`), shape-checked state-dict loading and the repr.
+
+    Subclasses provide ``_conv_ndim`` (spatial dims of the convolution), ``construct_kernel()``,
+    ``_kernel_cache_key()`` (what besides the parameters the kernel depends on),
+    ``_extra_repr_shape()`` and ``_shape_hint`` (what to check when a checkpoint's shapes do not
+    match).
+    """
+    _conv_ndim: int
+    _shape_hint: str
+
+    def _kernel_cache_key(self) -> tuple:
+        raise NotImplementedError
+
+    def _extra_repr_shape(self) -> str:
+        raise NotImplementedError
+
+    def _create_parameters(self, weight_shape: Tuple[int, ...], position_components: int,
+                           bias: bool) -> None:
+        """``weight`` of ``weight_shape``, ``P`` (and ``SIG`` for the versions with a width)
+        of ``(position_components, *weight_shape)``, ``bias`` (out) or None; uninitialised."""
+        self.weight = nn.Parameter(torch.empty(weight_shape))
+        self.P = nn.Parameter(torch.empty(position_components, *weight_shape))
+        if self.version in VERSIONS_WITH_SIGMA:
+            self.SIG = nn.Parameter(torch.empty(position_components, *weight_shape))
+        else:
+            self.register_parameter('SIG', None)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(weight_shape[0]))
+        else:
+            self.register_parameter('bias', None)
+
+    def _reset_weight_and_bias(self) -> None:
+        """``dcls`` 0.1.1's (and nn.ConvNd's) weight and bias initialisation."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    @torch.no_grad()
+    def _reset_sigma(self) -> None:
+        """``dcls`` 0.1.1's width initialisation: 0.23 for gauss, 0 for max."""
+        if self.SIG is not None:
+            init.constant_(self.SIG, 0.23 if self.version == 'gauss' else 0.0)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Constructs the kernel (in eval / no-grad: reuses the one built for unchanged
+        parameters, see :mod:`.kernel_cache`) and convolves with :func:`conv_nd`."""
+        _check_input(input, self._conv_ndim, self.in_channels, type(self).__name__)
+        kernel, spectrum = self._forward_kernel((self.weight, self.P, self.SIG),
+                                                self.construct_kernel, self._kernel_cache_key())
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            # explicit pad, as nn.ConvNd does for non-zero modes; F.pad takes the last axis first
+            input = F.pad(input, [p for p in reversed(padding) for _ in range(2)],
+                          mode=self.padding_mode)
+            padding = (0,) * self._conv_ndim
+        return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
+                       algo=self.conv_algo, kernel_spectrum=spectrum)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        self._drop_kernel_cache()  # (copy_ bumps the versions anyway)
+        for name, param in self.named_parameters(recurse=False):
+            key = prefix + name
+            if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
+                raise ValueError(
+                    f'{key}: checkpoint shape {tuple(state_dict[key].shape)} does not match '
+                    f'{tuple(param.shape)} of {type(self).__name__}({self.extra_repr()}); '
+                    f'check {self._shape_hint}')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        s = (f'{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, '
+             f'{self._extra_repr_shape()}, stride={self.stride}, padding={self.padding}, '
+             f'version={self.version}')
+        if self.groups != 1:
+            s += f', groups={self.groups}'
+        if self.bias is None:
+            s += ', bias=False'
+        if self.padding_mode != 'zeros':
+            s += f', padding_mode={self.padding_mode}'
+        if self.conv_algo is not None:
+            s += f', conv_algo={self.conv_algo}'
+        return s
+
+
+class _DclsNd(_DclsLayer):
     """Shared body of :class:`Dcls1d`, :class:`Dcls2d`, :class:`Dcls3d`.
 
     Parameters (as ``dcls`` 0.1.1): ``weight`` (out, in / groups, kernel_count), ``P``
@@ -99,6 +223,7 @@ class _DclsNd(CachedKernelMixin, nn.Module):
     ``bias`` (out).
     """
     _ndim: int
+    _shape_hint = 'in/out channels, groups, kernel_count and the number of dimensions'
 
     def __init__(self, in_channels: int, out_channels: int, kernel_count: int,
                  stride: Union[int, Tuple[int, ...]] = 1,
@@ -108,27 +233,13 @@ class _DclsNd(CachedKernelMixin, nn.Module):
                  conv_algo: Optional[str] = None) -> None:
         super().__init__()
         ndim = self._ndim
-        for name, value in (('in_channels', in_channels), ('out_channels', out_channels),
-                            ('kernel_count', kernel_count), ('groups', groups)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must both be divisible by groups ({groups})')
+        check_layer_counts(in_channels, out_channels, kernel_count, groups)
         check_version(version)
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f'padding_mode must be one of {PADDING_MODES}, '
-                             f'got {padding_mode!r}')
+        check_padding_mode(padding_mode)
         sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
         if any(s < 1 for s in sizes):
             raise ValueError(f'dilated_kernel_size must be positive, got {sizes}')
-        self.stride = as_ntuple(stride, ndim, 'stride')
-        if any(s < 1 for s in self.stride):
-            raise ValueError(f'stride must be positive, got {self.stride}')
-        self.padding = (same_padding(sizes) if padding == 'same' else
-                        as_ntuple(padding, ndim, 'padding'))
-        if any(p < 0 for p in self.padding):
-            raise ValueError(f'padding must be non-negative, got {self.padding}')
+        self.stride, self.padding = checked_stride_and_padding(stride, padding, sizes)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_count = kernel_count
@@ -143,31 +254,16 @@ class _DclsNd(CachedKernelMixin, nn.Module):
         self.transposed = False
         self.output_padding = (0,) * ndim
 
-        shape = (out_channels, in_channels // groups, kernel_count)
-        self.weight = nn.Parameter(torch.empty(shape))
-        self.P = nn.Parameter(torch.empty(ndim, *shape))
-        if version in VERSIONS_WITH_SIGMA:
-            self.SIG = nn.Parameter(torch.empty(ndim, *shape))
-        else:
-            self.register_parameter('SIG', None)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.register_parameter('bias', None)
+        self._create_parameters((out_channels, in_channels // groups, kernel_count), ndim, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """The official initialisation, drawn in the same order (same seed -> same values)."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        self._reset_weight_and_bias()
         with torch.no_grad():
             for i, size in enumerate(self.dilated_kernel_size):
                 init.normal_(self.P.select(0, i), 0, 0.5).clamp_(-(size // 2), size // 2)
-            if self.SIG is not None:
-                init.constant_(self.SIG, 0.23 if self.version == 'gauss' else 0.0)
+            self._reset_sigma()
 
     @torch.no_grad()
     def clamp_parameters(self) -> None:
@@ -181,47 +277,15 @@ class _DclsNd(CachedKernelMixin, nn.Module):
         return construct_kernel(self.weight, self.P, self.SIG, self.dilated_kernel_size,
                                 self.version)
 
-    def forward(self, input: Tensor) -> Tensor:
-        """Constructs the kernel (in eval / no-grad: reuses the one built for unchanged
-        parameters, see :mod:`.kernel_cache`) and convolves with :func:`conv_nd`."""
-        _check_input(input, self._ndim, self.in_channels, type(self).__name__)
-        kernel, spectrum = self._forward_kernel(
-            (self.weight, self.P, self.SIG), self.construct_kernel,
-            (self.version, self.dilated_kernel_size))
-        padding = self.padding
-        if self.padding_mode != 'zeros':
-            input = F.pad(input, [p for p in reversed(padding) for _ in range(2)],
-                          mode=self.padding_mode)
-            padding = (0,) * self._ndim
-        return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo, kernel_spectrum=spectrum)
+    @property
+    def _conv_ndim(self) -> int:
+        return self._ndim
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        self._drop_kernel_cache()  # (copy_ bumps the versions anyway)
-        for name, param in self.named_parameters(recurse=False):
-            key = prefix + name
-            if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
-                raise ValueError(
-                    f'{key}: checkpoint shape {tuple(state_dict[key].shape)} does not match '
-                    f'{tuple(param.shape)} of {type(self).__name__}({self.extra_repr()}); '
-                    'check in/out channels, groups, kernel_count and the number of dimensions')
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+    def _kernel_cache_key(self) -> tuple:
+        return (self.version, self.dilated_kernel_size)
 
-    def extra_repr(self) -> str:
-        s = (f'{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, '
-             f'dilated_kernel_size={self.dilated_kernel_size}, stride={self.stride}, '
-             f'padding={self.padding}, version={self.version}')
-        if self.groups != 1:
-            s += f', groups={self.groups}'
-        if self.bias is None:
-            s += ', bias=False'
-        if self.padding_mode != 'zeros':
-            s += f', padding_mode={self.padding_mode}'
-        if self.conv_algo is not None:
-            s += f', conv_algo={self.conv_algo}'
-        return s
+    def _extra_repr_shape(self) -> str:
+        return f'dilated_kernel_size={self.dilated_kernel_size}'
 
 
 class Dcls1d(_DclsNd):
