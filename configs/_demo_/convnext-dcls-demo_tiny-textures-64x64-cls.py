@@ -15,7 +15,8 @@ channels = [32, 64, 128, 256]
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='mmdcls.ConvNeXtDCLSNoOutNorm',
+        type='mmdcls.ConvNeXtDCLS',
+        out_norms=False,  # the head pools, then normalises (the release's classifier)
         # Must match the detection / segmentation demo backbones so that every key loads.
         arch=dict(depths=[1, 1, 3, 1], channels=channels, kernel_count=8),
         dilated_kernel_size=9,

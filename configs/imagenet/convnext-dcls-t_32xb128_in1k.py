@@ -27,9 +27,10 @@ custom_imports = dict(imports=['mmdcls'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True,
-        # ConvNeXtDCLS without output norms: the head pools first, then normalises, as the
-        # released classifier does (see mmdcls/models/heads/cls_features.py).
-        type='mmdcls.ConvNeXtDCLSNoOutNorm',
+        type='mmdcls.ConvNeXtDCLS',
+        # no output norms: the head pools first, then normalises, as the released
+        # classifier does (see ConvNeXtDCLS's out_norms)
+        out_norms=False,
         arch='tiny',  # Dcls2d kernel_count 34: the parameter count of ConvNeXt-T
         dilated_kernel_size=17,
         version='v0',

@@ -7,7 +7,8 @@ _base_ = './convnext-dcls-s_32xb128_in1k.py'
 model = dict(
     backbone=dict(
         _delete_=True,
-        type='mmdcls.ConvNeXtDCLSNoOutNorm',
+        type='mmdcls.ConvNeXtDCLS',
+        out_norms=False,
         arch='small',
         dwconv_cfg=dict(type='Conv2d', kernel_size=7),
         drop_path_rate=0.4,

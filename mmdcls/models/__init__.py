@@ -4,6 +4,6 @@ from . import layers  # noqa: F401  registers DCLS1d/2d/3d for mmcv's build_conv
 from . import utils  # noqa: F401  registers LN2d
 from .backbones import ConvNeXtDCLS
 from .classifiers import ConvNeXtDCLSClassifier
-from .heads import ConvNeXtDCLSNoOutNorm  # noqa: F401  (+ ConvNeXtDCLSClsHead with mmpretrain)
+from . import heads  # noqa: F401  (registers ConvNeXtDCLSClsHead where mmpretrain imports)
 
 __all__ = ['ConvNeXtDCLS', 'ConvNeXtDCLSClassifier']

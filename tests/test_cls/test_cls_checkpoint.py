@@ -1,7 +1,7 @@
 """mmpretrain <-> release key mapping, and mmpretrain-layout checkpoints into det / seg backbones.
 
 Needs no mmpretrain: an mmpretrain checkpoint's weights are the classifier's state dict in the
-mmpretrain layout (``backbone.*`` of ``mmdcls.ConvNeXtDCLSNoOutNorm``, ``head.norm.*``,
+mmpretrain layout (``backbone.*`` of ``mmdcls.ConvNeXtDCLS(out_norms=False)``, ``head.norm.*``,
 ``head.fc.*`` of ``mmdcls.ConvNeXtDCLSClsHead``), which the mapping produces from the release
 layout; tests/test_cls/test_mmpretrain.py checks that mapping against real mmpretrain models.
 """
@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier
-from mmdcls.models.heads import ConvNeXtDCLSNoOutNorm
 from mmdcls.models.utils.cls_checkpoint import (detect_layout, mmpretrain_to_release,
                                                 release_to_mmpretrain)
 
@@ -49,9 +48,9 @@ def test_round_trip_keeps_every_key_and_tensor(release_state_dict):
 
 
 def test_mmpretrain_backbone_keys_are_the_no_out_norm_backbone(release_state_dict):
-    """``backbone.*`` of the converted dict is exactly ConvNeXtDCLSNoOutNorm's state dict."""
+    """``backbone.*`` of the converted dict is exactly ConvNeXtDCLS(out_norms=False)'s keys."""
     mmpt = release_to_mmpretrain(release_state_dict)
-    backbone = ConvNeXtDCLSNoOutNorm(out_indices=(3, ), **SMALL)
+    backbone = ConvNeXtDCLS(out_indices=(3, ), out_norms=False, **SMALL)
     keys = {k[len('backbone.'):] for k in mmpt if k.startswith('backbone.')}
     assert keys == set(backbone.state_dict())
     assert not any(k.startswith('norm') for k in backbone.state_dict())

@@ -21,7 +21,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier  # noqa: E402
-from mmdcls.models.heads import ConvNeXtDCLSClsHead, ConvNeXtDCLSNoOutNorm  # noqa: E402
+from mmdcls.models.heads import ConvNeXtDCLSClsHead  # noqa: E402
 from mmdcls.models.utils.cls_checkpoint import release_to_mmpretrain  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -32,8 +32,8 @@ NUM_CLASSES = 3
 def small_classifier_cfg():
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='mmdcls.ConvNeXtDCLSNoOutNorm', arch=ARCH, dilated_kernel_size=5,
-                      out_indices=(3, )),
+        backbone=dict(type='mmdcls.ConvNeXtDCLS', arch=ARCH, dilated_kernel_size=5,
+                      out_indices=(3, ), out_norms=False),
         head=dict(type='mmdcls.ConvNeXtDCLSClsHead', num_classes=NUM_CLASSES, in_channels=64),
         data_preprocessor=dict(num_classes=NUM_CLASSES, mean=[123.675, 116.28, 103.53],
                                std=[58.395, 57.12, 57.375], to_rgb=True))
@@ -81,8 +81,8 @@ def test_head_pools_normalises_and_classifies():
 
 
 def test_backbone_outputs_are_unnormalised_stage_maps():
-    model = ConvNeXtDCLSNoOutNorm(arch=ARCH, dilated_kernel_size=5, out_indices=(2, 3))
-    assert isinstance(model, ConvNeXtDCLS)
+    model = ConvNeXtDCLS(arch=ARCH, dilated_kernel_size=5, out_indices=(2, 3), out_norms=False)
+    assert not any(k.startswith('norm') for k in model.state_dict())
     x = torch.randn(1, 3, 64, 64)
     outs = model(x)
     assert [tuple(o.shape) for o in outs] == [(1, 32, 4, 4), (1, 64, 2, 2)]

@@ -38,7 +38,8 @@ def test_config_builds_with_the_release_recipe(path):
     assert cfg.default_scope == 'mmpretrain'
     assert cfg.custom_imports == dict(imports=['mmdcls'], allow_failed_imports=False)
     backbone, head = cfg.model.backbone, cfg.model.head
-    assert backbone.type == 'mmdcls.ConvNeXtDCLSNoOutNorm' and backbone.arch == arch
+    assert backbone.type == 'mmdcls.ConvNeXtDCLS' and backbone.arch == arch
+    assert backbone.out_norms is False
     assert backbone.drop_path_rate == drop_path and backbone.layer_scale_init_value == 1e-6
     assert backbone.out_indices == (3, )
     if dcls:

@@ -1,7 +1,7 @@
 """Convert ConvNeXt(-DCLS) ImageNet checkpoints between mmpretrain and the release's layout.
 
 * mmpretrain -> release: an mmpretrain 1.x checkpoint of ``ImageClassifier`` with
-  ``mmdcls.ConvNeXtDCLSNoOutNorm`` + ``mmdcls.ConvNeXtDCLSClsHead`` (``{'state_dict': ...,
+  ``mmdcls.ConvNeXtDCLS`` (``out_norms=False``) + ``mmdcls.ConvNeXtDCLSClsHead`` (``{'state_dict': ...,
   'meta': ..., ...}``) becomes ``{'model': state_dict}`` as released
   (``convnext_dcls_*_1k_224_ema.pth``): loadable by ``ConvNeXtDCLSClassifier.load_state_dict``,
   timm's ``convnext_dcls_*`` through mmdcls, and the release's own code. With ``EMAHook`` the

@@ -9,7 +9,7 @@ load as they are.
 """
 from typing import Optional, Sequence, Tuple, Union
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmdcls.registry import MODELS
 from ..utils import build_norm
@@ -21,7 +21,7 @@ __all__ = ['ConvNeXtDCLS', 'ConvNeXtDCLSBlock']
 @MODELS.register_module()
 class ConvNeXtDCLS(ConvNeXtDCLSTrunk):
     """ConvNeXt-DCLS backbone. Input (N, in_channels, H, W); output a tuple with, for each
-    ``i`` in ``out_indices``, the normed stage-``i`` map
+    ``i`` in ``out_indices``, the normed (``out_norms=False``: raw) stage-``i`` map
     (N, channels[i], H / 2 ** (i + 2), W / 2 ** (i + 2)).
 
     Args:
@@ -49,6 +49,12 @@ class ConvNeXtDCLS(ConvNeXtDCLSTrunk):
             mode even after ``train()``. -1 / 0: nothing frozen.
         norm_cfg (dict): norm of the downsample layers and outputs. Default channels-first
             LayerNorm ``dict(type='LN2d', eps=1e-6)``.
+        out_norms (bool): a ``norm{i}`` per output (True, for detection / segmentation
+            necks). False outputs the raw stage maps, for a classification head that pools
+            first and then normalises, as the released ImageNet classifier does
+            (:class:`mmdcls.models.heads.ConvNeXtDCLSClsHead`): a per-pixel LayerNorm followed
+            by pooling is not pooling followed by a LayerNorm. Without them the state dict is
+            the released classifier's minus ``norm.*`` / ``head.*``.
         with_cp (bool): gradient checkpointing of each block while training.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix=...])``
             loads a released ImageNet checkpoint (``{'model': ...}``) or an OpenMMLab one;
@@ -66,22 +72,26 @@ class ConvNeXtDCLS(ConvNeXtDCLSTrunk):
                  drop_path_rate: float = 0., layer_scale_init_value: float = 1e-6,
                  out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3), frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6), with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, out_norms: bool = True) -> None:
         out_indices = self._parse_out_indices(out_indices)
         self._check_frozen_stages(frozen_stages)
+        self._check_out_norms(out_norms)
         super().__init__(arch, in_channels, dilated_kernel_size, kernel_count, version,
                          share_positions, dwconv_cfg, drop_path_rate, layer_scale_init_value,
                          norm_cfg, with_cp, init_cfg)
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
+        self.out_norms = out_norms
         for i in self.out_indices:
-            self.add_module(f'norm{i}', build_norm(norm_cfg, self.channels[i]))
+            self.add_module(f'norm{i}',
+                            build_norm(norm_cfg, self.channels[i]) if out_norms else nn.Identity())
         self._freeze_stages()
 
     @classmethod
     def _check_args(cls, args: dict) -> None:
         cls._parse_out_indices(args['out_indices'])
         cls._check_frozen_stages(args['frozen_stages'])
+        cls._check_out_norms(args['out_norms'])
         super()._check_args(args)
 
     @classmethod
@@ -106,6 +116,11 @@ class ConvNeXtDCLS(ConvNeXtDCLSTrunk):
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= cls.num_stages:
             raise ValueError(f'frozen_stages must be an int in [-1, {cls.num_stages}], '
                              f'got {frozen_stages!r}')
+
+    @staticmethod
+    def _check_out_norms(out_norms) -> None:
+        if not isinstance(out_norms, bool):
+            raise TypeError(f'out_norms must be True or False, got {out_norms!r}')
 
     # ------------------------------------------------------------------ forward / training
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:

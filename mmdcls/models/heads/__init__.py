@@ -1,14 +1,12 @@
-"""Classification with mmpretrain: the released ConvNeXt(-DCLS) head and its backbone form.
+"""Classification with mmpretrain: the released ConvNeXt(-DCLS) head.
 
-:class:`ConvNeXtDCLSNoOutNorm` needs only mmengine / mmcv; :class:`ConvNeXtDCLSClsHead` is an
+:class:`ConvNeXtDCLSClsHead` (behind ``mmdcls.ConvNeXtDCLS`` with ``out_norms=False``) is an
 mmpretrain ``ClsHead`` and is registered only when mmpretrain is installed (``mmdcls[cls]``).
 """
 import importlib.util
 import warnings
 
-from .cls_features import ConvNeXtDCLSNoOutNorm
-
-__all__ = ['ConvNeXtDCLSNoOutNorm']
+__all__ = []
 
 
 def _mmpretrain_import_error():

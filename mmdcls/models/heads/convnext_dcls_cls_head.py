@@ -1,11 +1,12 @@
 """The released ConvNeXt(-DCLS) classifier head as an mmpretrain head: GAP -> LayerNorm -> Linear.
 
 Used as ``head=dict(type='mmdcls.ConvNeXtDCLSClsHead', num_classes=1000, in_channels=768, ...)``
-in mmpretrain's ``ImageClassifier`` behind ``backbone=dict(type='mmdcls.ConvNeXtDCLSNoOutNorm',
-out_indices=(3,), ...)``. Its parameters are the release's ``norm.*`` (as ``head.norm.*``) and
-``head.*`` (as ``head.fc.*``); :mod:`mmdcls.models.utils.cls_checkpoint` converts between the
-two layouts. Loss, top-k accuracy and predictions are mmpretrain's ``ClsHead``'s, so batch
-augments (Mixup / CutMix soft labels) and ``LabelSmoothLoss`` work as for any mmpretrain head.
+in mmpretrain's ``ImageClassifier`` behind ``backbone=dict(type='mmdcls.ConvNeXtDCLS',
+out_indices=(3,), out_norms=False, ...)``. Its parameters are the release's ``norm.*`` (as
+``head.norm.*``) and ``head.*`` (as ``head.fc.*``); :mod:`mmdcls.models.utils.cls_checkpoint`
+converts between the two layouts. Loss, top-k accuracy and predictions are mmpretrain's
+``ClsHead``'s, so batch augments (Mixup / CutMix soft labels) and ``LabelSmoothLoss`` work as for
+any mmpretrain head.
 """
 from typing import Sequence, Tuple
 
@@ -53,8 +54,8 @@ class ConvNeXtDCLSClsHead(ClsHead):
             raise ValueError(
                 f'{type(self).__name__} expects the last backbone output as (N, '
                 f'{self.in_channels}, H, W) feature maps, got shape {tuple(x.shape)}; use a '
-                'backbone without output norms or pooling (mmdcls.ConvNeXtDCLSNoOutNorm, '
-                'out_indices=(3,)) and in_channels = its last stage width')
+                'backbone without output norms or pooling (mmdcls.ConvNeXtDCLS with '
+                'out_norms=False, out_indices=(3,)) and in_channels = its last stage width')
         return self.norm(x.mean((-2, -1)))
 
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:

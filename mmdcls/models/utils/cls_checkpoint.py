@@ -13,9 +13,9 @@ mmpretrain ``ImageClassifier`` (``state_dict``)         release (``{'model': ...
 ``data_preprocessor.*`` (none in mmpretrain 1.2)       refused: the release has no such keys
 =====================================================  =====================================
 
-The backbone is ``mmdcls.ConvNeXtDCLSNoOutNorm`` (no ``backbone.norm{i}``) and the head
-``mmdcls.ConvNeXtDCLSClsHead``. mmengine's ``EMAHook`` saves the EMA weights as ``state_dict``
-(the raw ones under ``ema_state_dict``), so converting ``state_dict`` gives what the release
+The backbone is ``mmdcls.ConvNeXtDCLS`` with ``out_norms=False`` (no ``backbone.norm{i}``) and
+the head ``mmdcls.ConvNeXtDCLSClsHead``. mmengine's ``EMAHook`` saves the EMA weights as
+``state_dict`` (the raw ones under ``ema_state_dict``), so converting ``state_dict`` gives what the release
 calls ``*_ema.pth``.
 """
 import re
