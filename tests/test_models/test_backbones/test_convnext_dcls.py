@@ -110,8 +110,9 @@ TINY8 = dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8])
     dict(arch=TINY8, kernel_count=3, drop_path_rate=1.0),
     dict(arch=TINY8, kernel_count=5, dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
     dict(arch=TINY8, kernel_count=3, init_cfg=dict(type='Pretrained', path='x.pth')),
+    dict(arch=TINY8, kernel_count=3, out_norms='no'),
 ], ids=['arch', 'depths', 'kernel_count', 'version', 'out_indices', 'frozen_stages',
-        'drop_path_rate', 'dwconv_cfg', 'init_cfg'])
+        'drop_path_rate', 'dwconv_cfg', 'init_cfg', 'out_norms'])
 def test_check_config_raises_what_building_raises(cfg):
     """config_checks validates a config's backbone with the class's own checks: the same
     error, without building anything."""
@@ -119,6 +120,23 @@ def test_check_config_raises_what_building_raises(cfg):
         ConvNeXtDCLS(**copy.deepcopy(cfg)).init_weights()
     with pytest.raises(type(built.value), match=re.escape(str(built.value))):
         ConvNeXtDCLS.check_config(copy.deepcopy(cfg))
+
+
+def test_out_norms_false_outputs_the_raw_stage_maps():
+    """For a pooling classification head: no norm{i} parameters, outputs are the stage maps
+    the normed backbone would normalise (same trunk weights, same seed)."""
+    torch.manual_seed(0)
+    normed = ConvNeXtDCLS(arch=TINY8, kernel_count=3, dilated_kernel_size=5, out_indices=(1, 3))
+    raw = ConvNeXtDCLS(arch=TINY8, kernel_count=3, dilated_kernel_size=5, out_indices=(1, 3),
+                       out_norms=False)
+    assert not any(k.startswith('norm') for k in raw.state_dict())
+    missing, unexpected = raw.load_state_dict(normed.state_dict(), strict=False)
+    assert not missing and sorted(unexpected) == ['norm1.bias', 'norm1.weight', 'norm3.bias',
+                                                  'norm3.weight']
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for i, (a, b) in zip((1, 3), zip(normed(x), raw(x))):
+            torch.testing.assert_close(a, getattr(normed, f'norm{i}')(b))
 
 
 def test_check_config_accepts_valid_configs_and_names_unknown_keys():
