@@ -151,9 +151,9 @@ if ! $PY -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV'; from mmc
     $PY -c "from mmcv.ops import nms, RoIAlign" || { echo "setup_env: mmcv installed but its compiled ops do not load" >&2; exit 1; }
 fi
 
-MAIN_REQUIREMENTS="requirements/runtime.txt requirements/det.txt requirements/seg.txt requirements/tests.txt"
+MAIN_REQUIREMENTS="requirements/runtime.txt requirements/det.txt requirements/seg.txt requirements/tests.txt requirements/lint.txt"
 if ! requirements_met "$CONSTRAINTS" $MAIN_REQUIREMENTS; then
-    step "installing mmdet, mmsegmentation, test requirements and mmdcls (editable)"
+    step "installing mmdet, mmsegmentation, test and lint requirements and mmdcls (editable)"
     pip_quiet -c "$CONSTRAINTS" $(printf -- '-r %s ' $MAIN_REQUIREMENTS)
     pip_quiet --no-build-isolation --no-deps -e .
 fi
