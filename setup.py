@@ -7,7 +7,6 @@ replaces its torch or mmcv. The exact development pins are in requirements/const
 """
 import os
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -56,9 +55,9 @@ setup(
     name='mmdcls',
     version=read_version(),
     description='Dilated Convolution with Learnable Spacings (DCLS) for OpenMMLab '
-                'detection and segmentation',
-    long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read()
-    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    'detection and segmentation',
+    long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read() if osp.exists(
+        osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.9',

@@ -18,7 +18,9 @@ from mmengine.registry import Registry
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmdcls', locations=['mmdcls.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmdcls', locations=['mmdcls.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmdcls',
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope='mmdcls',
     locations=['mmdcls.engine'])
 OPTIM_WRAPPERS = Registry(
     'optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmdcls', locations=['mmdcls.engine'])

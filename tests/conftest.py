@@ -31,12 +31,15 @@ def _seed_everything():
 
 # Modules a lane may lack by design -> why a test needing them cannot run there.
 _OPTIONAL_STACK = {
-    'mmdet': 'mmdet is not installed (the compat lane has none: its models need mmcv\'s '
-             'compiled ops)',
-    'mmseg': 'mmsegmentation is not installed (the compat lane has none: its models need '
-             'mmcv\'s compiled ops)',
-    'mmcv._ext': "mmcv's compiled ops (mmcv._ext) are not installed (the compat lane has "
-                 'mmcv-lite 2.1.0, mmcv without ops)',
+    'mmdet':
+    'mmdet is not installed (the compat lane has none: its models need mmcv\'s '
+    'compiled ops)',
+    'mmseg':
+    'mmsegmentation is not installed (the compat lane has none: its models need '
+    'mmcv\'s compiled ops)',
+    'mmcv._ext':
+    "mmcv's compiled ops (mmcv._ext) are not installed (the compat lane has "
+    'mmcv-lite 2.1.0, mmcv without ops)',
 }
 # mmengine's Config reports a missing toolkit of a 'mmdet::' / 'mmseg::' base file this way
 _MMENGINE_MISSING = re.compile(r'^(\S+) is not installed, please install')

@@ -20,14 +20,15 @@ import sys
 import warnings
 from copy import deepcopy
 
-import mmdcls  # noqa: F401,E402  isort:skip  (safe globals for torch.load, registrations)
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-from mmdcls.utils.config_checks import ConfigCheckError, check_config  # noqa: E402
-from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,  # noqa
+from mmdcls.utils.config_checks import ConfigCheckError, check_config
+from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,
                                      load_tool_config, prepare_cpu_distributed, select_toolkit)
+
+import mmdcls  # noqa: F401,E402  isort:skip  (safe globals for torch.load, registrations)
 
 #: the errors that mean the run cannot start as configured: reported in one line, exit 2
 SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
@@ -38,25 +39,36 @@ def parse_args(argv=None):
         description='Test (and eval) an mmdet / mmseg / mmpretrain model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir',
-                        help='the directory to save the file containing evaluation metrics')
-    parser.add_argument('--out', type=str,
-                        help='mmdet / mmpretrain: dump predictions to a .pkl file; mmseg: '
-                        'folder for the predicted label maps')
+    parser.add_argument(
+        '--work-dir', help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='mmdet / mmpretrain: dump predictions to a .pkl file; mmseg: '
+        'folder for the predicted label maps')
     parser.add_argument('--show', action='store_true', help='show prediction results')
-    parser.add_argument('--show-dir', help='directory where painted images are saved (relative: '
-                        'mmdet under work_dir/<timestamp>/, mmseg under work_dir/ in '
-                        'vis_data/vis_image, mmpretrain under work_dir/)')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images are saved (relative: '
+        'mmdet under work_dir/<timestamp>/, mmseg under work_dir/ in '
+        'vis_data/vis_image, mmpretrain under work_dir/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override some settings in the used config, the key-value pair in xxx=yyy format '
         'will be merged into config file')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument('--no-validate-config', action='store_true',
-                        help='skip the dataset / checkpoint checks done before building')
+    parser.add_argument(
+        '--no-validate-config',
+        action='store_true',
+        help='skip the dataset / checkpoint checks done before building')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -80,8 +92,8 @@ def trigger_visualization_hook(cfg, args):
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         # relative dirs go under work_dir in every toolkit
-        show_dir = (args.show_dir if osp.isabs(args.show_dir) else
-                    osp.join(cfg.work_dir, args.show_dir))
+        show_dir = (
+            args.show_dir if osp.isabs(args.show_dir) else osp.join(cfg.work_dir, args.show_dir))
         if scope == 'mmdet':
             hook['test_out_dir'] = args.show_dir  # mmdet joins work_dir/<timestamp> itself
         elif scope == 'mmpretrain':
@@ -99,9 +111,9 @@ def setup_tta(cfg, scope: str):
     if scope == 'mmdet':
         if 'tta_model' not in cfg:
             warnings.warn('no tta_model in the config: using DetTTAModel with nms 0.5')
-            cfg.tta_model = dict(type='DetTTAModel',
-                                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
-                                              max_per_img=100))
+            cfg.tta_model = dict(
+                type='DetTTAModel',
+                tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
         if 'tta_pipeline' not in cfg:
             warnings.warn('no tta_pipeline in the config: using flip TTA of the test pipeline')
             test_data_cfg = cfg.test_dataloader.dataset
@@ -110,10 +122,14 @@ def setup_tta(cfg, scope: str):
             cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
             cfg.tta_pipeline[-1] = dict(
                 type='TestTimeAug',
-                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                            [dict(type='PackDetInputs',
-                                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                             'scale_factor', 'flip', 'flip_direction'))]])
+                transforms=[[dict(type='RandomFlip', prob=1.),
+                             dict(type='RandomFlip', prob=0.)],
+                            [
+                                dict(
+                                    type='PackDetInputs',
+                                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                               'scale_factor', 'flip', 'flip_direction'))
+                            ]])
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     elif scope == 'mmpretrain':
@@ -125,8 +141,8 @@ def setup_tta(cfg, scope: str):
             cfg.tta_pipeline = deepcopy(test_pipeline)
             cfg.tta_pipeline[-1] = dict(
                 type='TestTimeAug',
-                transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                            [test_pipeline[-1]]])
+                transforms=[[dict(type='RandomFlip', prob=1.),
+                             dict(type='RandomFlip', prob=0.)], [test_pipeline[-1]]])
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     else:
@@ -154,7 +170,7 @@ def prepare(args):
     cfg = setup_cfg(args)
     scope = select_toolkit(cfg)
     if not args.no_validate_config:
-        check_config(cfg, phases=('test',))
+        check_config(cfg, phases=('test', ))
     if args.tta:
         if scope == 'mmpretrain' and (args.show or args.show_dir):
             raise ConfigCheckError('--tta with --show / --show-dir: mmpretrain\'s '

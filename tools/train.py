@@ -20,17 +20,18 @@ import os
 import os.path as osp
 import sys
 
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmdcls.utils.config_checks import ConfigCheckError, check_config
+from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,
+                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
+
 # mmdcls first: it allow-lists mmengine's checkpoint types for torch's weights_only torch.load
 # (resume) and registers the mmdcls modules.
 import mmdcls  # noqa: F401,E402  isort:skip
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mmdcls.utils.config_checks import ConfigCheckError, check_config  # noqa: E402
-from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,  # noqa
-                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
 
 #: the errors that mean the run cannot start as configured: reported in one line, exit 2
 SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
@@ -42,26 +43,38 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--amp', action='store_true', default=False,
+        '--amp',
+        action='store_true',
+        default=False,
         help='mixed precision: AmpOptimWrapper (fp16, dynamic loss scale) on GPU, '
         'mmdcls.CPUAutocastOptimWrapper (bfloat16 autocast) on CPU')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='enable automatically scaling LR')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--auto-scale-lr', action='store_true', help='enable automatically scaling LR')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from the given checkpoint, or (no value) from the latest checkpoint in '
         'the work directory')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override some settings in the used config, the key-value pair in xxx=yyy format '
         'will be merged into config file. If the value to be overwritten is a list, it should '
         'be like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
         'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
         'space is allowed.')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--no-validate-config', action='store_true',
-                        help='skip the dataset / checkpoint checks done before building')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--no-validate-config',
+        action='store_true',
+        help='skip the dataset / checkpoint checks done before building')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -93,9 +106,11 @@ def enable_amp(cfg) -> str:
         wrapper.pop('loss_scale', None)
         wrapper.type = 'mmdcls.CPUAutocastOptimWrapper'
         wrapper.dtype = 'bfloat16'
-        print_log('--amp without CUDA: mmengine AmpOptimWrapper needs a GPU, using '
-                  'mmdcls.CPUAutocastOptimWrapper (bfloat16 autocast) instead',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            '--amp without CUDA: mmengine AmpOptimWrapper needs a GPU, using '
+            'mmdcls.CPUAutocastOptimWrapper (bfloat16 autocast) instead',
+            logger='current',
+            level=logging.WARNING)
         imports = cfg.get('custom_imports') or dict(imports=[], allow_failed_imports=False)
         names = imports.get('imports', [])
         names = [names] if isinstance(names, str) else list(names)

@@ -32,13 +32,14 @@ model = dict(
     roi_head=dict(
         # Fixed 2x2 sampling and 64 RoIs per image: mmcv's CPU RoIAlign backward dominates
         # the step time otherwise.
-        bbox_roi_extractor=dict(
-            roi_layer=dict(sampling_ratio=2), out_channels=neck_channels),
+        bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=neck_channels),
         bbox_head=dict(in_channels=neck_channels, fc_out_channels=256, num_classes=num_classes),
-        mask_roi_extractor=dict(
-            roi_layer=dict(sampling_ratio=2), out_channels=neck_channels),
-        mask_head=dict(num_convs=2, in_channels=neck_channels, conv_out_channels=neck_channels,
-                       num_classes=num_classes)),
+        mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=neck_channels),
+        mask_head=dict(
+            num_convs=2,
+            in_channels=neck_channels,
+            conv_out_channels=neck_channels,
+            num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
         rcnn=dict(sampler=dict(num=64), mask_size=28)),
@@ -57,8 +58,9 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
     batch_size=4,
@@ -82,8 +84,8 @@ val_dataloader = dict(
         data_prefix=dict(img='val2017/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json',
-                     metric=['bbox', 'segm'])
+val_evaluator = dict(
+    ann_file=data_root + 'annotations/instances_val2017.json', metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
 max_epochs = 24
@@ -98,12 +100,17 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min=1e-5, by_epoch=True, begin=0,
-         end=max_epochs, convert_to_iter_based=True)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True)
 ]
 custom_hooks = [dict(type='mmdcls.DCLSClampHook')]
 default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 randomness = dict(seed=0)

@@ -31,10 +31,9 @@ model = dict(
         share_positions=True,
         drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3)),
-    decode_head=dict(in_channels=channels, channels=64, num_classes=num_classes,
-                     norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=channels[2], channels=32, num_classes=num_classes,
-                        norm_cfg=norm_cfg),
+    decode_head=dict(in_channels=channels, channels=64, num_classes=num_classes, norm_cfg=norm_cfg),
+    auxiliary_head=dict(
+        in_channels=channels[2], channels=32, num_classes=num_classes, norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 
 dataset_type = 'BaseSegDataset'
@@ -73,8 +72,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         **dataset_common,
-        data_prefix=dict(img_path='images/validation',
-                         seg_map_path='annotations/validation'),
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
@@ -95,7 +93,6 @@ param_scheduler = [
 ]
 custom_hooks = [dict(type='mmdcls.DCLSClampHook')]
 default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)

@@ -31,7 +31,6 @@ optim_wrapper = dict(
     type='OptimWrapper',
     constructor='mmdcls.DCLSLearningRateDecayOptimizerConstructor',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        decay_rate=0.7, decay_type='layer_wise', num_layers=6, position_lr_mult=5.0))
+    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6, position_lr_mult=5.0))
 
 custom_hooks = [dict(type='mmdcls.DCLSClampHook')]

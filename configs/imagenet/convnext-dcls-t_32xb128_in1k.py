@@ -58,8 +58,8 @@ optim_wrapper = dict(
     clip_grad=None)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=20, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=20,
-         convert_to_iter_based=True)
+    dict(
+        type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=20, convert_to_iter_based=True)
 ]
 # The clamp first: both hooks run at ABOVE_NORMAL, and the EMA must average clamped positions.
 custom_hooks = [

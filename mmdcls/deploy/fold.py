@@ -10,8 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mmdcls.ops.conv import (LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d,
-                             check_algo)
+from mmdcls.ops.conv import LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d, check_algo
 from mmdcls.ops.dcls import _DclsLayer
 
 _STANDARD = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -26,7 +25,8 @@ def is_dcls_layer(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def fold_dcls_layer(layer: nn.Module, large_kernel: bool = False,
+def fold_dcls_layer(layer: nn.Module,
+                    large_kernel: bool = False,
                     conv_algo: Optional[str] = None) -> nn.Module:
     """The convolution equivalent to one DCLS ``layer``: an ``nn.Conv{1,2,3}d`` (or, with
     ``large_kernel``, a :class:`mmdcls.ops.LargeKernelConv2d`-style subclass of it, same state
@@ -39,12 +39,18 @@ def fold_dcls_layer(layer: nn.Module, large_kernel: bool = False,
     # the constructed kernel's own shape: Dcls2dK1d / Dcls3_1d kernels are not
     # dilated_kernel_size in every axis
     ndim, kernel_size = kernel.dim() - 2, tuple(kernel.shape[2:])
-    kwargs = dict(stride=layer.stride, padding=layer.padding, dilation=1, groups=layer.groups,
-                  bias=layer.bias is not None, padding_mode=layer.padding_mode,
-                  device=kernel.device, dtype=kernel.dtype)
+    kwargs = dict(
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=1,
+        groups=layer.groups,
+        bias=layer.bias is not None,
+        padding_mode=layer.padding_mode,
+        device=kernel.device,
+        dtype=kernel.dtype)
     if large_kernel:
-        conv = _LARGE_KERNEL[ndim](layer.in_channels, layer.out_channels, kernel_size,
-                                   conv_algo=conv_algo, **kwargs)
+        conv = _LARGE_KERNEL[ndim](
+            layer.in_channels, layer.out_channels, kernel_size, conv_algo=conv_algo, **kwargs)
     else:
         conv = _STANDARD[ndim](layer.in_channels, layer.out_channels, kernel_size, **kwargs)
     conv.weight.copy_(kernel)
@@ -54,7 +60,9 @@ def fold_dcls_layer(layer: nn.Module, large_kernel: bool = False,
     return conv
 
 
-def fold_dcls(model: nn.Module, large_kernel: bool = False, conv_algo: Optional[str] = None,
+def fold_dcls(model: nn.Module,
+              large_kernel: bool = False,
+              conv_algo: Optional[str] = None,
               inplace: bool = False) -> nn.Module:
     """Replaces every DCLS layer of ``model`` by its folded convolution
     (:func:`fold_dcls_layer`); outputs are unchanged.

@@ -24,7 +24,7 @@ _INPUT_LAYOUTS = {1: '(N, C, L)', 2: '(N, C, H, W)', 3: '(N, C, D, H, W)'}
 def as_ntuple(value, ndim: int, name: str) -> Tuple[int, ...]:
     """``value`` as an ndim-tuple of ints (an int is repeated), or a clear error."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * ndim
+        return (value, ) * ndim
     if isinstance(value, (tuple, list)) and len(value) == ndim and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
@@ -39,8 +39,7 @@ def same_padding(dilated_kernel_size: Sequence[int]) -> Tuple[int, ...]:
     return tuple(s // 2 for s in dilated_kernel_size)
 
 
-def check_layer_counts(in_channels: int, out_channels: int, kernel_count: int,
-                       groups: int) -> None:
+def check_layer_counts(in_channels: int, out_channels: int, kernel_count: int, groups: int) -> None:
     """Raises ValueError unless the four counts are positive ints and ``groups`` divides both
     channel counts (the checks every DCLS layer's constructor makes)."""
     for name, value in (('in_channels', in_channels), ('out_channels', out_channels),
@@ -57,16 +56,16 @@ def check_padding_mode(padding_mode: str) -> None:
         raise ValueError(f'padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}')
 
 
-def checked_stride_and_padding(stride, padding, kernel_shape: Sequence[int]
-                               ) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+def checked_stride_and_padding(
+        stride, padding, kernel_shape: Sequence[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """``(stride, padding)`` as tuples of ``len(kernel_shape)`` ints; ``padding='same'`` is the
     padding that keeps the size for ``kernel_shape`` (the dense kernel's spatial shape)."""
     ndim = len(kernel_shape)
     stride = as_ntuple(stride, ndim, 'stride')
     if any(s < 1 for s in stride):
         raise ValueError(f'stride must be positive, got {stride}')
-    padding = (same_padding(kernel_shape) if padding == 'same' else
-               as_ntuple(padding, ndim, 'padding'))
+    padding = (
+        same_padding(kernel_shape) if padding == 'same' else as_ntuple(padding, ndim, 'padding'))
     if any(p < 0 for p in padding):
         raise ValueError(f'padding must be non-negative, got {padding}')
     return stride, padding
@@ -93,12 +92,21 @@ def _dcls_conv(input: Tensor, weight: Tensor, P: Tensor, SIG: Optional[Tensor],
     kernel = construct_kernel(weight, P, SIG, sizes, version)
     if padding_mode != 'zeros':
         input = F.pad(input, [p for p in reversed(padding) for _ in range(2)], mode=padding_mode)
-        padding = (0,) * ndim
+        padding = (0, ) * ndim
     return conv_nd(input, kernel, bias, stride, padding, groups, algo=conv_algo)
 
 
-def dcls_conv1d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
-                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+def dcls_conv1d(input,
+                weight,
+                P,
+                SIG=None,
+                bias=None,
+                stride=1,
+                padding=0,
+                dilated_kernel_size=1,
+                groups=1,
+                version='v0',
+                padding_mode='zeros',
                 conv_algo=None):
     """1-D DCLS convolution. input (N, C_in, L); weight (C_out, C_in / groups, K);
     P / SIG (1, C_out, C_in / groups, K) -> (N, C_out, L_out)."""
@@ -106,8 +114,17 @@ def dcls_conv1d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
                       version, padding_mode, conv_algo, 1)
 
 
-def dcls_conv2d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
-                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+def dcls_conv2d(input,
+                weight,
+                P,
+                SIG=None,
+                bias=None,
+                stride=1,
+                padding=0,
+                dilated_kernel_size=1,
+                groups=1,
+                version='v0',
+                padding_mode='zeros',
                 conv_algo=None):
     """2-D DCLS convolution. input (N, C_in, H, W); weight (C_out, C_in / groups, K);
     P / SIG (2, C_out, C_in / groups, K) -> (N, C_out, H_out, W_out)."""
@@ -115,8 +132,17 @@ def dcls_conv2d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
                       version, padding_mode, conv_algo, 2)
 
 
-def dcls_conv3d(input, weight, P, SIG=None, bias=None, stride=1, padding=0,
-                dilated_kernel_size=1, groups=1, version='v0', padding_mode='zeros',
+def dcls_conv3d(input,
+                weight,
+                P,
+                SIG=None,
+                bias=None,
+                stride=1,
+                padding=0,
+                dilated_kernel_size=1,
+                groups=1,
+                version='v0',
+                padding_mode='zeros',
                 conv_algo=None):
     """3-D DCLS convolution. input (N, C_in, D, H, W); weight (C_out, C_in / groups, K);
     P / SIG (3, C_out, C_in / groups, K) -> (N, C_out, D_out, H_out, W_out)."""
@@ -181,11 +207,18 @@ class _DclsLayer(CachedKernelMixin, nn.Module):
         padding = self.padding
         if self.padding_mode != 'zeros':
             # explicit pad, as nn.ConvNd does for non-zero modes; F.pad takes the last axis first
-            input = F.pad(input, [p for p in reversed(padding) for _ in range(2)],
-                          mode=self.padding_mode)
-            padding = (0,) * self._conv_ndim
-        return conv_nd(input, kernel, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo, kernel_spectrum=spectrum)
+            input = F.pad(
+                input, [p for p in reversed(padding) for _ in range(2)], mode=self.padding_mode)
+            padding = (0, ) * self._conv_ndim
+        return conv_nd(
+            input,
+            kernel,
+            self.bias,
+            self.stride,
+            padding,
+            self.groups,
+            algo=self.conv_algo,
+            kernel_spectrum=spectrum)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -225,11 +258,18 @@ class _DclsNd(_DclsLayer):
     _ndim: int
     _shape_hint = 'in/out channels, groups, kernel_count and the number of dimensions'
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_count: int,
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_count: int,
                  stride: Union[int, Tuple[int, ...]] = 1,
                  padding: Union[int, Tuple[int, ...], str] = 0,
-                 dilated_kernel_size: Union[int, Tuple[int, ...]] = 1, groups: int = 1,
-                 bias: bool = True, padding_mode: str = 'zeros', version: str = 'gauss', *,
+                 dilated_kernel_size: Union[int, Tuple[int, ...]] = 1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 version: str = 'gauss',
+                 *,
                  conv_algo: Optional[str] = None) -> None:
         super().__init__()
         ndim = self._ndim
@@ -250,9 +290,9 @@ class _DclsNd(_DclsLayer):
         self.conv_algo = conv_algo
         # nn.Conv-like attributes read by mmcv's ConvModule and FLOP counters.
         self.kernel_size = sizes
-        self.dilation = (1,) * ndim
+        self.dilation = (1, ) * ndim
         self.transposed = False
-        self.output_padding = (0,) * ndim
+        self.output_padding = (0, ) * ndim
 
         self._create_parameters((out_channels, in_channels // groups, kernel_count), ndim, bias)
         self.reset_parameters()

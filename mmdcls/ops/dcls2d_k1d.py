@@ -34,12 +34,20 @@ class Dcls2dK1d(_LearnedAxisDcls):
     _conv_ndim = 2
     _reference_init = 'normal'
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_count: int,
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_count: int,
                  stride: Union[int, Tuple[int, int]] = 1,
                  padding: Union[int, Tuple[int, int], str] = 0,
-                 dilated_kernel_size: Union[int, Tuple[int]] = 1, groups: int = 1,
-                 bias: bool = True, padding_mode: str = 'zeros', version: str = 'v1',
-                 flat_dim: int = 0, *, conv_algo: Optional[str] = None) -> None:
+                 dilated_kernel_size: Union[int, Tuple[int]] = 1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 version: str = 'v1',
+                 flat_dim: int = 0,
+                 *,
+                 conv_algo: Optional[str] = None) -> None:
         super().__init__()
         if isinstance(flat_dim, bool) or flat_dim not in _LEARNED_AXIS:
             # dcls 0.1.1 would unsqueeze the kernel elsewhere and convolve garbage (or fail
@@ -47,8 +55,8 @@ class Dcls2dK1d(_LearnedAxisDcls):
             raise ValueError(f'flat_dim must be 0 (positions along H) or 1 (along W), '
                              f'got {flat_dim!r}')
         self.flat_dim = flat_dim
-        self._setup(in_channels, out_channels, kernel_count, stride, padding,
-                    dilated_kernel_size, groups, bias, padding_mode, version, conv_algo)
+        self._setup(in_channels, out_channels, kernel_count, stride, padding, dilated_kernel_size,
+                    groups, bias, padding_mode, version, conv_algo)
 
     @property
     def learned_axis(self) -> int:

@@ -32,20 +32,27 @@ class Dcls3_1d(_LearnedAxisDcls):
     _versions = ('v1', 'gauss', 'max')
     _reference_init = 'uniform'
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_count: int,
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_count: int,
                  stride: Union[int, Tuple[int, int, int]] = 1,
                  padding: Union[int, Tuple[int, int, int], str] = 0,
                  dense_kernel_size: Union[int, Tuple[int, int]] = 1,
-                 dilated_kernel_size: Union[int, Tuple[int]] = 1, groups: int = 1,
-                 bias: bool = True, padding_mode: str = 'zeros', version: str = 'gauss', *,
+                 dilated_kernel_size: Union[int, Tuple[int]] = 1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 version: str = 'gauss',
+                 *,
                  conv_algo: Optional[str] = None) -> None:
         super().__init__()
         self.dense_kernel_size = as_ntuple(dense_kernel_size, 2, 'dense_kernel_size')
         if any(s < 1 for s in self.dense_kernel_size):
             raise ValueError(f'dense_kernel_size must be positive, got '
                              f'{self.dense_kernel_size}')
-        self._setup(in_channels, out_channels, kernel_count, stride, padding,
-                    dilated_kernel_size, groups, bias, padding_mode, version, conv_algo)
+        self._setup(in_channels, out_channels, kernel_count, stride, padding, dilated_kernel_size,
+                    groups, bias, padding_mode, version, conv_algo)
 
     def _row_shape(self) -> Tuple[int, int]:
         return self.dense_kernel_size

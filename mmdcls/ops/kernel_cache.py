@@ -39,8 +39,8 @@ MAX_SPECTRA = 4
 def _tensor_key(tensor: Optional[Tensor]):
     if tensor is None:
         return None
-    return (tensor.data_ptr(), tensor._version, tuple(tensor.shape), tensor.stride(),
-            tensor.dtype, tensor.device)
+    return (tensor.data_ptr(), tensor._version, tuple(tensor.shape), tensor.stride(), tensor.dtype,
+            tensor.device)
 
 
 class KernelCache:
@@ -124,7 +124,9 @@ class CachedKernelMixin:
         if cache is not None:
             cache.clear()
 
-    def _forward_kernel(self, params: Sequence[Optional[Tensor]], build: Callable[[], Tensor],
+    def _forward_kernel(self,
+                        params: Sequence[Optional[Tensor]],
+                        build: Callable[[], Tensor],
                         extra=()):
         """``(kernel, kernel_spectrum)``: the cached kernel and its spectrum function when no
         gradient is needed, else ``(build(), None)`` (and the cache is dropped: the

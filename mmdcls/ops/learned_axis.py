@@ -65,9 +65,9 @@ class _LearnedAxisDcls(_DclsLayer):
         self.stride, self.padding = checked_stride_and_padding(stride, padding, kernel_shape)
         # nn.Conv-like attributes read by mmcv's ConvModule and FLOP counters
         self.kernel_size = kernel_shape
-        self.dilation = (1,) * ndim
+        self.dilation = (1, ) * ndim
         self.transposed = False
-        self.output_padding = (0,) * ndim
+        self.output_padding = (0, ) * ndim
 
         self._create_parameters(
             (out_channels, in_channels // groups, *self._row_shape(), kernel_count), 1, bias)
@@ -104,9 +104,10 @@ class _LearnedAxisDcls(_DclsLayer):
         out_channels, in_per_group = self.weight.shape[:2]
         kernel_count = self.kernel_count
         flat = (out_channels, in_per_group * math.prod(self._row_shape()), kernel_count)
-        kernel = construct_kernel(self.weight.reshape(flat), self.P.reshape(1, *flat),
-                                  None if self.SIG is None else self.SIG.reshape(1, *flat),
-                                  self.dilated_kernel_size, self.version)
+        kernel = construct_kernel(
+            self.weight.reshape(flat), self.P.reshape(1, *flat),
+            None if self.SIG is None else self.SIG.reshape(1, *flat), self.dilated_kernel_size,
+            self.version)
         return kernel.view(out_channels, in_per_group, *self.kernel_size)
 
     def _kernel_cache_key(self) -> tuple:

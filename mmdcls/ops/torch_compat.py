@@ -11,8 +11,10 @@ from typing import Callable, TypeVar
 
 import torch
 
-__all__ = ['is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
-           'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'profiler_event_start_ns']
+__all__ = [
+    'is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
+    'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'profiler_event_start_ns'
+]
 
 _F = TypeVar('_F', bound=Callable)
 

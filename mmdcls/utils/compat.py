@@ -47,7 +47,6 @@ Known incompatibilities and their fixes
    an arbitrary pickled object is refused with the same ``Unsupported global`` error as on
    newer torch.
 """
-import _compat_pickle
 import argparse
 import codecs
 import contextlib
@@ -56,11 +55,14 @@ import re
 import types
 from typing import Any, Dict, Iterable, Iterator, Sequence
 
+import _compat_pickle
 import numpy as np
 import torch
 
-__all__ = ['register_safe_globals', 'safe_globals_list', 'load_weights_only',
-           'allowed_for_this_load', 'TORCH_ALLOW_LIST']
+__all__ = [
+    'register_safe_globals', 'safe_globals_list', 'load_weights_only', 'allowed_for_this_load',
+    'TORCH_ALLOW_LIST'
+]
 
 
 def _torch_version() -> tuple:
@@ -82,6 +84,7 @@ _HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 _NUMPY_DTYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
                  np.uint64, np.float16, np.float32, np.float64, np.longdouble, np.complex64,
                  np.complex128)
+
 
 def _history_buffer_getattr(obj, name):
     """``builtins.getattr`` as seen by torch's weights-only unpickler.
@@ -191,8 +194,10 @@ def _restricted_pickle_module(allowed: Dict[str, Any]) -> types.SimpleNamespace:
     def load(file, **kwargs):
         return RestrictedUnpickler(file, **kwargs).load()
 
-    return types.SimpleNamespace(__name__='mmdcls.utils.compat.weights_only_pickle',
-                                 Unpickler=RestrictedUnpickler, load=load)
+    return types.SimpleNamespace(
+        __name__='mmdcls.utils.compat.weights_only_pickle',
+        Unpickler=RestrictedUnpickler,
+        load=load)
 
 
 def _torch_weights_only_globals() -> Dict[str, Any]:
@@ -228,7 +233,10 @@ def load_weights_only(f, map_location='cpu', extra_globals: Iterable = ()) -> An
         with allowed_for_this_load(entries):
             return torch.load(f, map_location=map_location, weights_only=True)
     allowed = _torch_weights_only_globals()
-    allowed.update((_entry_name(entry), entry[0] if isinstance(entry, tuple) else entry)
-                   for entry in entries)
-    return torch.load(f, map_location=map_location, weights_only=False,
-                      pickle_module=_restricted_pickle_module(allowed))
+    allowed.update(
+        (_entry_name(entry), entry[0] if isinstance(entry, tuple) else entry) for entry in entries)
+    return torch.load(
+        f,
+        map_location=map_location,
+        weights_only=False,
+        pickle_module=_restricted_pickle_module(allowed))

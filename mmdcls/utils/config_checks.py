@@ -27,8 +27,10 @@ import os
 import os.path as osp
 from typing import Iterator, List, Optional, Tuple
 
-__all__ = ['TOOLKITS', 'check_default_scope', 'check_config', 'check_coco_annotation_file',
-           'ConfigCheckError']
+__all__ = [
+    'TOOLKITS', 'check_default_scope', 'check_config', 'check_coco_annotation_file',
+    'ConfigCheckError'
+]
 
 #: supported values of a config's ``default_scope``: the toolkit the tools run it in
 TOOLKITS = ('mmdet', 'mmseg', 'mmpretrain')
@@ -125,9 +127,11 @@ def check_coco_annotation_file(path: str, classes: Optional[List[str]] = None) -
         if not isinstance(coco.get(key), list):
             raise ConfigCheckError(f'{path}: key {key!r} must be a list, got '
                                    f'{type(coco.get(key)).__name__}')
-    required = {'images': ('id', 'file_name', 'height', 'width'),
-                'annotations': ('id', 'image_id', 'category_id', 'bbox'),
-                'categories': ('id', 'name')}
+    required = {
+        'images': ('id', 'file_name', 'height', 'width'),
+        'annotations': ('id', 'image_id', 'category_id', 'bbox'),
+        'categories': ('id', 'name')
+    }
     for key, fields in required.items():
         for i, item in enumerate(coco[key]):
             missing = [f for f in fields if not isinstance(item, dict) or f not in item]
@@ -189,13 +193,17 @@ def _check_dataset(ds_cfg, key: str, cfg_file: str) -> None:
     if 'img_path' in dirs and 'seg_map_path' in dirs and not ann_file:
         img_suffix = ds_cfg.get('img_suffix', '.jpg')
         seg_suffix = ds_cfg.get('seg_map_suffix', '.png')
-        images = {f[:-len(img_suffix)] for f in os.listdir(dirs['img_path'])
-                  if f.endswith(img_suffix)}
+        images = {
+            f[:-len(img_suffix)]
+            for f in os.listdir(dirs['img_path']) if f.endswith(img_suffix)
+        }
         if not images:
             raise FileNotFoundError(f'{cfg_file}: {key}.data_prefix.img_path '
                                     f'{dirs["img_path"]!r} has no *{img_suffix} image')
-        maps = {f[:-len(seg_suffix)] for f in os.listdir(dirs['seg_map_path'])
-                if f.endswith(seg_suffix)}
+        maps = {
+            f[:-len(seg_suffix)]
+            for f in os.listdir(dirs['seg_map_path']) if f.endswith(seg_suffix)
+        }
         missing = sorted(images - maps)
         if missing:
             raise ConfigCheckError(
@@ -212,8 +220,9 @@ def _check_num_classes(cfg, classes: List[str], where: str) -> None:
         head = roi.get(name)
         for i, h in enumerate(head if isinstance(head, list) else [head]):
             if isinstance(h, dict) and 'num_classes' in h:
-                heads.append((f'model.roi_head.{name}' + (f'[{i}]' if isinstance(head, list)
-                                                           else ''), h['num_classes']))
+                heads.append(
+                    (f'model.roi_head.{name}' + (f'[{i}]' if isinstance(head, list) else ''),
+                     h['num_classes']))
     # mmdet's single-stage bbox_head, mmseg's decode / auxiliary heads, mmpretrain's head (and
     # its data_preprocessor, which one-hot encodes for batch augments)
     for name in ('bbox_head', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor'):

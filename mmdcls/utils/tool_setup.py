@@ -19,9 +19,10 @@ from typing import Iterable, Optional
 
 from .config_checks import TOOLKITS, check_default_scope
 
-__all__ = ['ToolkitNotInstalledError', 'TOOLKIT_REQUIREMENTS', 'detect_scope', 'import_toolkit',
-           'load_tool_config', 'select_toolkit', 'apply_toolkit_defaults',
-           'prepare_cpu_distributed']
+__all__ = [
+    'ToolkitNotInstalledError', 'TOOLKIT_REQUIREMENTS', 'detect_scope', 'import_toolkit',
+    'load_tool_config', 'select_toolkit', 'apply_toolkit_defaults', 'prepare_cpu_distributed'
+]
 
 #: the pip requirement of each toolkit (the versions mmdcls is tested with) and what to know
 TOOLKIT_REQUIREMENTS = {
@@ -51,8 +52,9 @@ def _string_values(node: ast.AST) -> list:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [e.value for e in node.elts
-                if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return [
+            e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        ]
     return []
 
 
@@ -111,17 +113,21 @@ def import_toolkit(scope: str, config: str = '<config>'):
     if importlib.util.find_spec(scope) is None:
         raise ToolkitNotInstalledError(
             f'{where}, which is not installed in this Python environment ({sys.executable}); '
-            f"install it with pip install '{requirement}'.{note}", name=scope)
+            f"install it with pip install '{requirement}'.{note}",
+            name=scope)
     try:
         module = importlib.import_module(f'{scope}.utils')
     except Exception as err:  # noqa: BLE001 - re-raised with the toolkit named, never swallowed
         raise ToolkitNotInstalledError(
             f'{where}, which is installed but does not import here ({type(err).__name__}: '
-            f'{err}).{note}', name=scope) from err
+            f'{err}).{note}',
+            name=scope) from err
     return module.register_all_modules
 
 
-def load_tool_config(path: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
+def load_tool_config(path: str,
+                     launcher: str = 'none',
+                     cfg_options: Optional[dict] = None,
                      work_dir: Optional[str] = None):
     """The config a tool runs: the file, then ``--cfg-options``; ``work_dir`` from the command
     line, else the file's, else ``./work_dirs/<config name>``.
@@ -160,9 +166,11 @@ def select_toolkit(cfg) -> str:
     return scope
 
 
-def apply_toolkit_defaults(cfg, scope: str,
-                           loaders: Iterable[str] = ('train_dataloader', 'val_dataloader',
-                                                     'test_dataloader')) -> None:
+def apply_toolkit_defaults(
+    cfg,
+    scope: str,
+    loaders: Iterable[str] = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+) -> None:
     """What the toolkit's own ``tools/train.py`` / ``test.py`` add to a config, where the
     config does not say: for mmpretrain, dataloaders collate with ``default_collate`` (its
     tools' default; mmengine's is ``pseudo_collate``). Nothing for mmdet / mmseg."""
@@ -195,8 +203,10 @@ def prepare_cpu_distributed(cfg) -> bool:
     if configured is not None and configured.get('backend') == 'nccl':
         from mmengine.logging import print_log
         configured['backend'] = 'gloo'
-        print_log('no CUDA: env_cfg.dist_cfg.backend nccl -> gloo', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            'no CUDA: env_cfg.dist_cfg.backend nccl -> gloo',
+            logger='current',
+            level=logging.WARNING)
     if launcher != 'pytorch':
         return False
     dist_cfg = dict(configured or {})
@@ -204,7 +214,8 @@ def prepare_cpu_distributed(cfg) -> bool:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend=backend, **dist_cfg)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper

@@ -9,8 +9,8 @@ import sys
 def test_import_mmdcls_survives_a_broken_mmpretrain(tmp_path):
     fake = tmp_path / 'mmpretrain'
     fake.mkdir()
-    (fake / '__init__.py').write_text(
-        "raise ImportError('operator torchvision::nms does not exist')\n")
+    (fake /
+     '__init__.py').write_text("raise ImportError('operator torchvision::nms does not exist')\n")
     code = ('import warnings\n'
             'with warnings.catch_warnings(record=True) as caught:\n'
             '    warnings.simplefilter("always")\n'
@@ -20,9 +20,14 @@ def test_import_mmdcls_survives_a_broken_mmpretrain(tmp_path):
             'assert MODELS.get("ConvNeXtDCLS") is ConvNeXtDCLS\n'
             'assert MODELS.get("ConvNeXtDCLSClsHead") is None\n'
             'print([str(w.message) for w in caught if "mmpretrain" in str(w.message)])\n')
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(tmp_path)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(tmp_path)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          capture_output=True,
+                          text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert 'torchvision::nms does not exist' in proc.stdout

@@ -15,8 +15,8 @@ from mmdcls.models.utils.cls_checkpoint import (detect_layout, mmpretrain_to_rel
                                                 release_to_mmpretrain)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SMALL = dict(arch=dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64], kernel_count=4),
-             dilated_kernel_size=5)
+SMALL = dict(
+    arch=dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64], kernel_count=4), dilated_kernel_size=5)
 
 
 def randomised(model):
@@ -36,8 +36,9 @@ def release_state_dict():
 def test_round_trip_keeps_every_key_and_tensor(release_state_dict):
     mmpt = release_to_mmpretrain(release_state_dict)
     assert len(mmpt) == len(release_state_dict)
-    assert all(k.startswith(('backbone.downsample_layers.', 'backbone.stages.', 'head.norm.',
-                             'head.fc.')) for k in mmpt)
+    assert all(
+        k.startswith(('backbone.downsample_layers.', 'backbone.stages.', 'head.norm.', 'head.fc.'))
+        for k in mmpt)
     assert mmpt['head.fc.weight'] is release_state_dict['head.weight']
     assert mmpt['head.norm.bias'] is release_state_dict['norm.bias']
     back = mmpretrain_to_release(mmpt)
@@ -56,8 +57,10 @@ def test_mmpretrain_backbone_keys_are_the_no_out_norm_backbone(release_state_dic
     assert not any(k.startswith('norm') for k in backbone.state_dict())
 
 
-@pytest.mark.parametrize('key', ['backbone.norm3.weight', 'neck.x', 'head.fc.extra',
-                                 'data_preprocessor.mean', 'head.norm3.weight'])
+@pytest.mark.parametrize('key', [
+    'backbone.norm3.weight', 'neck.x', 'head.fc.extra', 'data_preprocessor.mean',
+    'head.norm3.weight'
+])
 def test_a_key_outside_the_layout_stops_the_conversion(release_state_dict, key):
     mmpt = release_to_mmpretrain(release_state_dict)
     mmpt[key] = torch.zeros(1)
@@ -80,27 +83,28 @@ def _report(path, prefix=None):
     return model, model.load_pretrained(path, prefix=prefix)
 
 
-def test_mmpretrain_checkpoint_loads_into_a_backbone_like_the_release(release_state_dict,
-                                                                      tmp_path):
+def test_mmpretrain_checkpoint_loads_into_a_backbone_like_the_release(release_state_dict, tmp_path):
     """Same loaded / new keys and the same weights as from the released file; what the release
     file adds (its classifier's ``norm`` / ``head``) is dropped by ``prefix`` here."""
     release = str(tmp_path / 'release.pth')
     torch.save(dict(model=release_state_dict), release)
     mmpt = str(tmp_path / 'epoch_1.pth')
     # what mmengine saves for an mmpretrain run: weights under state_dict, meta next to them
-    torch.save(dict(state_dict=release_to_mmpretrain(release_state_dict),
-                    meta=dict(epoch=1, iter=10, dataset_meta=dict(classes=['a', 'b']))), mmpt)
+    torch.save(
+        dict(
+            state_dict=release_to_mmpretrain(release_state_dict),
+            meta=dict(epoch=1, iter=10, dataset_meta=dict(classes=['a', 'b']))), mmpt)
 
     from_release, rep_release = _report(release)
     from_mmpt, rep_mmpt = _report(mmpt, prefix='backbone.')
     assert rep_mmpt['loaded'] == rep_release['loaded']
     assert rep_mmpt['new'] == rep_release['new'] == [
-        f'norm{i}.{w}' for i in range(4) for w in ('weight', 'bias')]
-    assert sorted(rep_release['ignored']) == ['head.bias', 'head.weight', 'norm.bias',
-                                              'norm.weight']
+        f'norm{i}.{w}' for i in range(4) for w in ('weight', 'bias')
+    ]
+    assert sorted(
+        rep_release['ignored']) == ['head.bias', 'head.weight', 'norm.bias', 'norm.weight']
     assert rep_mmpt['ignored'] == []
-    for (name, a), (_, b) in zip(from_release.state_dict().items(),
-                                 from_mmpt.state_dict().items()):
+    for (name, a), (_, b) in zip(from_release.state_dict().items(), from_mmpt.state_dict().items()):
         if not name.startswith('norm'):
             assert torch.equal(a, b), name
     x = torch.randn(1, 3, 32, 32)
@@ -112,8 +116,8 @@ def test_mmpretrain_checkpoint_loads_into_a_backbone_like_the_release(release_st
     ('mmdet', 'configs/convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_1x_coco.py'),
     ('mmseg', 'configs/convnext_dcls/upernet_convnext-dcls-t_8xb2-160k_ade20k-512x512.py'),
 ])
-def test_detection_and_segmentation_configs_take_an_mmpretrain_checkpoint(toolkit, config,
-                                                                          tmp_path):
+def test_detection_and_segmentation_configs_take_an_mmpretrain_checkpoint(
+        toolkit, config, tmp_path):
     """The backbone of the COCO / ADE20K configs, initialised from an mmpretrain-layout
     ConvNeXt-DCLS-T file through ``init_cfg`` with ``prefix='backbone.'``: every key loaded."""
     pytest.importorskip(toolkit, reason=f'{toolkit} is not installed in this environment')
@@ -131,7 +135,10 @@ def test_detection_and_segmentation_configs_take_an_mmpretrain_checkpoint(toolki
     backbone.init_weights()
     trunk = {k: v for k, v in release.items() if not k.startswith(('norm.', 'head.'))}
     state = backbone.state_dict()
-    assert set(state) - set(trunk) == {f'norm{i}.{w}' for i in backbone.out_indices
-                                       for w in ('weight', 'bias')}
+    assert set(state) - set(trunk) == {
+        f'norm{i}.{w}'
+        for i in backbone.out_indices
+        for w in ('weight', 'bias')
+    }
     for key, value in trunk.items():
         assert torch.equal(state[key], value), key

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('mmpretrain', reason='mmpretrain (mmdcls[cls]) is not installed here; the '
-                    'mmpretrain tests run in the compat lane (.venv-compat, make test-compat)')
+pytest.importorskip(
+    'mmpretrain',
+    reason='mmpretrain (mmdcls[cls]) is not installed here; the '
+    'mmpretrain tests run in the compat lane (.venv-compat, make test-compat)')
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -32,11 +34,18 @@ NUM_CLASSES = 3
 def small_classifier_cfg():
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='mmdcls.ConvNeXtDCLS', arch=ARCH, dilated_kernel_size=5,
-                      out_indices=(3, ), out_norms=False),
+        backbone=dict(
+            type='mmdcls.ConvNeXtDCLS',
+            arch=ARCH,
+            dilated_kernel_size=5,
+            out_indices=(3, ),
+            out_norms=False),
         head=dict(type='mmdcls.ConvNeXtDCLSClsHead', num_classes=NUM_CLASSES, in_channels=64),
-        data_preprocessor=dict(num_classes=NUM_CLASSES, mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], to_rgb=True))
+        data_preprocessor=dict(
+            num_classes=NUM_CLASSES,
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True))
 
 
 def load_converter():
@@ -69,11 +78,12 @@ def write_images(root, per_class, size=48, seed=0):
 def test_head_pools_normalises_and_classifies():
     head = ConvNeXtDCLSClsHead(num_classes=5, in_channels=16)
     feat = torch.randn(2, 16, 3, 4)
-    expected = head.fc(torch.nn.functional.layer_norm(feat.mean((2, 3)), (16, ), head.norm.weight,
-                                                      head.norm.bias, 1e-6))
+    expected = head.fc(
+        torch.nn.functional.layer_norm(
+            feat.mean((2, 3)), (16, ), head.norm.weight, head.norm.bias, 1e-6))
     torch.testing.assert_close(head((feat, )), expected)
-    assert [n for n, _ in head.named_parameters()] == ['norm.weight', 'norm.bias', 'fc.weight',
-                                                        'fc.bias']
+    assert [n for n, _ in head.named_parameters()
+            ] == ['norm.weight', 'norm.bias', 'fc.weight', 'fc.bias']
     with pytest.raises(ValueError, match=r'\(N, 16, H, W\).*got shape \(2, 16\)'):
         head((feat.mean((2, 3)), ))
     with pytest.raises(ValueError, match='num_classes must be a positive int'):
@@ -124,16 +134,23 @@ def _imagenet_cfg(data_root, work_dir, name='convnext-dcls-t_32xb128_in1k.py'):
         loader.batch_size = 4
         loader.num_workers = 0
         loader.persistent_workers = False
-        loader.dataset = dict(type='CustomDataset', data_root=data_root, data_prefix=split,
-                              pipeline=loader.dataset.pipeline)
+        loader.dataset = dict(
+            type='CustomDataset',
+            data_root=data_root,
+            data_prefix=split,
+            pipeline=loader.dataset.pipeline)
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))  # 3 classes
     cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=2)
     cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=1,
-             convert_to_iter_based=True),
-        dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=1, end=2,
-             convert_to_iter_based=True)
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=1, convert_to_iter_based=True),
+        dict(
+            type='CosineAnnealingLR',
+            eta_min=1e-6,
+            by_epoch=True,
+            begin=1,
+            end=2,
+            convert_to_iter_based=True)
     ]
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 2
@@ -211,8 +228,10 @@ def test_trained_checkpoint_initialises_a_detection_backbone(trained):
     """The file mmengine saved for the mmpretrain run, through ``init_cfg`` with
     ``prefix='backbone.'``: every backbone weight loaded, only the output norms new."""
     _, checkpoint, _ = trained
-    backbone = ConvNeXtDCLS(arch=ARCH, dilated_kernel_size=5, init_cfg=dict(
-        type='Pretrained', checkpoint=checkpoint, prefix='backbone.'))
+    backbone = ConvNeXtDCLS(
+        arch=ARCH,
+        dilated_kernel_size=5,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.'))
     report = backbone.load_pretrained(checkpoint, prefix='backbone.')
     assert report['new'] == [f'norm{i}.{w}' for i in range(4) for w in ('weight', 'bias')]
     assert report['ignored'] == []

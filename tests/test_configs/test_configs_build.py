@@ -24,16 +24,21 @@ CONFIG_DIR = osp.join(ROOT, 'configs')
 # mmdet / mmseg configs only: the mmpretrain ones (configs/imagenet, the demo's classification
 # stage) are built by tests/test_configs/test_imagenet_configs.py and tests/test_cls, in the lane
 # that has mmpretrain.
-CONFIGS = sorted(c for c in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
-                 if detect_scope(c) in ('mmdet', 'mmseg'))
+CONFIGS = sorted(
+    c for c in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
+    if detect_scope(c) in ('mmdet', 'mmseg'))
 DCLS_CONFIGS = [c for c in CONFIGS if osp.basename(osp.dirname(c)) == 'convnext_dcls']
 
 # Parameter counts published in the release's tables (detector / segmentor, in millions,
 # rounded), for the DCLS models and their ConvNeXt twins alike.
 PUBLISHED_PARAMS_M = {
-    ('cascade-mask-rcnn', 't'): 86, ('cascade-mask-rcnn', 's'): 108,
-    ('cascade-mask-rcnn', 'b'): 146, ('mask-rcnn', 't'): 48,
-    ('upernet', 't'): 60, ('upernet', 's'): 82, ('upernet', 'b'): 122,
+    ('cascade-mask-rcnn', 't'): 86,
+    ('cascade-mask-rcnn', 's'): 108,
+    ('cascade-mask-rcnn', 'b'): 146,
+    ('mask-rcnn', 't'): 48,
+    ('upernet', 't'): 60,
+    ('upernet', 's'): 82,
+    ('upernet', 'b'): 122,
 }
 ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
 

@@ -8,8 +8,10 @@ import os.path as osp
 
 import pytest
 
-pytest.importorskip('mmpretrain', reason='mmpretrain (mmdcls[cls]) is not installed here; the '
-                    'ImageNet configs are checked in the compat lane (.venv-compat)')
+pytest.importorskip(
+    'mmpretrain',
+    reason='mmpretrain (mmdcls[cls]) is not installed here; the '
+    'ImageNet configs are checked in the compat lane (.venv-compat)')
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -17,14 +19,16 @@ from mmengine.registry import init_default_scope  # noqa: E402
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'imagenet', '*.py')))
 #: arch, drop path rate, head width, parameter count in millions (the release's table: 28.6 for T)
-SIZES = {'t': ('tiny', 0.1, 768, 28.6), 's': ('small', 0.4, 768, 50.2),
-         'b': ('base', 0.5, 1024, 88.6)}
+SIZES = {
+    't': ('tiny', 0.1, 768, 28.6),
+    's': ('small', 0.4, 768, 50.2),
+    'b': ('base', 0.5, 1024, 88.6)
+}
 
 
 def test_three_sizes_with_plain_twins():
     names = [osp.basename(c) for c in CONFIGS]
-    assert names == sorted(f'convnext{d}-{s}_32xb128_in1k.py' for s in SIZES
-                           for d in ('', '-dcls'))
+    assert names == sorted(f'convnext{d}-{s}_32xb128_in1k.py' for s in SIZES for d in ('', '-dcls'))
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

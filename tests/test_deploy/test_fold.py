@@ -23,9 +23,11 @@ def rel_err(a, b):
 def tiny_backbone(version='v0', size=7):
     from mmdcls.models import ConvNeXtDCLS
     extra = dict(kernel_count=5) if version != 'v0' else {}
-    return ConvNeXtDCLS(arch=dict(depths=[1, 2, 1, 1], channels=[8, 16, 16, 24],
-                                  kernel_count=6), dilated_kernel_size=size, version=version,
-                        **extra).eval()
+    return ConvNeXtDCLS(
+        arch=dict(depths=[1, 2, 1, 1], channels=[8, 16, 16, 24], kernel_count=6),
+        dilated_kernel_size=size,
+        version=version,
+        **extra).eval()
 
 
 def randomise_positions(model):
@@ -73,9 +75,17 @@ def test_fold_backbone_identical(version):
 def test_fold_layer(cls, shape, padding_mode, bias, groups, stride):
     ndim = len(shape) - 2
     size = (5, 3, 5)[:ndim]
-    layer = cls(4, 6 if groups == 2 else 4, 3, stride=stride, padding=tuple(s // 2 for s in size),
-                dilated_kernel_size=size, groups=groups, bias=bias, padding_mode=padding_mode,
-                version='v1')
+    layer = cls(
+        4,
+        6 if groups == 2 else 4,
+        3,
+        stride=stride,
+        padding=tuple(s // 2 for s in size),
+        dilated_kernel_size=size,
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+        version='v1')
     randomise_positions(layer)
     layer.train()
     conv = fold_dcls(layer)
@@ -88,12 +98,23 @@ def test_fold_layer(cls, shape, padding_mode, bias, groups, stride):
 
 
 @pytest.mark.parametrize('make,shape', [
-    (lambda: Dcls2dK1d(4, 4, 3, padding=(3, 0), dilated_kernel_size=7, groups=4,
-                       version='gauss', flat_dim=0), (2, 4, 11, 9)),
-    (lambda: Dcls2dK1d(4, 6, 3, stride=2, padding=(0, 2), dilated_kernel_size=5, groups=2,
-                       version='v0', flat_dim=1, padding_mode='reflect'), (2, 4, 8, 10)),
-    (lambda: Dcls3_1d(4, 4, 3, padding=(1, 0, 3), dense_kernel_size=(3, 1),
-                      dilated_kernel_size=7, version='max'), (1, 4, 5, 6, 12)),
+    (lambda: Dcls2dK1d(
+        4, 4, 3, padding=(3, 0), dilated_kernel_size=7, groups=4, version='gauss', flat_dim=0),
+     (2, 4, 11, 9)),
+    (lambda: Dcls2dK1d(
+        4,
+        6,
+        3,
+        stride=2,
+        padding=(0, 2),
+        dilated_kernel_size=5,
+        groups=2,
+        version='v0',
+        flat_dim=1,
+        padding_mode='reflect'), (2, 4, 8, 10)),
+    (lambda: Dcls3_1d(
+        4, 4, 3, padding=(1, 0, 3), dense_kernel_size=(3, 1), dilated_kernel_size=7, version='max'),
+     (1, 4, 5, 6, 12)),
 ])
 def test_fold_learned_axis_layers(make, shape):
     """Dcls2dK1d / Dcls3_1d kernels are (L, 1), (1, L) or (d0, d1, L): the folded conv takes
@@ -202,8 +223,12 @@ def test_fold_tool(tmp_path):
     ckpt = tmp_path / 'dcls.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     out, whole = tmp_path / 'folded.pth', tmp_path / 'folded_model.pt'
-    argv = [SEG_CONFIG, str(ckpt), str(out), '--save-model', str(whole), '--shape', '1', '3',
-            '192', '192']
+    argv = [
+        SEG_CONFIG,
+        str(ckpt),
+        str(out), '--save-model',
+        str(whole), '--shape', '1', '3', '192', '192'
+    ]
     if HAS_ONNX:
         argv += ['--onnx', str(tmp_path / 'folded.onnx')]
     assert fold_tool.main(argv) == 0
@@ -216,7 +241,10 @@ def test_fold_tool(tmp_path):
     with torch.no_grad():
         assert rel_err(folded(x, mode='tensor'), model.eval()(x, mode='tensor')) < 1e-5
     # a checkpoint that does not fit the config is refused (strict loading)
-    torch.save({'state_dict': {k: v for k, v in model.state_dict().items()
-                               if not k.endswith('gamma')}}, ckpt)
+    torch.save(
+        {'state_dict': {
+            k: v
+            for k, v in model.state_dict().items() if not k.endswith('gamma')
+        }}, ckpt)
     with pytest.raises(RuntimeError, match='gamma'):
         fold_tool.main([SEG_CONFIG, str(ckpt), str(out)])

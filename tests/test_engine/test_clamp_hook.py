@@ -10,7 +10,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmdcls.engine import DCLSClampHook
 from mmdcls.engine.hooks.clamp_hook import clampable_modules
-
 from .toy_models import ToyConvNeXtDCLS, has_backbone
 
 LIMIT = 5 // 2  # the toy's dilated_kernel_size is 5
@@ -35,6 +34,7 @@ class PushOutModel(BaseModel):
 
 
 class CountingHook(DCLSClampHook):
+
     def __init__(self):
         super().__init__()
         self.clamped_at = []
@@ -52,19 +52,32 @@ def positions(model):
     return [p for n, p in model.named_parameters() if n.endswith('.P')]
 
 
-def run(tmp_path, model, hooks, max_iters=4, accumulative_counts=1, lr=10.0,
+def run(tmp_path,
+        model,
+        hooks,
+        max_iters=4,
+        accumulative_counts=1,
+        lr=10.0,
         wrapper_type='OptimWrapper'):
     dataset = [dict(inputs=torch.randn(3, 32, 32)) for _ in range(8)]
     runner = Runner(
-        model=model, work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=dataset, batch_size=2, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              collate_fn=dict(type='default_collate')),
+        model=model,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=dataset,
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(type=wrapper_type, optimizer=dict(type='SGD', lr=lr),
-                           accumulative_counts=accumulative_counts),
-        custom_hooks=hooks, default_hooks=dict(checkpoint=None, logger=None),
-        default_scope='mmengine', log_level='WARNING',
+        optim_wrapper=dict(
+            type=wrapper_type,
+            optimizer=dict(type='SGD', lr=lr),
+            accumulative_counts=accumulative_counts),
+        custom_hooks=hooks,
+        default_hooks=dict(checkpoint=None, logger=None),
+        default_scope='mmengine',
+        log_level='WARNING',
         experiment_name=f'clamp_hook_{tmp_path.name}')
     runner.train()
     return runner
@@ -110,7 +123,11 @@ def test_positions_stay_fp32_and_clamped_with_cpu_autocast_optim_wrapper(tmp_pat
     """mmdcls's CPU AMP wrapper (bf16 autocast around the forward) with accumulation."""
     model = PushOutModel(ToyConvNeXtDCLS())
     hook = CountingHook()
-    run(tmp_path, model, hooks=[hook], max_iters=4, accumulative_counts=2,
+    run(tmp_path,
+        model,
+        hooks=[hook],
+        max_iters=4,
+        accumulative_counts=2,
         wrapper_type='mmdcls.CPUAutocastOptimWrapper')
     assert hook.clamped_at == [2, 4]
     for p in positions(model):
@@ -123,15 +140,21 @@ def test_amp_optim_wrapper_on_gpu(tmp_path):
     model = PushOutModel(ToyConvNeXtDCLS()).cuda()
     dataset = [dict(inputs=torch.randn(3, 32, 32)) for _ in range(4)]
     runner = Runner(
-        model=model, work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=dataset, batch_size=2, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              collate_fn=dict(type='default_collate')),
+        model=model,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=dataset,
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=3),
         optim_wrapper=dict(type='AmpOptimWrapper', optimizer=dict(type='SGD', lr=10.0)),
         custom_hooks=[dict(type='mmdcls.DCLSClampHook')],
-        default_hooks=dict(checkpoint=None, logger=None), default_scope='mmengine',
-        log_level='WARNING', experiment_name=f'clamp_hook_{tmp_path.name}')
+        default_hooks=dict(checkpoint=None, logger=None),
+        default_scope='mmengine',
+        log_level='WARNING',
+        experiment_name=f'clamp_hook_{tmp_path.name}')
     runner.train()
     for p in positions(model):
         assert p.dtype == torch.float32 and p.abs().max().item() == LIMIT
@@ -141,8 +164,7 @@ def test_ddp_model_is_unwrapped():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
-                            world_size=1)
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
     try:
         backbone = ToyConvNeXtDCLS()
         ddp = DistributedDataParallel(PushOutModel(backbone))
@@ -155,7 +177,9 @@ def test_ddp_model_is_unwrapped():
 
 
 def test_no_dcls_module_warns(tmp_path, capsys):
+
     class Plain(BaseModel):
+
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(3, 4, 3)
@@ -176,15 +200,15 @@ def test_hook_and_constructor_on_a_model_built_from_a_config():
     import os.path as osp
     from types import SimpleNamespace
 
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
 
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    cfg = Config.fromfile(osp.join(
-        root, 'configs/convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_ms-crop-3x_coco.py'))
+    cfg = Config.fromfile(
+        osp.join(root, 'configs/convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_ms-crop-3x_coco.py'))
     cfg.model.backbone.pop('init_cfg')
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):

@@ -6,16 +6,16 @@ from mmengine.optim import build_optim_wrapper
 from mmdcls.engine import DCLSLearningRateDecayOptimizerConstructor
 from mmdcls.engine.optimizers import layer_decay_optim_constructor as module
 from mmdcls.models.utils import DEFAULT_POSITION_LR_MULT, DEFAULT_SIGMA_LR_MULT
-
 from .toy_models import NoDepthConvNeXt, ToyConvNeXtDCLS, ToyDetector
 
 LR, WD = 2e-4, 0.05
 
 
 def build(model, **paramwise):
-    cfg = dict(constructor='mmdcls.DCLSLearningRateDecayOptimizerConstructor',
-               optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
-               paramwise_cfg=paramwise)
+    cfg = dict(
+        constructor='mmdcls.DCLSLearningRateDecayOptimizerConstructor',
+        optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
+        paramwise_cfg=paramwise)
     return build_optim_wrapper(model, cfg)
 
 
@@ -35,8 +35,7 @@ def test_every_trainable_parameter_once_and_shared_positions_once(backbone_facto
     assert stage2[0].dwconv.P is stage2[3].dwconv.P  # shared per stage
     groups = by_param(build(model, decay_rate=0.7))
     assert set(groups) == {id(p) for p in model.parameters()}
-    n_in_groups = sum(len(g['params'])
-                      for g in build(model, decay_rate=0.7).optimizer.param_groups)
+    n_in_groups = sum(len(g['params']) for g in build(model, decay_rate=0.7).optimizer.param_groups)
     assert n_in_groups == len(list(model.parameters()))
 
 
@@ -52,7 +51,7 @@ def test_layer_wise_scales_positions_and_decay(backbone_factory):
     def wd(p):
         return groups[id(p)]['weight_decay']
 
-    scale = lambda layer: 0.7 ** (max_id - layer - 1)  # noqa: E731
+    scale = lambda layer: 0.7**(max_id - layer - 1)  # noqa: E731
     assert lr(model.head.weight) == pytest.approx(LR)
     assert wd(model.head.weight) == WD and wd(model.head.bias) == 0
     assert lr(bb.downsample_layers[0][1].weight) == pytest.approx(LR * scale(0))
@@ -75,9 +74,8 @@ def test_layer_wise_scales_positions_and_decay(backbone_factory):
 def test_stage_wise_and_position_lr_mult(backbone_factory):
     model = ToyDetector(backbone_factory())
     bb = model.backbone
-    groups = by_param(build(model, decay_rate=0.9, decay_type='stage_wise',
-                            position_lr_mult=2.0))
-    scale = lambda layer: 0.9 ** (8 - layer - 1)  # noqa: E731
+    groups = by_param(build(model, decay_rate=0.9, decay_type='stage_wise', position_lr_mult=2.0))
+    scale = lambda layer: 0.9**(8 - layer - 1)  # noqa: E731
     assert groups[id(model.head.weight)]['lr'] == pytest.approx(LR)
     assert groups[id(bb.downsample_layers[3][1].weight)]['lr'] == pytest.approx(LR * scale(0))
     for i in range(4):
@@ -94,13 +92,15 @@ def test_matches_mmdet_constructor_on_plain_weights():
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     for decay_type, depths, num_layers in (('layer_wise', (1, 1, 4, 1), 6),
-                                           ('layer_wise', (1, 1, 10, 1), 12),
-                                           ('stage_wise', (1, 1, 4, 1), 6)):
+                                           ('layer_wise', (1, 1, 10, 1), 12), ('stage_wise',
+                                                                               (1, 1, 4, 1), 6)):
         model = ToyDetector(ToyConvNeXtDCLS(depths=depths))
         paramwise = dict(decay_rate=0.8, decay_type=decay_type, num_layers=num_layers)
         ours = by_param(build(model, position_lr_mult=1.0, **paramwise))
-        theirs_wrapper = MMDet(dict(type='OptimWrapper', optimizer=dict(
-            type='AdamW', lr=LR, weight_decay=WD)), paramwise)(model)
+        theirs_wrapper = MMDet(
+            dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=LR, weight_decay=WD)),
+            paramwise)(
+                model)
         theirs = by_param(theirs_wrapper)
         for name, p in model.named_parameters():
             assert ours[id(p)]['lr'] == pytest.approx(theirs[id(p)]['lr']), (decay_type, name)
@@ -166,7 +166,7 @@ def test_layer_ids_are_the_models(decay_type, method, monkeypatch):
     asked = {name for m, name, prefix in bb.calls if m == method and prefix == 'backbone.'}
     assert {n for n, _ in model.named_parameters()} <= asked
     for i in range(4):
-        scale = 0.5 ** (6 - i - 1)
+        scale = 0.5**(6 - i - 1)
         assert groups[id(bb.stages[i][0].pwconv1.weight)]['lr'] == pytest.approx(LR * scale)
         assert groups[id(bb.downsample_layers[i][1].weight)]['lr'] == pytest.approx(LR * scale)
     assert groups[id(model.head.weight)]['lr'] == pytest.approx(LR)
@@ -181,8 +181,8 @@ def test_fallback_rule_by_name_is_the_backbones(backbone_factory):
         reference = build(model, decay_rate=0.8, decay_type=decay_type).optimizer.param_groups
         for name in ('get_layer_depth', 'get_stage_depth'):
             setattr(model.backbone, name, None)  # instance attribute hides the method
-        fallback = build(model, decay_rate=0.8, decay_type=decay_type,
-                         num_layers=6).optimizer.param_groups
+        fallback = build(
+            model, decay_rate=0.8, decay_type=decay_type, num_layers=6).optimizer.param_groups
         assert [(g['group_name'], g['lr'], [id(p) for p in g['params']]) for g in fallback] == \
             [(g['group_name'], g['lr'], [id(p) for p in g['params']]) for g in reference]
 
@@ -203,8 +203,8 @@ def test_frozen_parameters_left_out():
 
 
 @pytest.mark.parametrize('paramwise, match', [
-    (dict(decay_rate=0.7, decay_typ='layer_wise'),
-     r"unknown paramwise_cfg key\(s\) \['decay_typ'\]"),
+    (dict(decay_rate=0.7,
+          decay_typ='layer_wise'), r"unknown paramwise_cfg key\(s\) \['decay_typ'\]"),
     (dict(decay_type='layer_wise'), 'decay_rate is required'),
     (dict(decay_rate=0.0), r'decay_rate must be a number in \(0, 1\]'),
     (dict(decay_rate=1.5), r'decay_rate must be a number in \(0, 1\]'),
@@ -223,8 +223,8 @@ def test_bad_paramwise_cfg(paramwise, match):
 
 def test_missing_lr_and_no_paramwise_cfg():
     with pytest.raises(ValueError, match='optimizer.lr must be a positive number'):
-        DCLSLearningRateDecayOptimizerConstructor(dict(optimizer=dict(type='AdamW')),
-                                                  dict(decay_rate=0.7))
+        DCLSLearningRateDecayOptimizerConstructor(
+            dict(optimizer=dict(type='AdamW')), dict(decay_rate=0.7))
     with pytest.raises(ValueError, match='decay_rate is required'):
         DCLSLearningRateDecayOptimizerConstructor(dict(optimizer=dict(type='AdamW', lr=LR)))
 

@@ -15,8 +15,14 @@ class ToyBlock(nn.Module):
 
     def __init__(self, dim, P=None, dilated_kernel_size=5, kernel_count=3):
         super().__init__()
-        self.dwconv = Dcls2d(dim, dim, kernel_count=kernel_count, padding=dilated_kernel_size // 2,
-                             dilated_kernel_size=dilated_kernel_size, groups=dim, version='v0')
+        self.dwconv = Dcls2d(
+            dim,
+            dim,
+            kernel_count=kernel_count,
+            padding=dilated_kernel_size // 2,
+            dilated_kernel_size=dilated_kernel_size,
+            groups=dim,
+            version='v0')
         if P is not None:
             self.dwconv.P = P  # one position tensor per stage, as released
         self.norm = nn.LayerNorm(dim)
@@ -42,11 +48,12 @@ class ToyConvNeXtDCLS(nn.Module):
         in_dim = 3
         for i, (depth, dim) in enumerate(zip(depths, dims)):
             stride = 4 if i == 0 else 2
-            self.downsample_layers.append(nn.Sequential(
-                nn.GroupNorm(1, in_dim), nn.Conv2d(in_dim, dim, stride, stride)))
+            self.downsample_layers.append(
+                nn.Sequential(nn.GroupNorm(1, in_dim), nn.Conv2d(in_dim, dim, stride, stride)))
             first = ToyBlock(dim, dilated_kernel_size=dilated_kernel_size)
-            blocks = [first] + [ToyBlock(dim, first.dwconv.P, dilated_kernel_size)
-                                for _ in range(depth - 1)]
+            blocks = [first] + [
+                ToyBlock(dim, first.dwconv.P, dilated_kernel_size) for _ in range(depth - 1)
+            ]
             self.stages.append(nn.Sequential(*blocks))
             self.add_module(f'norm{i}', nn.GroupNorm(1, dim))
             in_dim = dim
@@ -74,8 +81,7 @@ class ToyConvNeXtDCLS(nn.Module):
             layer_id = {0: 0, 1: 2, 2: 3}.get(stage, max_layer_id)
         elif parts[0] == 'stages':
             stage, block = int(parts[1]), int(parts[2])
-            layer_id = (stage + 1 if stage < 2 else
-                        3 + block // 3 if stage == 2 else max_layer_id)
+            layer_id = (stage + 1 if stage < 2 else 3 + block // 3 if stage == 2 else max_layer_id)
         else:
             layer_id = max_layer_id + 1
         return layer_id, max_layer_id + 2
@@ -107,7 +113,10 @@ def has_backbone():
 def real_backbone(**kwargs):
     """A small real ``ConvNeXtDCLS`` (released layout, shared positions)."""
     from mmdcls.registry import MODELS
-    cfg = dict(type='mmdcls.ConvNeXtDCLS', arch=dict(depths=[1, 1, 4, 1], channels=[8, 8, 8, 8]),
-               dilated_kernel_size=5, kernel_count=3)
+    cfg = dict(
+        type='mmdcls.ConvNeXtDCLS',
+        arch=dict(depths=[1, 1, 4, 1], channels=[8, 8, 8, 8]),
+        dilated_kernel_size=5,
+        kernel_count=3)
     cfg.update(kwargs)
     return MODELS.build(cfg)

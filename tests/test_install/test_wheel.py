@@ -40,13 +40,19 @@ def wheel(tmp_path_factory):
     for name in SOURCES:
         path = osp.join(REPO, name)
         if osp.isdir(path):
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns(
-                '__pycache__', '*.pyc', '*.so', '*.egg-info'))
+            shutil.copytree(
+                path,
+                src / name,
+                ignore=shutil.ignore_patterns('__pycache__', '*.pyc', '*.so', '*.egg-info'))
         elif osp.exists(path):
             shutil.copy2(path, src / name)
     dist = tmp_path_factory.mktemp('dist')
-    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-          '--disable-pip-version-check', '-q', '-w', str(dist), str(src)])
+    _run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+        '--disable-pip-version-check', '-q', '-w',
+        str(dist),
+        str(src)
+    ])
     wheels = sorted(dist.glob('mmdcls-*.whl'))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -62,8 +68,10 @@ def test_wheel_carries_every_c_source_and_no_exact_pins(wheel):
             if filename.endswith(('.c', '.h')):
                 rel = osp.relpath(osp.join(dirpath, filename), REPO).replace(os.sep, '/')
                 assert rel in names, f'{rel} is missing from the wheel'
-    requires = [Requirement(line.split(':', 1)[1]) for line in metadata.decode().splitlines()
-                if line.startswith('Requires-Dist:')]
+    requires = [
+        Requirement(line.split(':', 1)[1]) for line in metadata.decode().splitlines()
+        if line.startswith('Requires-Dist:')
+    ]
     runtime = {req.name: req for req in requires if req.marker is None}
     assert str(runtime['torch'].specifier) == '>=2.1', runtime['torch']
     for req in requires:
@@ -78,25 +86,35 @@ def test_installed_wheel_builds_the_c_library_matches_dcls_and_trains(wheel, tmp
     from packaging.requirements import Requirement
     from packaging.version import Version
     with zipfile.ZipFile(wheel) as archive:
-        metadata = archive.read(next(n for n in archive.namelist()
-                                     if n.endswith('.dist-info/METADATA'))).decode()
-    requirements = {req.name: req for req in (
-        Requirement(line.split(':', 1)[1]) for line in metadata.splitlines()
-        if line.startswith('Requires-Dist:') and 'extra ==' not in line)}
+        metadata = archive.read(
+            next(n for n in archive.namelist() if n.endswith('.dist-info/METADATA'))).decode()
+    requirements = {
+        req.name: req
+        for req in (Requirement(line.split(':', 1)[1]) for line in metadata.splitlines()
+                    if line.startswith('Requires-Dist:') and 'extra ==' not in line)
+    }
     # the versions of the compat lane (the users' stack) are admitted
     assert requirements['torch'].specifier.contains(Version('2.1.2'))
     assert requirements['mmcv'].specifier.contains(Version('2.1.0'))
     assert requirements['mmengine'].specifier.contains(Version('0.10.7'))
 
     target = tmp_path / 'site'
-    _run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
-          '--disable-pip-version-check', '-q', '--target', str(target), str(wheel)])
+    _run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
+        '--disable-pip-version-check', '-q', '--target',
+        str(target),
+        str(wheel)
+    ])
     cache = tmp_path / 'cache'
     cache.mkdir()
     outside = tmp_path / 'elsewhere'
     outside.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(target), MMDCLS_CACHE_DIR=str(cache),
-               MMDCLS_NATIVE='1', PYTHONNOUSERSITE='1')
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(target),
+        MMDCLS_CACHE_DIR=str(cache),
+        MMDCLS_NATIVE='1',
+        PYTHONNOUSERSITE='1')
     code = textwrap.dedent(f"""
         import os, sys
         import torch

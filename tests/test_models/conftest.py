@@ -24,7 +24,7 @@ class ReleaseLayerNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps, self.data_format, self.normalized_shape = eps, data_format, (dim,)
+        self.eps, self.data_format, self.normalized_shape = eps, data_format, (dim, )
 
     def forward(self, x):
         if self.data_format == 'channels_last':
@@ -39,9 +39,15 @@ class ReleaseBlock(nn.Module):
 
     def __init__(self, dim, P, SIG, layer_scale_init_value, kernel_size, kernel_count, version):
         super().__init__()
-        self.dwconv = DCLS.Dcls2d(dim, dim, kernel_count=kernel_count,
-                                  dilated_kernel_size=kernel_size, padding=kernel_size // 2,
-                                  groups=dim, use_implicit_gemm=False, version=version)
+        self.dwconv = DCLS.Dcls2d(
+            dim,
+            dim,
+            kernel_count=kernel_count,
+            dilated_kernel_size=kernel_size,
+            padding=kernel_size // 2,
+            groups=dim,
+            use_implicit_gemm=False,
+            version=version)
         self.dwconv.P = P
         if SIG is not None:
             self.dwconv.SIG = SIG
@@ -60,34 +66,47 @@ class ReleaseBlock(nn.Module):
 class ReleaseConvNeXtDCLS(nn.Module):
     """``classifier=True``: ImageNet model (norm + head); else the detection backbone copy."""
 
-    def __init__(self, depths, dims, kernel_size=17, kernel_count=34, version='v0',
-                 classifier=False, num_classes=10, layer_scale_init_value=1.0):
+    def __init__(self,
+                 depths,
+                 dims,
+                 kernel_size=17,
+                 kernel_count=34,
+                 version='v0',
+                 classifier=False,
+                 num_classes=10,
+                 layer_scale_init_value=1.0):
         super().__init__()
         self.classifier = classifier
-        self.downsample_layers = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(3, dims[0], kernel_size=4, stride=4),
-            ReleaseLayerNorm(dims[0], data_format='channels_first'))])
+        self.downsample_layers = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(3, dims[0], kernel_size=4, stride=4),
+                ReleaseLayerNorm(dims[0], data_format='channels_first'))
+        ])
         for i in range(3):
-            self.downsample_layers.append(nn.Sequential(
-                ReleaseLayerNorm(dims[i], data_format='channels_first'),
-                nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
+            self.downsample_layers.append(
+                nn.Sequential(
+                    ReleaseLayerNorm(dims[i], data_format='channels_first'),
+                    nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
         self.stages = nn.ModuleList()
         lim = kernel_size // 2
         for i in range(4):
-            P = nn.Parameter(torch.empty(2, dims[i], 1, kernel_count).normal_(0, 0.5 * lim)
-                             .clamp_(-lim, lim))  # spread wide so that interpolation matters
-            SIG = (nn.Parameter(torch.rand(2, dims[i], 1, kernel_count) + 0.1)
-                   if version == 'gauss' else None)
-            self.stages.append(nn.Sequential(*[
-                ReleaseBlock(dims[i], P, SIG, layer_scale_init_value, kernel_size, kernel_count,
-                             version) for _ in range(depths[i])]))
+            P = nn.Parameter(
+                torch.empty(2, dims[i], 1, kernel_count).normal_(0, 0.5 * lim).clamp_(
+                    -lim, lim))  # spread wide so that interpolation matters
+            SIG = (
+                nn.Parameter(torch.rand(2, dims[i], 1, kernel_count) +
+                             0.1) if version == 'gauss' else None)
+            self.stages.append(
+                nn.Sequential(*[
+                    ReleaseBlock(dims[i], P, SIG, layer_scale_init_value, kernel_size, kernel_count,
+                                 version) for _ in range(depths[i])
+                ]))
         if classifier:
             self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
             self.head = nn.Linear(dims[-1], num_classes)
         else:
             for i in range(4):
-                self.add_module(f'norm{i}', ReleaseLayerNorm(dims[i],
-                                                             data_format='channels_first'))
+                self.add_module(f'norm{i}', ReleaseLayerNorm(dims[i], data_format='channels_first'))
         # random (not the init's zeros / ones) so that every parameter matters in comparisons
         with torch.no_grad():
             for name, p in self.named_parameters():
@@ -131,8 +150,13 @@ def save_release_checkpoint(tmp_path):
 
     def save(state_dict, name='convnext_dcls_release.pth'):
         path = tmp_path / name
-        args = argparse.Namespace(model='convnext_dcls_tiny', lr=4e-3, drop_path=0.1,
-                                  input_size=224, model_ema=True, output_dir='out')
+        args = argparse.Namespace(
+            model='convnext_dcls_tiny',
+            lr=4e-3,
+            drop_path=0.1,
+            input_size=224,
+            model_ema=True,
+            output_dir='out')
         torch.save({'model': state_dict, 'args': args, 'epoch': 299}, path)
         return str(path)
 

@@ -79,8 +79,10 @@ def test_detection_backbone_checkpoint_with_prefix(release_model, small_arch, tm
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
     path = tmp_path / 'det.pth'
     torch.save({'state_dict': state, 'meta': {}}, path)
-    model = backbone(small_arch, out_indices=(2,),
-                     init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model = backbone(
+        small_arch,
+        out_indices=(2, ),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
     model.init_weights()
     torch.testing.assert_close(model.norm2.weight, ref.norm2.weight)
     with pytest.raises(ValueError, match='prefix'):
@@ -91,8 +93,10 @@ def test_other_kernel_setting_names_the_differing_shapes(release_model, small_ar
                                                          save_release_checkpoint):
     path = save_release_checkpoint(release_model(classifier=True, kernel_count=5).state_dict())
     model = backbone(small_arch, kernel_count=6)
-    with pytest.raises(ValueError, match=r'shapes differ[\s\S]*stages\.0\.0\.dwconv\.weight: '
-                       r'checkpoint \(8, 1, 5\) vs model \(8, 1, 6\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'shapes differ[\s\S]*stages\.0\.0\.dwconv\.weight: '
+            r'checkpoint \(8, 1, 5\) vs model \(8, 1, 6\)'):
         model.load_pretrained(path)
 
 
@@ -102,11 +106,14 @@ def test_other_arch_names_missing_and_extra_keys(release_model, save_release_che
     with pytest.raises(ValueError, match=r'missing in the checkpoint:\s+stages\.1\.2\.'):
         deeper.load_pretrained(path)
     wider = backbone(dict(depths=[1, 2, 2, 1], channels=[8, 16, 16, 32]))
-    with pytest.raises(ValueError, match=r'stages\.3\.0\.pwconv1\.weight: checkpoint \(96, 24\) '
-                       r'vs model \(128, 32\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'stages\.3\.0\.pwconv1\.weight: checkpoint \(96, 24\) '
+            r'vs model \(128, 32\)'):
         wider.load_pretrained(path)
-    plain = ConvNeXtDCLS(dict(depths=[1, 2, 2, 1], channels=[8, 16, 16, 24]),
-                         dwconv_cfg=dict(type='Conv2d', kernel_size=7))
+    plain = ConvNeXtDCLS(
+        dict(depths=[1, 2, 2, 1], channels=[8, 16, 16, 24]),
+        dwconv_cfg=dict(type='Conv2d', kernel_size=7))
     with pytest.raises(ValueError, match=r'not in the model:\s+stages\.0\.0\.dwconv\.P'):
         plain.load_pretrained(path)
 
@@ -116,8 +123,10 @@ def test_per_block_positions_must_agree_when_shared(release_model, small_arch,
     state = release_model(classifier=True).state_dict()
     state['stages.2.1.dwconv.P'] = state['stages.2.1.dwconv.P'] + 0.5
     path = save_release_checkpoint(state)
-    with pytest.raises(ValueError, match=r'stage 2 stores different dwconv\.P in blocks 0 and '
-                       r'1 .*share_positions=False'):
+    with pytest.raises(
+            ValueError,
+            match=r'stage 2 stores different dwconv\.P in blocks 0 and '
+            r'1 .*share_positions=False'):
         backbone(small_arch).load_pretrained(path)
     unshared = backbone(small_arch, share_positions=False)
     unshared.load_pretrained(path)
@@ -126,7 +135,7 @@ def test_per_block_positions_must_agree_when_shared(release_model, small_arch,
 
 
 def test_shared_checkpoint_loads_into_unshared_model(release_model, small_arch,
-                                                      save_release_checkpoint):
+                                                     save_release_checkpoint):
     ref = release_model(classifier=True, version='gauss')
     path = save_release_checkpoint(ref.state_dict())
     model = backbone(small_arch, share_positions=False, version='gauss')
@@ -155,9 +164,12 @@ def test_ddp_prefix_and_bare_state_dicts():
 def test_pretrained_inside_an_init_cfg_list(release_model, small_arch, save_release_checkpoint):
     ref = release_model(classifier=True)
     path = save_release_checkpoint(ref.state_dict())
-    model = backbone(small_arch, init_cfg=[
-        dict(type='Pretrained', checkpoint=path),
-        dict(type='Constant', layer='LayerNorm2d', val=2., bias=0.)])
+    model = backbone(
+        small_arch,
+        init_cfg=[
+            dict(type='Pretrained', checkpoint=path),
+            dict(type='Constant', layer='LayerNorm2d', val=2., bias=0.)
+        ])
     model.init_weights()
     assert torch.all(model.norm0.weight == 2)  # new key: from the other initialiser
     # loaded keys win over the other initialiser (mmengine applies Pretrained last too)
@@ -180,8 +192,10 @@ def test_layouts_detected_by_sentinel_keys(release_model):
     assert detect_layout(release_model(classifier=True).state_dict()) == 'classifier'
     assert detect_layout(release_model().state_dict()) == 'backbone'
     assert detect_layout(_whole_model(release_model().state_dict())) == 'model'
-    with pytest.raises(ValueError, match=r"x.pth: not a ConvNeXt\(-DCLS\) checkpoint.*"
-                       r"\['encoder.stem.weight'\]"):
+    with pytest.raises(
+            ValueError,
+            match=r"x.pth: not a ConvNeXt\(-DCLS\) checkpoint.*"
+            r"\['encoder.stem.weight'\]"):
         detect_layout({'encoder.stem.weight': torch.zeros(1)}, 'x.pth')
 
 
@@ -191,7 +205,7 @@ def test_filter_accounts_for_every_key_of_a_whole_model(release_model, small_arc
     as they were (a pure function)."""
     whole = _whole_model(release_model().state_dict())
     before = dict(whole)
-    model = backbone(small_arch, out_indices=(1,))
+    model = backbone(small_arch, out_indices=(1, ))
     result = checkpoint_filter_fn(whole, model)
     assert result.layout == 'model'
     assert list(whole) == list(before) and all(whole[k] is before[k] for k in before)
@@ -210,16 +224,17 @@ def test_filter_accounts_for_every_key_of_a_whole_model(release_model, small_arc
 def test_filter_classifier_layouts(release_model, small_arch):
     state = release_model(classifier=True).state_dict()
     into_backbone = checkpoint_filter_fn(state, backbone(small_arch, out_indices=(0, 3)))
-    assert sorted(into_backbone.ignored) == ['head.bias', 'head.weight', 'norm.bias',
-                                             'norm.weight']
+    assert sorted(into_backbone.ignored) == ['head.bias', 'head.weight', 'norm.bias', 'norm.weight']
     assert list(into_backbone.new) == ['norm0.weight', 'norm0.bias', 'norm3.weight', 'norm3.bias']
-    classifier = ConvNeXtDCLSClassifier(small_arch, num_classes=10, dilated_kernel_size=7,
-                                        kernel_count=5)
+    classifier = ConvNeXtDCLSClassifier(
+        small_arch, num_classes=10, dilated_kernel_size=7, kernel_count=5)
     exact = checkpoint_filter_fn(state, classifier)
     assert exact.layout == 'classifier' and not exact.ignored and not exact.new
     # a backbone's checkpoint has no head: the classifier refuses it, naming the keys
-    with pytest.raises(ValueError, match=r'missing in the checkpoint:[\s\S]*head\.weight'
-                       r'[\s\S]*not in the model:[\s\S]*norm0\.weight'):
+    with pytest.raises(
+            ValueError,
+            match=r'missing in the checkpoint:[\s\S]*head\.weight'
+            r'[\s\S]*not in the model:[\s\S]*norm0\.weight'):
         classifier.load_state_dict_checked(release_model().state_dict())
 
 
@@ -229,12 +244,12 @@ def test_whole_model_checkpoint_loads_without_prefix(release_model, small_arch, 
     ref = release_model()
     path = tmp_path / 'coco.pth'
     torch.save({'state_dict': _whole_model(ref.state_dict()), 'meta': {}}, path)
-    model = backbone(small_arch, out_indices=(2,))
+    model = backbone(small_arch, out_indices=(2, ))
     summary = model.load_pretrained(str(path))
     assert 'neck.lateral_convs.0.conv.weight' in summary['ignored']
     torch.testing.assert_close(model.norm2.weight, ref.norm2.weight)
     torch.testing.assert_close(model.stages[2][1].dwconv.P, ref.stages[2][0].dwconv.P)
-    with_prefix = backbone(small_arch, out_indices=(2,))
+    with_prefix = backbone(small_arch, out_indices=(2, ))
     with_prefix.load_pretrained(str(path), prefix='backbone.')
     for key, value in with_prefix.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)

@@ -10,8 +10,12 @@ from mmdcls.models.utils import extract_state_dict, load_checkpoint_file
 
 
 def classifier(arch, **kwargs):
-    cfg = dict(arch=arch, num_classes=10, dilated_kernel_size=7, kernel_count=5,
-               layer_scale_init_value=1.0)
+    cfg = dict(
+        arch=arch,
+        num_classes=10,
+        dilated_kernel_size=7,
+        kernel_count=5,
+        layer_scale_init_value=1.0)
     cfg.update(kwargs)
     return ConvNeXtDCLSClassifier(**cfg)
 
@@ -36,8 +40,11 @@ def test_round_trip_to_the_backbone(release_model, small_arch, save_release_chec
     state = extract_state_dict(load_checkpoint_file(path))
     fresh = classifier(small_arch)
     fresh.load_state_dict(state)
-    backbone = ConvNeXtDCLS(small_arch, dilated_kernel_size=7, kernel_count=5,
-                            init_cfg=dict(type='Pretrained', checkpoint=path))
+    backbone = ConvNeXtDCLS(
+        small_arch,
+        dilated_kernel_size=7,
+        kernel_count=5,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
     backbone.init_weights()
     torch.testing.assert_close(backbone.stages[3][0].dwconv.P, model.stages[3][0].dwconv.P)
 
@@ -59,7 +66,7 @@ def test_head_init_scale_and_arguments(small_arch):
     b = classifier(small_arch, head_init_scale=0.5)
     torch.testing.assert_close(b.head.weight, a.head.weight * 0.5)
     with pytest.raises(ValueError, match='out_indices'):
-        classifier(small_arch, out_indices=(3,))
+        classifier(small_arch, out_indices=(3, ))
     with pytest.raises(ValueError, match='num_classes'):
         classifier(small_arch, num_classes=0)
 
@@ -75,8 +82,7 @@ def test_timm_registration_when_timm_is_present(monkeypatch, small_arch):
     monkeypatch.setitem(sys.modules, 'timm.models', fake_models)
     from mmdcls.models.classifiers import convnext_dcls_classifier as module
     module._register_timm_models()
-    assert sorted(registered) == ['convnext_dcls_base', 'convnext_dcls_small',
-                                  'convnext_dcls_tiny']
+    assert sorted(registered) == ['convnext_dcls_base', 'convnext_dcls_small', 'convnext_dcls_tiny']
     model = registered['convnext_dcls_tiny'](num_classes=7, pretrained_cfg=None)
     assert isinstance(model, ConvNeXtDCLSClassifier) and model.head.out_features == 7
     assert model.kernel_count == 34

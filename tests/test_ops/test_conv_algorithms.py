@@ -12,15 +12,15 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 # (ndim, N, C_in, C_out, groups, kernel, stride, padding, spatial)
 CASES = [
-    (2, 2, 4, 4, 4, (5, 5), (1, 1), (2, 2), (9, 9)),          # depthwise, odd, same
-    (2, 2, 4, 4, 4, (17, 17), (1, 1), (8, 8), (12, 12)),      # depthwise, kernel > map
-    (2, 2, 3, 3, 3, (4, 6), (2, 1), (1, 3), (10, 9)),         # depthwise, even, rect, stride
-    (2, 1, 3, 3, 3, (7, 5), (2, 3), (0, 4), (11, 13)),        # depthwise, asymmetric, stride
-    (2, 2, 3, 6, 3, (5, 3), (1, 2), (2, 1), (8, 7)),          # channel multiplier 2
-    (2, 2, 4, 6, 2, (4, 3), (2, 1), (3, 0), (8, 11)),         # general groups, p > k // 2
-    (2, 1, 3, 5, 1, (6, 6), (1, 1), (0, 7), (7, 5)),          # dense, even, padding > k
-    (1, 2, 3, 3, 3, (7, ), (3, ), (1, ), (13, )),             # 1-D depthwise, stride
-    (1, 2, 4, 2, 2, (6, ), (1, ), (5, ), (9, )),              # 1-D grouped, even
+    (2, 2, 4, 4, 4, (5, 5), (1, 1), (2, 2), (9, 9)),  # depthwise, odd, same
+    (2, 2, 4, 4, 4, (17, 17), (1, 1), (8, 8), (12, 12)),  # depthwise, kernel > map
+    (2, 2, 3, 3, 3, (4, 6), (2, 1), (1, 3), (10, 9)),  # depthwise, even, rect, stride
+    (2, 1, 3, 3, 3, (7, 5), (2, 3), (0, 4), (11, 13)),  # depthwise, asymmetric, stride
+    (2, 2, 3, 6, 3, (5, 3), (1, 2), (2, 1), (8, 7)),  # channel multiplier 2
+    (2, 2, 4, 6, 2, (4, 3), (2, 1), (3, 0), (8, 11)),  # general groups, p > k // 2
+    (2, 1, 3, 5, 1, (6, 6), (1, 1), (0, 7), (7, 5)),  # dense, even, padding > k
+    (1, 2, 3, 3, 3, (7, ), (3, ), (1, ), (13, )),  # 1-D depthwise, stride
+    (1, 2, 4, 2, 2, (6, ), (1, ), (5, ), (9, )),  # 1-D grouped, even
     (3, 2, 2, 2, 2, (3, 5, 2), (1, 2, 1), (1, 2, 0), (5, 6, 4)),  # 3-D depthwise
     (3, 1, 2, 4, 2, (3, 4, 2), (1, 2, 1), (1, 2, 0), (5, 6, 4)),  # 3-D grouped
 ]
@@ -76,8 +76,8 @@ def test_gradcheck(algo):
     x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 1, 5, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda x, k, b: conv_nd(x, k, b, (2, 1), (2, 1), 2, algo=algo), (x, k, b))
+    assert torch.autograd.gradcheck(lambda x, k, b: conv_nd(x, k, b, (2, 1), (2, 1), 2, algo=algo),
+                                    (x, k, b))
 
 
 @pytest.mark.parametrize('algo', ALGORITHMS)
@@ -113,8 +113,8 @@ def test_fft_lengths_avoid_wraparound():
     # >= size + padding and the stride-1 output, >= kernel, 2-3-5 smooth and even
     assert fft_lengths((96, ), (17, ), (8, )) == (108, )
     assert fft_lengths((4, ), (17, ), (8, )) == (18, )
-    for (length, ) in (fft_lengths((s, ), (k, ), (p, )) for s in range(1, 30)
-                       for k in (1, 4, 7) for p in (0, 3, 9)):
+    for (length, ) in (fft_lengths((s, ), (k, ), (p, )) for s in range(1, 30) for k in (1, 4, 7)
+                       for p in (0, 3, 9)):
         r = length
         for f in (2, 3, 5):
             while r % f == 0:
@@ -128,8 +128,8 @@ def test_shape_errors():
     with pytest.raises(ValueError, match='groups'):
         conv_nd(torch.randn(1, 3, 8, 8), torch.randn(2, 1, 3, 3), None, (1, 1), (0, 0), 2)
     with pytest.raises(ValueError, match='larger than the padded input'):
-        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 9, 9), None, (1, 1), (0, 0), 2,
-                algo='fft')
+        conv_nd(
+            torch.randn(1, 2, 4, 4), torch.randn(2, 1, 9, 9), None, (1, 1), (0, 0), 2, algo='fft')
 
 
 @pytest.mark.parametrize('algo', ALGORITHMS + (None, ))
@@ -137,15 +137,16 @@ def test_shape_errors():
 def test_large_kernel_conv_matches_nn_conv(algo, padding_mode):
     torch.manual_seed(5)
     conv = torch.nn.Conv2d(4, 4, (9, 7), padding=(4, 3), groups=4, padding_mode=padding_mode)
-    lk = LargeKernelConv2d(4, 4, (9, 7), padding=(4, 3), groups=4, padding_mode=padding_mode,
-                           conv_algo=algo)
+    lk = LargeKernelConv2d(
+        4, 4, (9, 7), padding=(4, 3), groups=4, padding_mode=padding_mode, conv_algo=algo)
     lk.load_state_dict(conv.state_dict())
     x = torch.randn(2, 4, 11, 10, requires_grad=True)
     y, ref = lk(x), conv(x)
     assert rel_err(y, ref) < 1e-4
     g = torch.randn_like(ref)
-    for a, r in zip(torch.autograd.grad(y, (x, lk.weight, lk.bias), g),
-                    torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)):
+    for a, r in zip(
+            torch.autograd.grad(y, (x, lk.weight, lk.bias), g),
+            torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)):
         assert rel_err(a, r) < 1e-4
 
 
@@ -210,8 +211,8 @@ def test_large_kernel_conv_caches_its_spectrum_while_the_weight_is_unchanged():
 
 
 @pytest.mark.parametrize('native_lib', [True, False], ids=['native', 'torch'])
-@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
-                                   (False, True, False), (False, False, True)])
+@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False), (False, True, False),
+                                   (False, False, True)])
 def test_depthwise_fft_backward(monkeypatch, needs, native_lib):
     """Depthwise stride-1 FFT convs (every DCLS layer of ConvNeXt) use a hand-written
     backward, through the C library's transforms or torch.fft (without the library):
@@ -254,10 +255,10 @@ def check_depthwise_backward(algo, node, needs, sparse, padding, tol):
 
 
 SPARSE_DIRECT_CASES = [  # (N, C, H, W, kernel, padding)
-    (2, 5, 9, 13, (17, 17), (8, 8)),      # kernel larger than the map
-    (1, 3, 20, 7, (5, 3), (2, 1)),        # rectangular
-    (2, 4, 6, 6, (7, 9), (1, 4)),         # asymmetric padding, output != input size
-    (1, 2, 30, 33, (23, 23), (11, 11)),   # rows longer than one register block
+    (2, 5, 9, 13, (17, 17), (8, 8)),  # kernel larger than the map
+    (1, 3, 20, 7, (5, 3), (2, 1)),  # rectangular
+    (2, 4, 6, 6, (7, 9), (1, 4)),  # asymmetric padding, output != input size
+    (1, 2, 30, 33, (23, 23), (11, 11)),  # rows longer than one register block
 ]
 
 
@@ -278,8 +279,9 @@ def test_sparse_direct_matches_conv(case, dtype):
         assert native.depthwise_usable(x, k, b, (1, 1), c)
         out = conv_nd(x, k, b, (1, 1), padding, c, algo='sparse_direct')
         assert rel_err(out, ref) < (1e-5 if dtype == torch.float32 else 1e-12)
-        assert rel_err(conv_nd(x, k, None, (1, 1), padding, c, algo='sparse_direct'),
-                       F.conv2d(x, k, None, 1, padding, 1, c)) < 1e-5
+        assert rel_err(
+            conv_nd(x, k, None, (1, 1), padding, c, algo='sparse_direct'),
+            F.conv2d(x, k, None, 1, padding, 1, c)) < 1e-5
 
 
 def test_sparse_direct_applies_only_to_depthwise_stride_one():
@@ -294,13 +296,18 @@ def test_sparse_direct_applies_only_to_depthwise_stride_one():
     assert y.dtype == torch.bfloat16  # autocast: channels-last in bf16, as F.conv2d
 
 
-@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False),
-                                   (False, True, False), (False, False, True)])
+@pytest.mark.parametrize('needs', [(True, True, True), (True, False, False), (False, True, False),
+                                   (False, False, True)])
 def test_sparse_direct_backward(needs):
     """Training through 'sparse_direct': input gradient by the rotated kernel, kernel gradient by
     the C correlation; as F.conv2d's for any subset of inputs, gradcheck in float64."""
     if native.library() is None:
         pytest.skip(f'native library unavailable: {native.failure_reason()}')
     torch.manual_seed(9)
-    check_depthwise_backward('sparse_direct', '_SparseDirectDepthwiseBackward', needs, sparse=True,
-                             padding=(3, 1), tol=1e-12)
+    check_depthwise_backward(
+        'sparse_direct',
+        '_SparseDirectDepthwiseBackward',
+        needs,
+        sparse=True,
+        padding=(3, 1),
+        tol=1e-12)

@@ -92,8 +92,7 @@ def test_auto_choice_is_always_a_valid_algorithm():
     algorithm for kernels of at most FITTED.small_kernel_taps taps; 'sparse_direct' only
     where it applies (nonzero_taps given); 1-D never channels-last (torch has no such
     layout)."""
-    shapes = [((2, 8, 40), (8, 1, 31), (1, ), (15, ), 8),
-              ((1, 6, 33), (3, 2, 7), (2, ), (3, ), 3),
+    shapes = [((2, 8, 40), (8, 1, 31), (1, ), (15, ), 8), ((1, 6, 33), (3, 2, 7), (2, ), (3, ), 3),
               ((1, 16, 12, 12), (16, 1, 5, 5), (1, 1), (2, 2), 16),
               ((2, 96, 96, 96), (96, 1, 17, 17), (1, 1), (8, 8), 96),
               ((1, 768, 12, 12), (768, 1, 23, 23), (1, 1), (11, 11), 768),
@@ -101,8 +100,8 @@ def test_auto_choice_is_always_a_valid_algorithm():
               ((1, 4, 6, 8, 7), (4, 1, 5, 5, 3), (1, 1, 1), (2, 2, 1), 4)]
     flags = itertools.product(('cpu', 'cuda'), (True, False), (True, False), (None, 3, 100),
                               (True, False))
-    for (x, k, stride, padding, groups), (device, grad, cached, taps, cl) in itertools.product(
-            shapes, flags):
+    for (x, k, stride, padding, groups), (device, grad, cached, taps,
+                                          cl) in itertools.product(shapes, flags):
         name = heuristic_algo(x, k, stride, padding, groups, device, grad, cached, taps, cl)
         assert name in ALGORITHMS
         if device != 'cpu':
@@ -154,8 +153,11 @@ def _auto_case(n, c, h, w, size, training, taps):
     return x, k, b, (1, 1), (size // 2, size // 2), c
 
 
-@pytest.mark.parametrize('case', AUTO_CASES, ids=lambda c: f'{c[1]}x{c[2]}-k{c[4]}-'
-                         f'{"train" if c[5] else "infer"}{"-sparse" if c[6] else ""}')
+@pytest.mark.parametrize(
+    'case',
+    AUTO_CASES,
+    ids=lambda c: f'{c[1]}x{c[2]}-k{c[4]}-'
+    f'{"train" if c[5] else "infer"}{"-sparse" if c[6] else ""}')
 def test_auto_choice_is_exact_and_close_to_the_fastest(case):
     """'auto' gives F.conv2d's outputs (and gradients) and takes at most
     AUTO_SLOWDOWN_FACTOR times the fastest algorithm, each timed as 'benchmark' times them
@@ -170,8 +172,8 @@ def test_auto_choice_is_exact_and_close_to_the_fastest(case):
     assert rel_err(y, ref) < 1e-4
     if training:
         grad = torch.randn_like(ref)
-        for ours, theirs in zip(torch.autograd.grad(y, (x, k, b), grad),
-                                torch.autograd.grad(ref, (x, k, b), grad)):
+        for ours, theirs in zip(
+                torch.autograd.grad(y, (x, k, b), grad), torch.autograd.grad(ref, (x, k, b), grad)):
             assert rel_err(ours, theirs) < 1e-4
     # Best time of each algorithm over interleaved rounds. Other processes on a loaded
     # machine stretch single calls up to 100x (a sample that lost the CPU), so the minimum is
@@ -181,9 +183,18 @@ def test_auto_choice_is_exact_and_close_to_the_fastest(case):
     with torch.enable_grad() if training else torch.no_grad():
         for _ in range(AUTO_TIMING_ROUNDS):
             for algo in ALGORITHMS:
-                times[algo] = min(times[algo], selection._time_algorithm(
-                    algo, x.detach(), k.detach(), b.detach(), stride, padding, groups,
-                    training, repeats=1))
+                times[algo] = min(
+                    times[algo],
+                    selection._time_algorithm(
+                        algo,
+                        x.detach(),
+                        k.detach(),
+                        b.detach(),
+                        stride,
+                        padding,
+                        groups,
+                        training,
+                        repeats=1))
             if times[name] <= AUTO_SLOWDOWN_FACTOR * min(times.values()):
                 break
     report = ', '.join(f'{a} {t * 1e3:.2f} ms' for a, t in times.items())

@@ -5,9 +5,9 @@ C held alive for the call)."""
 import pytest
 import torch
 import torch.nn.functional as F
+from construction_backends import construction_backend  # noqa: F401 (fixture)
 from DCLS.construct import modules as official
 
-from construction_backends import construction_backend  # noqa: F401 (fixture)
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, native
 from mmdcls.ops.conv import ALGORITHM_FNS, ALGORITHMS, conv_fft, fft_lengths, heuristic_algo
 
@@ -23,18 +23,20 @@ def non_finite_masks(layer, x):
     y.backward(torch.ones_like(y))
     out = (~torch.isfinite(y)).transpose(0, 1).flatten(1).any(1).tolist()
     grad_x = (~torch.isfinite(x.grad)).transpose(0, 1).flatten(1).any(1).tolist()
-    grads = {name: (~torch.isfinite(p.grad)).nonzero().tolist()
-             for name, p in layer.named_parameters()}
+    grads = {
+        name: (~torch.isfinite(p.grad)).nonzero().tolist()
+        for name, p in layer.named_parameters()
+    }
     return out, grad_x, grads
 
 
 # ------------------------------------------------------------------ non-finite parameters
 @pytest.mark.usefixtures('construction_backend')
-@pytest.mark.parametrize('version,param,value', [
-    (version, param, value) for version in ('v0', 'v1', 'gauss', 'max')
-    for param in ('weight', 'P', 'SIG') for value in (NAN, INF)
-    if not (param == 'SIG' and version in ('v0', 'v1'))
-])
+@pytest.mark.parametrize(
+    'version,param,value',
+    [(version, param, value) for version in ('v0', 'v1', 'gauss', 'max')
+     for param in ('weight', 'P', 'SIG')
+     for value in (NAN, INF) if not (param == 'SIG' and version in ('v0', 'v1'))])
 def test_non_finite_parameters_propagate_on_every_construction(version, param, value):
     """A NaN / inf weight, position or width of one element (out 1, in 0, element 2) makes
     output channel 1, input channel 0's gradient and that element's parameter gradients
@@ -43,8 +45,13 @@ def test_non_finite_parameters_propagate_on_every_construction(version, param, v
     positions, inf max widths) the masks are exactly dcls's; where dcls's arithmetic maps an
     infinite position or width to a finite kernel, mmdcls still propagates."""
     torch.manual_seed(0)
-    kwargs = dict(in_channels=2, out_channels=3, kernel_count=4, padding=(3, 2),
-                  dilated_kernel_size=(7, 5), version=version)
+    kwargs = dict(
+        in_channels=2,
+        out_channels=3,
+        kernel_count=4,
+        padding=(3, 2),
+        dilated_kernel_size=(7, 5),
+        version=version)
     ours = Dcls2d(**kwargs)
     reference = official.Dcls2d(**kwargs, use_implicit_gemm=False)
     with torch.no_grad():
@@ -62,20 +69,24 @@ def test_non_finite_parameters_propagate_on_every_construction(version, param, v
         if 'SIG' in grads:
             assert grads['SIG'] == element
     reference_masks = non_finite_masks(reference, x)
-    hidden_by_dcls = value == INF and param != 'weight' and (
-        (version, param) in (('v1', 'P'), ('gauss', 'P'), ('gauss', 'SIG'), ('max', 'P')))
+    hidden_by_dcls = value == INF and param != 'weight' and ((version, param) in (('v1', 'P'),
+                                                                                  ('gauss', 'P'),
+                                                                                  ('gauss', 'SIG'),
+                                                                                  ('max', 'P')))
     if hidden_by_dcls:
         assert reference_masks[0] == [False, False, False]  # dcls's output stays finite
     else:
         assert (out, grad_x, grads) == reference_masks
 
 
-@pytest.mark.parametrize('layer', [
-    lambda: Dcls1d(2, 3, 4, dilated_kernel_size=7, padding=3, version='v0'),
-    lambda: Dcls3d(2, 3, 4, dilated_kernel_size=(3, 5, 3), padding=1, version='gauss'),
-    lambda: Dcls3_1d(2, 3, 4, dense_kernel_size=(2, 3), dilated_kernel_size=5, version='v1'),
-    lambda: Dcls2dK1d(2, 3, 4, dilated_kernel_size=5, version='v0', flat_dim=1),
-], ids=['Dcls1d', 'Dcls3d', 'Dcls3_1d', 'Dcls2dK1d'])
+@pytest.mark.parametrize(
+    'layer', [
+        lambda: Dcls1d(2, 3, 4, dilated_kernel_size=7, padding=3, version='v0'),
+        lambda: Dcls3d(2, 3, 4, dilated_kernel_size=(3, 5, 3), padding=1, version='gauss'),
+        lambda: Dcls3_1d(2, 3, 4, dense_kernel_size=(2, 3), dilated_kernel_size=5, version='v1'),
+        lambda: Dcls2dK1d(2, 3, 4, dilated_kernel_size=5, version='v0', flat_dim=1),
+    ],
+    ids=['Dcls1d', 'Dcls3d', 'Dcls3_1d', 'Dcls2dK1d'])
 @pytest.mark.parametrize('value', [NAN, INF])
 def test_non_finite_positions_propagate_in_every_layer(layer, value):
     layer = layer()
@@ -96,8 +107,8 @@ def test_non_finite_parameters_under_no_grad_and_after_recovery():
     with torch.no_grad():
         layer.P[0, 2, 0, 1] = NAN
         y = layer(x)
-        assert (~torch.isfinite(y)).transpose(0, 1).flatten(1).any(1).tolist() == [
-            False, False, True, False]
+        assert (~torch.isfinite(y)).transpose(
+            0, 1).flatten(1).any(1).tolist() == [False, False, True, False]
         layer.P[0, 2, 0, 1] = 0.5
         assert torch.isfinite(layer(x)).all()
 
@@ -108,8 +119,8 @@ def test_non_finite_parameters_under_no_grad_and_after_recovery():
 def test_nan_position_reaches_the_output_through_every_conv_algorithm(algo, version):
     """A depthwise ConvNeXt-like layer (the C FFT / sparse direct convs apply) with one NaN
     position: its channel is NaN in training and in inference, whatever the algorithm."""
-    layer = Dcls2d(8, 8, 5, dilated_kernel_size=13, padding=6, groups=8, version=version,
-                   conv_algo=algo)
+    layer = Dcls2d(
+        8, 8, 5, dilated_kernel_size=13, padding=6, groups=8, version=version, conv_algo=algo)
     with torch.no_grad():
         layer.P[1, 3, 0, 2] = NAN
     x = torch.randn(2, 8, 16, 16)
@@ -185,8 +196,8 @@ def test_every_algorithm_takes_an_empty_batch(algo, depthwise):
     with torch.no_grad():
         assert conv_nd(x, kernel, bias, (1, 1), (8, 8), groups, algo=algo).shape == y.shape
     # and each algorithm's function called directly
-    y = ALGORITHM_FNS[algo if algo in ALGORITHMS else 'direct'](x, kernel, bias, (1, 1),
-                                                                 (8, 8), groups)
+    y = ALGORITHM_FNS[algo if algo in ALGORITHMS else 'direct'](x, kernel, bias, (1, 1), (8, 8),
+                                                                groups)
     y.sum().backward()
     assert y.shape == (0, 4, 20, 20)
 
@@ -196,16 +207,18 @@ def test_cost_model_takes_an_empty_batch():
 
 
 @pytest.mark.usefixtures('construction_backend')
-@pytest.mark.parametrize('layer,spatial', [
-    (lambda: Dcls1d(4, 6, 3, dilated_kernel_size=7, padding=3), (9,)),
-    (lambda: Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8, version='v0'),
-     (20, 20)),
-    (lambda: Dcls2d(4, 6, 5, dilated_kernel_size=7, padding=3, version='gauss'), (9, 9)),
-    (lambda: Dcls3d(2, 2, 3, dilated_kernel_size=3, padding=1), (4, 4, 4)),
-    (lambda: Dcls3_1d(2, 2, 3, dense_kernel_size=3, dilated_kernel_size=5, padding=(1, 1, 2)),
-     (3, 3, 6)),
-    (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=5, padding=(2, 0)), (6, 6)),
-], ids=['Dcls1d', 'Dcls2d-dw-v0', 'Dcls2d-gauss', 'Dcls3d', 'Dcls3_1d', 'Dcls2dK1d'])
+@pytest.mark.parametrize(
+    'layer,spatial', [
+        (lambda: Dcls1d(4, 6, 3, dilated_kernel_size=7, padding=3), (9, )),
+        (lambda: Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8, version='v0'),
+         (20, 20)),
+        (lambda: Dcls2d(4, 6, 5, dilated_kernel_size=7, padding=3, version='gauss'), (9, 9)),
+        (lambda: Dcls3d(2, 2, 3, dilated_kernel_size=3, padding=1), (4, 4, 4)),
+        (lambda: Dcls3_1d(2, 2, 3, dense_kernel_size=3, dilated_kernel_size=5, padding=(1, 1, 2)),
+         (3, 3, 6)),
+        (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=5, padding=(2, 0)), (6, 6)),
+    ],
+    ids=['Dcls1d', 'Dcls2d-dw-v0', 'Dcls2d-gauss', 'Dcls3d', 'Dcls3_1d', 'Dcls2dK1d'])
 def test_every_layer_takes_an_empty_batch(layer, spatial):
     layer = layer()
     x = torch.randn(0, layer.in_channels, *spatial, requires_grad=True)
@@ -241,16 +254,16 @@ def test_construction_bindings_read_non_contiguous_tensors(version):
         expected = native.bilinear_forward(weight, P, sizes, layout, version)
         got = native.bilinear_forward(_strided(weight), _strided(P), sizes, layout, version)
         grads = native.bilinear_backward(weight, P, grad_kernel, sizes, layout, version)
-        got_grads = native.bilinear_backward(_strided(weight), _strided(P),
-                                             _strided(grad_kernel), sizes, layout, version)
+        got_grads = native.bilinear_backward(
+            _strided(weight), _strided(P), _strided(grad_kernel), sizes, layout, version)
     else:
         expected, _ = native.dense_forward(weight, P, SIG, sizes, layout, floor, version)
-        got, _ = native.dense_forward(_strided(weight), _strided(P), _strided(SIG), sizes,
-                                      layout, floor, version)
-        grads = native.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor,
-                                      version)
-        got_grads = native.dense_backward(_strided(weight), _strided(P), _strided(SIG),
-                                          _strided(grad_kernel), sizes, layout, floor, version)
+        got, _ = native.dense_forward(
+            _strided(weight), _strided(P), _strided(SIG), sizes, layout, floor, version)
+        grads = native.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor, version)
+        got_grads = native.dense_backward(
+            _strided(weight), _strided(P), _strided(SIG), _strided(grad_kernel), sizes, layout,
+            floor, version)
     assert torch.equal(got, expected)
     for g, e in zip(got_grads, grads):
         assert torch.equal(g, e)
@@ -313,8 +326,8 @@ def test_fft_bindings_read_non_contiguous_tensors():
 
 
 @needs_c
-@pytest.mark.parametrize('ksize,padding', [((5, 1), (2, 2)), ((1, 5), (3, 2)),
-                                           ((3, 3), (4, 0)), ((3, 3), (1, 1))])
+@pytest.mark.parametrize('ksize,padding', [((5, 1), (2, 2)), ((1, 5), (3, 2)), ((3, 3), (4, 0)),
+                                           ((3, 3), (1, 1))])
 def test_sparse_direct_padding_beyond_the_kernel(ksize, padding):
     """Padding larger than kernel - 1 (legal for F.conv2d; a one-axis DCLS kernel of width 1
     with 'same'-style padding on both axes): the input gradient used to run the C conv with a

@@ -1,8 +1,8 @@
 """Analytic gradients of the construction against finite differences (float64)."""
 import pytest
 import torch
-
 from construction_backends import construction_backend  # noqa: F401 (fixture)
+
 from mmdcls.ops import construct_kernel, dcls_conv2d
 
 # every test runs through the fused C construction and the pure-torch one
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.usefixtures('construction_backend')
 
 
 @pytest.mark.parametrize('version', ['v0', 'v1', 'gauss', 'max'])
-@pytest.mark.parametrize('sizes', [(5,), (5, 3), (3, 5, 3)])
+@pytest.mark.parametrize('sizes', [(5, ), (5, 3), (3, 5, 3)])
 def test_construct_kernel_gradcheck(version, sizes):
     ndim = len(sizes)
     generator = torch.Generator().manual_seed(ndim)
@@ -34,13 +34,23 @@ def test_dcls_conv2d_gradcheck():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, generator=generator, requires_grad=True)
     weight = torch.randn(2, 1, 3, dtype=torch.float64, generator=generator, requires_grad=True)
-    P = torch.tensor([[[[0.3, -1.4, 1.2]], [[1.6, 0.25, -0.7]]],
-                      [[[-0.4, 0.6, 1.3]], [[0.2, -1.2, 0.45]]]], dtype=torch.float64,
-                     requires_grad=True)
+    P = torch.tensor(
+        [[[[0.3, -1.4, 1.2]], [[1.6, 0.25, -0.7]]], [[[-0.4, 0.6, 1.3]], [[0.2, -1.2, 0.45]]]],
+        dtype=torch.float64,
+        requires_grad=True)
     bias = torch.randn(2, dtype=torch.float64, generator=generator, requires_grad=True)
 
     def fn(x, weight, P, bias):
-        return dcls_conv2d(x, weight, P, None, bias, stride=2, padding=2,
-                           dilated_kernel_size=5, groups=2, version='v0')
+        return dcls_conv2d(
+            x,
+            weight,
+            P,
+            None,
+            bias,
+            stride=2,
+            padding=2,
+            dilated_kernel_size=5,
+            groups=2,
+            version='v0')
 
     assert torch.autograd.gradcheck(fn, (x, weight, P, bias), eps=1e-6, atol=1e-6)

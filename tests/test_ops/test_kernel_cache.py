@@ -9,17 +9,18 @@ import torch
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d
 
 LAYERS = {
-    'Dcls2d-v0': (lambda: Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8,
-                                 version='v0'), (12, 12)),
-    'Dcls2d-gauss': (lambda: Dcls2d(4, 6, 5, dilated_kernel_size=(7, 5), padding=(3, 2),
-                                    version='gauss'), (9, 8)),
-    'Dcls1d': (lambda: Dcls1d(4, 4, 3, dilated_kernel_size=7, padding=3), (11,)),
-    'Dcls3d': (lambda: Dcls3d(2, 2, 3, dilated_kernel_size=3, padding=1, version='max'),
-               (4, 5, 4)),
-    'Dcls3_1d': (lambda: Dcls3_1d(2, 4, 3, dense_kernel_size=(3, 1), dilated_kernel_size=5,
-                                  padding=(1, 0, 2)), (4, 3, 7)),
-    'Dcls2dK1d': (lambda: Dcls2dK1d(4, 4, 3, dilated_kernel_size=7, padding=(3, 0), groups=4,
-                                    version='v0'), (9, 6)),
+    'Dcls2d-v0':
+    (lambda: Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8, version='v0'), (12, 12)),
+    'Dcls2d-gauss':
+    (lambda: Dcls2d(4, 6, 5, dilated_kernel_size=(7, 5), padding=(3, 2), version='gauss'), (9, 8)),
+    'Dcls1d': (lambda: Dcls1d(4, 4, 3, dilated_kernel_size=7, padding=3), (11, )),
+    'Dcls3d': (lambda: Dcls3d(2, 2, 3, dilated_kernel_size=3, padding=1, version='max'), (4, 5, 4)),
+    'Dcls3_1d':
+    (lambda: Dcls3_1d(2, 4, 3, dense_kernel_size=(3, 1), dilated_kernel_size=5, padding=(1, 0, 2)),
+     (4, 3, 7)),
+    'Dcls2dK1d':
+    (lambda: Dcls2dK1d(4, 4, 3, dilated_kernel_size=7, padding=(3, 0), groups=4, version='v0'),
+     (9, 6)),
 }
 
 
@@ -31,6 +32,7 @@ def counting(layer):
     def counted():
         layer.builds += 1
         return build()
+
     layer.construct_kernel = counted
     return layer
 
@@ -47,8 +49,8 @@ def fresh_output(layer, x):
     """The output with a kernel built now, bypassing the cache."""
     from mmdcls.ops import conv_nd
     kernel = type(layer).construct_kernel(layer)
-    return conv_nd(x, kernel, layer.bias, layer.stride, layer.padding, layer.groups,
-                   algo=layer.conv_algo)
+    return conv_nd(
+        x, kernel, layer.bias, layer.stride, layer.padding, layer.groups, algo=layer.conv_algo)
 
 
 @pytest.mark.parametrize('name', list(LAYERS))
@@ -58,8 +60,11 @@ def test_reused_while_unchanged(name, context):
     layer.eval()
     if context == 'frozen':
         layer.requires_grad_(False)
-    ctx = {'no_grad': torch.no_grad, 'inference_mode': torch.inference_mode,
-           'frozen': torch.enable_grad}[context]
+    ctx = {
+        'no_grad': torch.no_grad,
+        'inference_mode': torch.inference_mode,
+        'frozen': torch.enable_grad
+    }[context]
     with ctx():
         first = layer(x)
         second = layer(x)
@@ -89,6 +94,7 @@ def test_never_when_a_gradient_is_needed(name):
 
 
 def _changes():
+
     def optimizer_step(layer):
         optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
         layer.train()
@@ -97,8 +103,7 @@ def _changes():
         layer.eval()
 
     def load_state_dict(layer):
-        state = {k: v + 0.25 if k != 'P' else v.flip(-1) for k, v in
-                 layer.state_dict().items()}
+        state = {k: v + 0.25 if k != 'P' else v.flip(-1) for k, v in layer.state_dict().items()}
         layer.load_state_dict(state)
 
     def in_place(layer):
@@ -114,8 +119,12 @@ def _changes():
             layer(torch.randn(1, layer.in_channels, *[9] * len(layer.kernel_size)))  # cached
         layer.clamp_parameters()
 
-    return dict(optimizer_step=optimizer_step, load_state_dict=load_state_dict,
-                in_place=in_place, data_swap=data_swap, clamp=clamp)
+    return dict(
+        optimizer_step=optimizer_step,
+        load_state_dict=load_state_dict,
+        in_place=in_place,
+        data_swap=data_swap,
+        clamp=clamp)
 
 
 CHANGES = _changes()
@@ -156,8 +165,7 @@ def test_rebuilt_after_to(name):
 def test_shared_positions_invalidate_every_layer_using_them():
     """ConvNeXt-DCLS shares one P per stage: a step on it reaches every block's layer."""
     first, x = make('Dcls2d-v0')
-    second = counting(Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8,
-                             version='v0'))
+    second = counting(Dcls2d(8, 8, 5, dilated_kernel_size=17, padding=8, groups=8, version='v0'))
     second.P = first.P
     with torch.no_grad():
         first(x), second(x)

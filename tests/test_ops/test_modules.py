@@ -6,8 +6,14 @@ from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d, construct_kernel, dcls_conv2d
 
 
 def small_layer(version='v0', **overrides):
-    kwargs = dict(in_channels=4, out_channels=4, kernel_count=6, padding=3,
-                  dilated_kernel_size=7, groups=4, version=version)
+    kwargs = dict(
+        in_channels=4,
+        out_channels=4,
+        kernel_count=6,
+        padding=3,
+        dilated_kernel_size=7,
+        groups=4,
+        version=version)
     kwargs.update(overrides)
     return Dcls2d(**kwargs)
 
@@ -15,14 +21,13 @@ def small_layer(version='v0', **overrides):
 @pytest.mark.parametrize('cls,ndim', [(Dcls1d, 1), (Dcls2d, 2), (Dcls3d, 3)])
 @pytest.mark.parametrize('version', ['v0', 'v1', 'gauss', 'max'])
 def test_parameter_shapes_and_output_size(cls, ndim, version):
-    layer = cls(6, 4, 5, stride=1, padding='same', dilated_kernel_size=5, groups=2,
-                version=version)
+    layer = cls(6, 4, 5, stride=1, padding='same', dilated_kernel_size=5, groups=2, version=version)
     assert layer.weight.shape == (4, 3, 5)
     assert layer.P.shape == (ndim, 4, 3, 5)
     assert (layer.SIG is not None) == (version in ('gauss', 'max'))
     if layer.SIG is not None:
         assert layer.SIG.shape == layer.P.shape
-    assert layer.kernel_size == (5,) * ndim and layer.dilation == (1,) * ndim
+    assert layer.kernel_size == (5, ) * ndim and layer.dilation == (1, ) * ndim
     x = torch.randn(2, 6, *[9] * ndim)
     assert layer(x).shape == (2, 4, *[9] * ndim)
     assert layer.construct_kernel().shape == (4, 3, *[5] * ndim)
@@ -122,7 +127,7 @@ def test_bad_input_rank_and_channels():
 
 
 def test_bilinear_kernel_too_large_for_int32_indices_is_refused():
-    rows = 2 ** 31 // (18 * 18) + 1  # expanded views: nothing of this size is allocated
+    rows = 2**31 // (18 * 18) + 1  # expanded views: nothing of this size is allocated
     weight = torch.zeros(1, 1, 1).expand(rows, 1, 1)
     P = torch.zeros(2, 1, 1, 1).expand(2, rows, 1, 1)
     with pytest.raises(ValueError, match='too large for the bilinear construction'):

@@ -65,8 +65,7 @@ def test_native_matches_torch_construction(monkeypatch, version, sizes, count, d
     grad = torch.randn(weight.shape[0], 1, *sizes, dtype=dtype)
     kernel, grads = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, sizes, version, grad)
     assert construction(kernel) == '_ConstructNative2dBackward'
-    kernel_ref, grads_ref = kernel_and_grads(monkeypatch, '0', weight, P, SIG, sizes, version,
-                                             grad)
+    kernel_ref, grads_ref = kernel_and_grads(monkeypatch, '0', weight, P, SIG, sizes, version, grad)
     assert construction(kernel_ref) == '_ConstructKernelBackward' or construction(
         kernel_ref) == '_ConstructBilinearBackward'
     tol = 1e-5 if dtype == torch.float32 else 1e-13  # the dcls parity tolerance
@@ -93,8 +92,7 @@ def test_triangle_narrow_and_wide_rows_match_torch(monkeypatch, dtype):
     grad = torch.randn(weight.shape[0], 1, *sizes, dtype=dtype)
     kernel, grads = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, sizes, 'max', grad)
     assert construction(kernel) == '_ConstructNative2dBackward'
-    kernel_ref, grads_ref = kernel_and_grads(monkeypatch, '0', weight, P, SIG, sizes, 'max',
-                                             grad)
+    kernel_ref, grads_ref = kernel_and_grads(monkeypatch, '0', weight, P, SIG, sizes, 'max', grad)
     tol = 1e-5 if dtype == torch.float32 else 1e-13
     for name, a, b in zip(('kernel', 'weight', 'P', 'SIG'), (kernel, *grads),
                           (kernel_ref, *grads_ref)):
@@ -122,7 +120,7 @@ def test_thread_split_does_not_change_results(monkeypatch, version):
 
 def test_other_cases_use_the_torch_path(monkeypatch):
     weight = torch.randn(4, 1, 3)
-    assert not native.usable(weight, (5,))  # 1-D
+    assert not native.usable(weight, (5, ))  # 1-D
     assert not native.usable(weight, (3, 5, 3))  # 3-D
     assert not native.usable(weight.half(), (5, 5))
     monkeypatch.setenv(native.ENV_VAR, '0')
@@ -165,8 +163,8 @@ def test_gaussian_profiles_kept_for_backward_only_when_training():
     kernel_bytes = 64 * 23 * 23 * 4
 
     def extra():
-        return peak_cpu_bytes(lambda: construct_kernel(weight, P, SIG, (23, 23), 'gauss')
-                              ) / kernel_bytes - 1
+        return peak_cpu_bytes(lambda: construct_kernel(weight, P, SIG,
+                                                       (23, 23), 'gauss')) / kernel_bytes - 1
 
     assert 1.0 < extra() < 1.5
     with torch.no_grad():
@@ -215,8 +213,8 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
     grad = in_layout(grad, layout)
     spectra = native.depthwise_fft_spectra(k, lengths)
     y = native.depthwise_fft_filter(x, spectra, b, (ph, pw), (0, 0), ref.shape[2:], lengths)
-    gx = native.depthwise_fft_filter(grad, spectra, None, (0, 0), (ph, pw), (h, w), lengths,
-                                     conjugate=True)
+    gx = native.depthwise_fft_filter(
+        grad, spectra, None, (0, 0), (ph, pw), (h, w), lengths, conjugate=True)
     gk = native.depthwise_fft_grad_kernel(x, grad, (ph, pw), (kh, kw), lengths)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for ours, theirs in ((y, ref), (gx, ref_gx), (gk, ref_gk)):
@@ -241,8 +239,6 @@ def test_fft_depthwise_rejects_bad_lengths_and_spectra():
     with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
         native.depthwise_fft_filter(x, spectra, None, (1, 1), (0, 0), (8, 8), (16, 18))
     with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
-        native.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8),
-                                    (16, 16))
+        native.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8), (16, 16))
     with pytest.raises(ValueError, match='bias must be None or'):
-        native.depthwise_fft_filter(x, spectra, torch.zeros(4), (1, 1), (0, 0), (8, 8),
-                                    (16, 16))
+        native.depthwise_fft_filter(x, spectra, torch.zeros(4), (1, 1), (0, 0), (8, 8), (16, 16))

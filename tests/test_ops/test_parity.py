@@ -5,16 +5,16 @@ import itertools
 
 import pytest
 import torch
+from construction_backends import construction_backend  # noqa: F401 (fixture)
 from DCLS.construct import modules as official
 
-from construction_backends import construction_backend  # noqa: F401 (fixture)
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, construct_kernel
 
 OURS = {1: Dcls1d, 2: Dcls2d, 3: Dcls3d}
 REFERENCE = {1: official.Dcls1d, 2: official.Dcls2d, 3: official.Dcls3d}
 # square and rectangular odd sizes (rectangular ones expose swapped P components)
-SIZES = {1: [(7,)], 2: [(5, 5), (7, 3)], 3: [(3, 5, 7)]}
-SPATIAL = {1: (11,), 2: (9, 8), 3: (7, 6, 5)}
+SIZES = {1: [(7, )], 2: [(5, 5), (7, 3)], 3: [(3, 5, 7)]}
+SPATIAL = {1: (11, ), 2: (9, 8), 3: (7, 6, 5)}
 VERSIONS = ['v0', 'v1', 'gauss', 'max']
 # the Dcls{1,2,3}d tests run through the fused C construction and the pure-torch one (the
 # one-axis layers build 1-D kernels, which only the torch construction handles)
@@ -29,12 +29,26 @@ def assert_close(actual, expected, name):
     assert err <= 1e-5, f'{name}: max error {err:.2e} of the reference scale'
 
 
-def build_pair(ndim, version, sizes, groups, channels=(4, 6), stride=2, padding_mode='zeros',
+def build_pair(ndim,
+               version,
+               sizes,
+               groups,
+               channels=(4, 6),
+               stride=2,
+               padding_mode='zeros',
                bias=True):
     in_channels, out_channels = channels if groups == 1 else (groups, groups)
-    kwargs = dict(in_channels=in_channels, out_channels=out_channels, kernel_count=5,
-                  stride=stride, padding=tuple(s // 2 for s in sizes), dilated_kernel_size=sizes,
-                  groups=groups, bias=bias, padding_mode=padding_mode, version=version)
+    kwargs = dict(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_count=5,
+        stride=stride,
+        padding=tuple(s // 2 for s in sizes),
+        dilated_kernel_size=sizes,
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+        version=version)
     torch.manual_seed(0)
     ours = OURS[ndim](**kwargs)
     torch.manual_seed(0)
@@ -69,10 +83,10 @@ def check_forward_backward(ours, reference, ndim, batch=2):
 
 
 @both_backends
-@pytest.mark.parametrize('ndim,version,groups', [
-    (ndim, version, groups)
-    for ndim, version, groups in itertools.product((1, 2, 3), VERSIONS, (1, 4))
-])
+@pytest.mark.parametrize(
+    'ndim,version,groups',
+    [(ndim, version, groups)
+     for ndim, version, groups in itertools.product((1, 2, 3), VERSIONS, (1, 4))])
 def test_matches_official(ndim, version, groups):
     for sizes in SIZES[ndim]:
         ours, reference = build_pair(ndim, version, sizes, groups)
@@ -83,8 +97,8 @@ def test_matches_official(ndim, version, groups):
 @pytest.mark.parametrize('padding_mode', ['reflect', 'replicate', 'circular'])
 @pytest.mark.parametrize('version', ['v0', 'gauss'])
 def test_padding_modes_match_official(padding_mode, version):
-    ours, reference = build_pair(2, version, (5, 3), groups=1, stride=1,
-                                 padding_mode=padding_mode, bias=False)
+    ours, reference = build_pair(
+        2, version, (5, 3), groups=1, stride=1, padding_mode=padding_mode, bias=False)
     check_forward_backward(ours, reference, 2)
 
 
@@ -105,8 +119,14 @@ def test_depthwise_convnext_stage_shape_matches_official(version):
     """A ConvNeXt-like depthwise layer with more channels than one construction chunk."""
     channels, size, count = 96, 17, 34
     torch.manual_seed(1)
-    ours = Dcls2d(channels, channels, count, padding=8, dilated_kernel_size=size,
-                  groups=channels, version=version)
+    ours = Dcls2d(
+        channels,
+        channels,
+        count,
+        padding=8,
+        dilated_kernel_size=size,
+        groups=channels,
+        version=version)
     kernel = construct_kernel(ours.weight, ours.P, ours.SIG, (size, size), version)
     dck = official.ConstructKernel2d(channels, channels, channels, count, (size, size), version)
     kernel_ref = dck(ours.weight, ours.P, ours.SIG)
@@ -126,12 +146,18 @@ def test_every_bilinear_path_matches_official_over_chunks(version, where):
     """v0 / v1 take an unmasked path when every position is inside the kernel (always after
     clamping; d loss / d kernel zero-padded when a position sits on a last grid point, whose
     upper tap is missing) and a masked one otherwise; each over several row chunks."""
-    from mmdcls.ops.construct.bilinear import _InsideBilinear, _inside_chunk_rows
+    from mmdcls.ops.construct.bilinear import _inside_chunk_rows, _InsideBilinear
     channels, size, count = 24, 5, 20
     assert _inside_chunk_rows(channels, count, (size, size)) < channels  # several chunks
     torch.manual_seed(2)
-    ours = Dcls2d(channels, channels, count, padding=2, dilated_kernel_size=size,
-                  groups=channels, version=version)
+    ours = Dcls2d(
+        channels,
+        channels,
+        count,
+        padding=2,
+        dilated_kernel_size=size,
+        groups=channels,
+        version=version)
     with torch.no_grad():
         ours.P.uniform_(-3.5, 3.5)
         if where != 'outside':
@@ -139,11 +165,13 @@ def test_every_bilinear_path_matches_official_over_chunks(version, where):
         if where == 'on_last_grid_point':
             ours.P[:, :, :, 0] = size // 2
         ours.P[0, :, :, 1] = 1.0  # on an inner grid point
-    inside, strictly, _ = _InsideBilinear.inside(ours.P.reshape(2, channels, count),
-                                                 (size, size), version)
-    assert (inside, strictly) == {'strictly_inside': (True, True),
-                                  'on_last_grid_point': (True, False),
-                                  'outside': (False, False)}[where]
+    inside, strictly, _ = _InsideBilinear.inside(
+        ours.P.reshape(2, channels, count), (size, size), version)
+    assert (inside, strictly) == {
+        'strictly_inside': (True, True),
+        'on_last_grid_point': (True, False),
+        'outside': (False, False)
+    }[where]
     kernel = construct_kernel(ours.weight, ours.P, None, (size, size), version)
     dck = official.ConstructKernel2d(channels, channels, channels, count, (size, size), version)
     kernel_ref = dck(ours.weight, ours.P, None)
@@ -158,8 +186,15 @@ def test_every_bilinear_path_matches_official_over_chunks(version, where):
 @both_backends
 def test_official_state_dict_loads_unchanged():
     torch.manual_seed(3)
-    reference = official.Dcls2d(8, 8, 10, padding=3, dilated_kernel_size=7, groups=8,
-                                version='gauss', use_implicit_gemm=False)
+    reference = official.Dcls2d(
+        8,
+        8,
+        10,
+        padding=3,
+        dilated_kernel_size=7,
+        groups=8,
+        version='gauss',
+        use_implicit_gemm=False)
     ours = Dcls2d(8, 8, 10, padding=3, dilated_kernel_size=7, groups=8, version='gauss')
     state = reference.state_dict()
     assert set(state) == set(ours.state_dict()) == {'weight', 'P', 'SIG', 'bias'}
@@ -175,47 +210,118 @@ def test_official_state_dict_loads_unchanged():
 # distinct stride and padding on every axis (a swapped axis or padding order shows), groups,
 # depthwise, every padding mode.
 ONE_AXIS_CASES = {
-    'Dcls3_1d': dict(
-        rectangular=dict(in_channels=3, out_channels=5, kernel_count=3, stride=1,
-                         padding=(1, 0, 3), dense_kernel_size=(3, 2), dilated_kernel_size=7),
-        strided_grouped=dict(in_channels=4, out_channels=6, kernel_count=4, stride=(2, 1, 3),
-                             padding=(0, 1, 2), dense_kernel_size=(1, 3),
-                             dilated_kernel_size=5, groups=2, bias=False),
-        depthwise=dict(in_channels=4, out_channels=4, kernel_count=2, stride=1,
-                       padding='same', dense_kernel_size=3, dilated_kernel_size=5, groups=4),
-        reflect=dict(in_channels=2, out_channels=3, kernel_count=3, padding=(1, 1, 2),
-                     dense_kernel_size=(3, 1), dilated_kernel_size=5, padding_mode='reflect'),
-        replicate=dict(in_channels=2, out_channels=3, kernel_count=3, padding=(0, 1, 3),
-                       dense_kernel_size=(2, 3), dilated_kernel_size=7,
-                       padding_mode='replicate'),
-        circular=dict(in_channels=2, out_channels=2, kernel_count=2, stride=(1, 2, 1),
-                      padding=(2, 0, 1), dense_kernel_size=(3, 2), dilated_kernel_size=3,
-                      padding_mode='circular', groups=2),
+    'Dcls3_1d':
+    dict(
+        rectangular=dict(
+            in_channels=3,
+            out_channels=5,
+            kernel_count=3,
+            stride=1,
+            padding=(1, 0, 3),
+            dense_kernel_size=(3, 2),
+            dilated_kernel_size=7),
+        strided_grouped=dict(
+            in_channels=4,
+            out_channels=6,
+            kernel_count=4,
+            stride=(2, 1, 3),
+            padding=(0, 1, 2),
+            dense_kernel_size=(1, 3),
+            dilated_kernel_size=5,
+            groups=2,
+            bias=False),
+        depthwise=dict(
+            in_channels=4,
+            out_channels=4,
+            kernel_count=2,
+            stride=1,
+            padding='same',
+            dense_kernel_size=3,
+            dilated_kernel_size=5,
+            groups=4),
+        reflect=dict(
+            in_channels=2,
+            out_channels=3,
+            kernel_count=3,
+            padding=(1, 1, 2),
+            dense_kernel_size=(3, 1),
+            dilated_kernel_size=5,
+            padding_mode='reflect'),
+        replicate=dict(
+            in_channels=2,
+            out_channels=3,
+            kernel_count=3,
+            padding=(0, 1, 3),
+            dense_kernel_size=(2, 3),
+            dilated_kernel_size=7,
+            padding_mode='replicate'),
+        circular=dict(
+            in_channels=2,
+            out_channels=2,
+            kernel_count=2,
+            stride=(1, 2, 1),
+            padding=(2, 0, 1),
+            dense_kernel_size=(3, 2),
+            dilated_kernel_size=3,
+            padding_mode='circular',
+            groups=2),
     ),
-    'Dcls2dK1d': dict(
-        rectangular=dict(in_channels=3, out_channels=5, kernel_count=3, stride=1,
-                         padding=(3, 1), dilated_kernel_size=7),
-        strided_grouped=dict(in_channels=4, out_channels=6, kernel_count=4, stride=(2, 3),
-                             padding=(1, 2), dilated_kernel_size=5, groups=2, bias=False),
-        depthwise=dict(in_channels=4, out_channels=4, kernel_count=2, padding=(2, 2),
-                       dilated_kernel_size=5, groups=4),
-        reflect=dict(in_channels=2, out_channels=3, kernel_count=3, padding=(2, 1),
-                     dilated_kernel_size=5, padding_mode='reflect'),
-        replicate=dict(in_channels=2, out_channels=3, kernel_count=3, padding=(0, 3),
-                       dilated_kernel_size=7, padding_mode='replicate'),
-        circular=dict(in_channels=2, out_channels=2, kernel_count=2, stride=(2, 1),
-                      padding=(1, 2), dilated_kernel_size=3, padding_mode='circular',
-                      groups=2),
+    'Dcls2dK1d':
+    dict(
+        rectangular=dict(
+            in_channels=3,
+            out_channels=5,
+            kernel_count=3,
+            stride=1,
+            padding=(3, 1),
+            dilated_kernel_size=7),
+        strided_grouped=dict(
+            in_channels=4,
+            out_channels=6,
+            kernel_count=4,
+            stride=(2, 3),
+            padding=(1, 2),
+            dilated_kernel_size=5,
+            groups=2,
+            bias=False),
+        depthwise=dict(
+            in_channels=4,
+            out_channels=4,
+            kernel_count=2,
+            padding=(2, 2),
+            dilated_kernel_size=5,
+            groups=4),
+        reflect=dict(
+            in_channels=2,
+            out_channels=3,
+            kernel_count=3,
+            padding=(2, 1),
+            dilated_kernel_size=5,
+            padding_mode='reflect'),
+        replicate=dict(
+            in_channels=2,
+            out_channels=3,
+            kernel_count=3,
+            padding=(0, 3),
+            dilated_kernel_size=7,
+            padding_mode='replicate'),
+        circular=dict(
+            in_channels=2,
+            out_channels=2,
+            kernel_count=2,
+            stride=(2, 1),
+            padding=(1, 2),
+            dilated_kernel_size=3,
+            padding_mode='circular',
+            groups=2),
     ),
 }
 ONE_AXIS_INPUT = {'Dcls3_1d': (5, 6, 9), 'Dcls2dK1d': (9, 8)}
 ONE_AXIS_OURS = {'Dcls3_1d': Dcls3_1d, 'Dcls2dK1d': Dcls2dK1d}
 ONE_AXIS_VERSIONS = {'Dcls3_1d': ['v1', 'gauss', 'max'], 'Dcls2dK1d': VERSIONS}
-ONE_AXIS_PARAMS = [(name, version, flat_dim, case)
-                   for name, cases in ONE_AXIS_CASES.items()
+ONE_AXIS_PARAMS = [(name, version, flat_dim, case) for name, cases in ONE_AXIS_CASES.items()
                    for version in ONE_AXIS_VERSIONS[name]
-                   for flat_dim in ((0, 1) if name == 'Dcls2dK1d' else (None,))
-                   for case in cases]
+                   for flat_dim in ((0, 1) if name == 'Dcls2dK1d' else (None, )) for case in cases]
 
 
 def build_one_axis_pair(name, version, flat_dim, case, **overrides):
@@ -274,8 +380,7 @@ def test_one_axis_layers_match_official(name, version, flat_dim, case):
     check_one_axis(ours, reference, name)
 
 
-@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
-                                           ('Dcls2dK1d', 1)])
+@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 @pytest.mark.parametrize('version', ['v0', 'v1', 'gauss', 'max'])
 def test_one_axis_unclamped_positions_and_clamp_match_official(name, flat_dim, version):
     """Positions beyond the kernel drop their out-of-kernel taps as in dcls; after
@@ -294,32 +399,32 @@ def test_one_axis_unclamped_positions_and_clamp_match_official(name, flat_dim, v
 
 
 @pytest.mark.parametrize('algo', ['direct', 'channels_last', 'fft'])
-@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
-                                           ('Dcls2dK1d', 1)])
+@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 def test_one_axis_layers_match_official_with_every_conv_algo(name, flat_dim, algo):
     """Depthwise layers through each convolution algorithm (the FFT one differs most)."""
     version = 'gauss'
-    ours, reference = build_one_axis_pair(name, version, flat_dim, 'depthwise',
-                                          conv_algo=algo)
+    ours, reference = build_one_axis_pair(name, version, flat_dim, 'depthwise', conv_algo=algo)
     check_one_axis(ours, reference, name)
 
 
-@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
-                                           ('Dcls2dK1d', 1)])
+@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 def test_one_axis_sparse_direct_matches_official(name, flat_dim):
     """'sparse_direct' (the C library's depthwise direct conv over non-zero taps, training and
     inference; 'channels_last' where it does not apply: 3-D) with gradients, and under
     no_grad (the eval kernel cache)."""
-    ours, reference = build_one_axis_pair(name, 'v0' if name == 'Dcls2dK1d' else 'v1',
-                                          flat_dim, 'depthwise', conv_algo='sparse_direct')
+    ours, reference = build_one_axis_pair(
+        name,
+        'v0' if name == 'Dcls2dK1d' else 'v1',
+        flat_dim,
+        'depthwise',
+        conv_algo='sparse_direct')
     check_one_axis(ours, reference, name)
     x = torch.randn(2, ours.in_channels, *ONE_AXIS_INPUT[name])
     with torch.no_grad():
         assert_close(ours.eval()(x), reference(x), 'output')
 
 
-@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
-                                           ('Dcls2dK1d', 1)])
+@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 def test_one_axis_state_dicts_load_both_ways(name, flat_dim):
     version = 'gauss'
     torch.manual_seed(4)
@@ -329,8 +434,13 @@ def test_one_axis_state_dicts_load_both_ways(name, flat_dim):
     reference = getattr(official, name)(**kwargs)
     ours = ONE_AXIS_OURS[name](**kwargs)
     state = reference.state_dict()
-    assert {k: v.shape for k, v in state.items()} == {
-        k: v.shape for k, v in ours.state_dict().items()}
+    assert {
+        k: v.shape
+        for k, v in state.items()
+    } == {
+        k: v.shape
+        for k, v in ours.state_dict().items()
+    }
     assert set(state) == {'weight', 'P', 'SIG'}  # bias=False in this case
     ours.load_state_dict(state, strict=True)
     x = torch.randn(1, ours.in_channels, *ONE_AXIS_INPUT[name])
@@ -352,15 +462,14 @@ def test_one_axis_parameter_shapes_follow_dcls():
         assert layer.SIG is None and layer.version == 'v1'  # dcls's default
         assert layer.construct_kernel().shape == (6, 4, *kernel_shape)
         assert layer.kernel_size == kernel_shape
-        assert layer(torch.randn(1, 4, 9, 9)).shape == (1, 6, 10 - kernel_shape[0],
-                                                        10 - kernel_shape[1])
+        assert layer(torch.randn(1, 4, 9,
+                                 9)).shape == (1, 6, 10 - kernel_shape[0], 10 - kernel_shape[1])
 
 
 @pytest.mark.parametrize('make,message', [
     (lambda: Dcls3_1d(2, 2, 3, dilated_kernel_size=5, version='v0'),
      r"Dcls3_1d: version must be one of \('v1', 'gauss', 'max'\)"),
-    (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=5, version='sinc'),
-     'version must be one of'),
+    (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=5, version='sinc'), 'version must be one of'),
     (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=5, flat_dim=2), 'flat_dim must be 0'),
     (lambda: Dcls2dK1d(2, 2, 3, dilated_kernel_size=(5, 5)), 'a tuple of 1 ints'),
     (lambda: Dcls3_1d(2, 2, 3, dense_kernel_size=(3, 3, 3)), 'dense_kernel_size must be'),
@@ -378,13 +487,12 @@ def test_one_axis_bad_arguments_name_the_parameter(make, message):
 def test_one_axis_checkpoint_shape_mismatch_is_explained():
     layer = Dcls2dK1d(4, 4, 3, dilated_kernel_size=5)
     state = Dcls2dK1d(4, 4, 2, dilated_kernel_size=5).state_dict()
-    with pytest.raises(ValueError,
-                       match=r'weight: checkpoint shape \(4, 4, 2\) does not match \(4, 4, 3\)'):
+    with pytest.raises(
+            ValueError, match=r'weight: checkpoint shape \(4, 4, 2\) does not match \(4, 4, 3\)'):
         layer.load_state_dict(state)
 
 
-@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0),
-                                           ('Dcls2dK1d', 1)])
+@pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 @pytest.mark.parametrize('version', ['v0', 'v1', 'gauss', 'max'])
 def test_one_axis_gradcheck(name, flat_dim, version):
     """Input, weight, P, SIG and bias gradients of the whole layer against finite differences
@@ -393,12 +501,27 @@ def test_one_axis_gradcheck(name, flat_dim, version):
         pytest.skip(f'dcls 0.1.1 has no {version} for {name}')
     torch.manual_seed(5)
     if name == 'Dcls3_1d':
-        layer = Dcls3_1d(2, 2, 2, stride=(1, 2, 1), padding=(1, 0, 2), dense_kernel_size=(2, 1),
-                         dilated_kernel_size=5, groups=2, version=version)
+        layer = Dcls3_1d(
+            2,
+            2,
+            2,
+            stride=(1, 2, 1),
+            padding=(1, 0, 2),
+            dense_kernel_size=(2, 1),
+            dilated_kernel_size=5,
+            groups=2,
+            version=version)
         spatial = (3, 2, 5)
     else:
-        layer = Dcls2dK1d(2, 2, 3, stride=(2, 1), padding=(2, 1), dilated_kernel_size=5,
-                          version=version, flat_dim=flat_dim)
+        layer = Dcls2dK1d(
+            2,
+            2,
+            3,
+            stride=(2, 1),
+            padding=(2, 1),
+            dilated_kernel_size=5,
+            version=version,
+            flat_dim=flat_dim)
         spatial = (5, 4)
     layer = layer.double()
     with torch.no_grad():
@@ -411,7 +534,7 @@ def test_one_axis_gradcheck(name, flat_dim, version):
     x = torch.randn(1, 2, *spatial, dtype=torch.float64, requires_grad=True)
 
     def fn(x, *values):
-        return torch.func.functional_call(layer, dict(zip(names, values)), (x,))
+        return torch.func.functional_call(layer, dict(zip(names, values)), (x, ))
 
     # fast_mode: a random projection of each Jacobian (all inputs, several ms per call)
     assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-6, fast_mode=True)

@@ -34,8 +34,11 @@ def test_registries_are_scoped_children_of_mmengine_roots():
 
 
 def _run(code, cwd):
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
 def test_config_custom_imports_imports_mmdcls(tmp_path):
@@ -44,7 +47,8 @@ def test_config_custom_imports_imports_mmdcls(tmp_path):
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text("custom_imports = dict(imports=['mmdcls'], allow_failed_imports=False)\n"
                         "model = dict(type='mmdcls.ProbeForTest', width=3)\n")
-    result = _run(f"""
+    result = _run(
+        f"""
         import sys
         from mmengine.config import Config
         assert 'mmdcls' not in sys.modules
@@ -63,6 +67,7 @@ def test_config_custom_imports_imports_mmdcls(tmp_path):
         built = ROOT.build(cfg.model)
         assert type(built).__name__ == 'ProbeForTest' and built.width == 3
         print('OK')
-        """, cwd=str(tmp_path))
+        """,
+        cwd=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith('OK')

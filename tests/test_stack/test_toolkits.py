@@ -13,9 +13,10 @@ import torch
 from mmengine.config import Config
 
 if importlib.util.find_spec('mmcv._ext') is None:
-    pytest.skip("mmdet / mmseg models need mmcv's compiled ops (mmcv._ext), not installed here "
-                '(the compat lane has mmcv-lite 2.1.0, mmcv without ops)',
-                allow_module_level=True)
+    pytest.skip(
+        "mmdet / mmseg models need mmcv's compiled ops (mmcv._ext), not installed here "
+        '(the compat lane has mmcv-lite 2.1.0, mmcv without ops)',
+        allow_module_level=True)
 mmdet = pytest.importorskip('mmdet')
 mmseg = pytest.importorskip('mmseg')
 
@@ -41,8 +42,10 @@ def _check_gradients(model, prefixes):
         if grad is not None:
             assert torch.isfinite(grad).all(), f'non-finite gradient in {name}'
     for prefix in prefixes:
-        reached = [n for n, g in grads.items()
-                   if n.startswith(prefix) and g is not None and g.abs().sum() > 0]
+        reached = [
+            n for n, g in grads.items()
+            if n.startswith(prefix) and g is not None and g.abs().sum() > 0
+        ]
         assert reached, f'no parameter under {prefix!r} received a non-zero gradient'
 
 
@@ -90,8 +93,13 @@ def test_mmdet_mask_rcnn_r18_trains_one_step(tmp_path):
     mask[0, 24:96, 16:80] = 1
     gt.masks = BitmapMasks(mask, size, size)
     sample = DetDataSample(gt_instances=gt)
-    sample.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size),
-                             scale_factor=(1.0, 1.0), batch_input_shape=(size, size)))
+    sample.set_metainfo(
+        dict(
+            img_shape=(size, size),
+            ori_shape=(size, size),
+            pad_shape=(size, size),
+            scale_factor=(1.0, 1.0),
+            batch_input_shape=(size, size)))
     image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
     data = model.data_preprocessor(dict(inputs=[image], data_samples=[sample]), training=True)
     assert data['inputs'].shape == (1, 3, size, size)
@@ -102,8 +110,8 @@ def test_mmdet_mask_rcnn_r18_trains_one_step(tmp_path):
     total = _total_loss(losses)
     assert math.isfinite(total.item()) and total.item() > 0
     total.backward()
-    _check_gradients(model, ['backbone.', 'neck.', 'rpn_head.', 'roi_head.bbox_head.',
-                             'roi_head.mask_head.'])
+    _check_gradients(
+        model, ['backbone.', 'neck.', 'rpn_head.', 'roi_head.bbox_head.', 'roi_head.mask_head.'])
 
 
 def test_mmseg_upernet_r18_trains_one_step(tmp_path):
@@ -132,8 +140,8 @@ def test_mmseg_upernet_r18_trains_one_step(tmp_path):
     for _ in range(2):
         label = torch.randint(0, num_classes, (1, size, size))
         sample = SegDataSample(gt_sem_seg=PixelData(data=label))
-        sample.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
-                                 pad_shape=(size, size)))
+        sample.set_metainfo(
+            dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
         samples.append(sample)
         images.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), training=True)

@@ -18,6 +18,7 @@ class DumpRankParamsHook(Hook):
         params = {n: p.detach().clone() for n, p in model.named_parameters()}
         # shared positions: the same Parameter under one name (named_parameters dedups);
         # keep the block-level view too, to check that sharing survived DDP
-        params['__shared_P_ids__'] = torch.tensor([
-            len({id(b.dwconv.P) for b in stage}) for stage in model.backbone.stages])
+        params['__shared_P_ids__'] = torch.tensor(
+            [len({id(b.dwconv.P)
+                  for b in stage}) for stage in model.backbone.stages])
         torch.save(params, osp.join(runner.work_dir, f'params_rank{get_rank()}.pth'))

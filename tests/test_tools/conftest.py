@@ -45,30 +45,33 @@ def tiny_data(tmp_path_factory):
     make_all = load_tool('tools/misc/make_tiny_datasets.py').make_all
     root = tmp_path_factory.mktemp('data')
     make_all(str(root), seed=0)
-    return dict(coco=str(root / 'tiny_coco'), ade=str(root / 'tiny_ade'),
-                textures=str(root / 'tiny_textures'))
+    return dict(
+        coco=str(root / 'tiny_coco'),
+        ade=str(root / 'tiny_ade'),
+        textures=str(root / 'tiny_textures'))
 
 
 def det_data_options(tiny_data, train_images=8, val_images=4):
     """``--cfg-options`` pointing the detection demo config at ``tiny_data`` and subsets."""
     root = tiny_data['coco'] + '/'
-    return [f'train_dataloader.dataset.data_root={root}',
-            f'train_dataloader.dataset.indices={train_images}',
-            f'val_dataloader.dataset.data_root={root}',
-            f'val_dataloader.dataset.indices={val_images}',
-            f'test_dataloader.dataset.data_root={root}',
-            f'test_dataloader.dataset.indices={val_images}',
-            f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
-            f'test_evaluator.ann_file={root}annotations/instances_val2017.json']
+    return [
+        f'train_dataloader.dataset.data_root={root}',
+        f'train_dataloader.dataset.indices={train_images}',
+        f'val_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.indices={val_images}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.indices={val_images}',
+        f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
+        f'test_evaluator.ann_file={root}annotations/instances_val2017.json'
+    ]
 
 
 def seg_data_options(tiny_data, val_images=4):
     root = tiny_data['ade']
-    return [f'train_dataloader.dataset.data_root={root}',
-            f'val_dataloader.dataset.data_root={root}',
-            f'val_dataloader.dataset.indices={val_images}',
-            f'test_dataloader.dataset.data_root={root}',
-            f'test_dataloader.dataset.indices={val_images}']
+    return [
+        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.indices={val_images}', f'test_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.indices={val_images}'
+    ]
 
 
 def tool_env(**extra):
@@ -81,10 +84,14 @@ def run_tool(args, timeout=300, check=True, cwd=REPO, env=None):
     """Runs ``python <args>`` from the repository root; returns the CompletedProcess (stdout
     and stderr merged into ``.stdout``). ``check``: fail the test, showing the output's tail,
     on a non-zero exit. ``env``: variables added to :func:`tool_env`'s."""
-    proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd,
-                          env=tool_env(**(env or {})),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable] + [str(a) for a in args],
+        cwd=cwd,
+        env=tool_env(**(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f'{args[0]} exited with {proc.returncode}:\n{proc.stdout[-4000:]}')
     return proc

@@ -2,9 +2,9 @@
 visualize_positions writes a PNG; benchmark_fps runs; CPU --amp wrapper."""
 import pytest
 import torch
+from conftest import SEG_CONFIG, load_tool, run_tool, seg_data_options
 
 import mmdcls  # noqa: F401
-from conftest import SEG_CONFIG, load_tool, run_tool, seg_data_options
 from mmdcls.ops import Dcls2d
 
 
@@ -12,8 +12,7 @@ from mmdcls.ops import Dcls2d
 def test_get_flops_counts_dcls_conv_and_construction(version):
     analyze = load_tool('tools/analysis/get_flops.py').analyze
     c, k, size, hw = 8, 5, 7, 12
-    layer = Dcls2d(c, c, k, dilated_kernel_size=size, padding=size // 2, groups=c,
-                   version=version)
+    layer = Dcls2d(c, c, k, dilated_kernel_size=size, padding=size // 2, groups=c, version=version)
     result = analyze(layer, (torch.zeros(1, c, hw, hw), ))
     dense_conv = c * size * size * hw * hw  # depthwise: one MAC per tap per output pixel
     construct = c * k * (2**2 if version == 'v0' else size + size + size * size)
@@ -23,8 +22,8 @@ def test_get_flops_counts_dcls_conv_and_construction(version):
 
 
 def test_get_flops_tool_on_a_demo_config():
-    proc = run_tool(['tools/analysis/get_flops.py', SEG_CONFIG, '--shape', '64',
-                     '--backbone-only'], timeout=180)
+    proc = run_tool(['tools/analysis/get_flops.py', SEG_CONFIG, '--shape', '64', '--backbone-only'],
+                    timeout=180)
     assert 'GFLOPs' in proc.stdout and 'DCLS kernel construction' in proc.stdout
     # 4 + 4 + 3 * 8 + 8 ... the demo backbone's construction is non-zero
     line = [x for x in proc.stdout.splitlines() if 'construction' in x][0]
@@ -33,9 +32,10 @@ def test_get_flops_tool_on_a_demo_config():
 
 def _demo_backbone_checkpoint(path, shared=True):
     from mmdcls.models import ConvNeXtDCLS
-    backbone = ConvNeXtDCLS(arch=dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64],
-                                      kernel_count=4), dilated_kernel_size=9,
-                            share_positions=shared)
+    backbone = ConvNeXtDCLS(
+        arch=dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64], kernel_count=4),
+        dilated_kernel_size=9,
+        share_positions=shared)
     with torch.no_grad():
         for m in backbone.modules():
             if isinstance(m, Dcls2d):
@@ -67,8 +67,10 @@ def test_visualize_positions_rejects_non_dcls(tmp_path):
 
 
 def test_benchmark_fps_runs(tiny_data):
-    proc = run_tool(['tools/analysis/benchmark_fps.py', SEG_CONFIG, '--max-iter', '3',
-                     '--num-warmup', '1', '--cfg-options', *seg_data_options(tiny_data)],
+    proc = run_tool([
+        'tools/analysis/benchmark_fps.py', SEG_CONFIG, '--max-iter', '3', '--num-warmup', '1',
+        '--cfg-options', *seg_data_options(tiny_data)
+    ],
                     timeout=180)
     assert 'Overall fps:' in proc.stdout
 
@@ -88,13 +90,13 @@ def test_cpu_autocast_optim_wrapper():
     assert layer.P.dtype == torch.float32 and lin.weight.dtype == torch.float32
     assert not torch.equal(before, layer.P)
     with pytest.raises(ValueError, match='dtype must be one of'):
-        CPUAutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                                dtype='float64')
+        CPUAutocastOptimWrapper(
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype='float64')
 
 
 def test_train_amp_on_cpu_picks_autocast_wrapper_or_explains():
-    from mmengine.config import Config
     from conftest import DET_CONFIG
+    from mmengine.config import Config
     enable_amp = load_tool('tools/train.py').enable_amp
     seg = Config.fromfile(SEG_CONFIG)
     seg.launcher = 'none'

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import DET_CONFIG, SEG_CONFIG, det_data_options, run_tool, seg_data_options
 from mmengine.config import Config
 
 import mmdcls  # noqa: F401
-from conftest import DET_CONFIG, SEG_CONFIG, det_data_options, run_tool, seg_data_options
 from mmdcls.utils.config_checks import ConfigCheckError, check_config
 from mmdcls.utils.tool_setup import select_toolkit
 
@@ -35,9 +35,10 @@ def test_good_configs_pass(det_cfg, seg_cfg):
 
 def test_unknown_scope(det_cfg):
     det_cfg.default_scope = 'mmocr'
-    with pytest.raises(ConfigCheckError,
-                       match=r"default_scope must be one of \('mmdet', 'mmseg', 'mmpretrain'\).*"
-                       "'mmocr'"):
+    with pytest.raises(
+            ConfigCheckError,
+            match=r"default_scope must be one of \('mmdet', 'mmseg', 'mmpretrain'\).*"
+            "'mmocr'"):
         select_toolkit(det_cfg)
 
 
@@ -73,12 +74,36 @@ def test_missing_ade_annotation(seg_cfg, tmp_path):
 
 @pytest.mark.parametrize('content,match', [
     ('{"images": [', 'not valid JSON'),
-    (json.dumps({'images': [], 'annotations': []}), "key 'categories' must be a list"),
-    (json.dumps({'images': [{'id': 1, 'file_name': 'a.jpg', 'height': 4, 'width': 4}],
-                 'annotations': [{'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 1]}],
-                 'categories': [{'id': 1, 'name': 'circle'}]}), r'annotations\[0\].bbox'),
-    (json.dumps({'images': [], 'annotations': [], 'categories': [{'id': 1, 'name': 'disc'}]}),
-     r"metainfo.classes \['circle', 'square', 'triangle'\] are not categories"),
+    (json.dumps({
+        'images': [],
+        'annotations': []
+    }), "key 'categories' must be a list"),
+    (json.dumps({
+        'images': [{
+            'id': 1,
+            'file_name': 'a.jpg',
+            'height': 4,
+            'width': 4
+        }],
+        'annotations': [{
+            'id': 1,
+            'image_id': 1,
+            'category_id': 1,
+            'bbox': [0, 0, 1]
+        }],
+        'categories': [{
+            'id': 1,
+            'name': 'circle'
+        }]
+    }), r'annotations\[0\].bbox'),
+    (json.dumps({
+        'images': [],
+        'annotations': [],
+        'categories': [{
+            'id': 1,
+            'name': 'disc'
+        }]
+    }), r"metainfo.classes \['circle', 'square', 'triangle'\] are not categories"),
 ])
 def test_malformed_annotation_file(det_cfg, tmp_path, content, match):
     ann = tmp_path / 'instances_bad.json'
@@ -126,8 +151,9 @@ def test_wrong_size_imagenet_checkpoint(seg_cfg, tmp_path):
     """A release-layout checkpoint ({'model': ...}) of another width: the backbone stops at
     init (before the first iteration) naming the file."""
     from mmdcls.models import ConvNeXtDCLS
-    other = ConvNeXtDCLS(arch=dict(depths=[1, 1, 3, 1], channels=[16, 32, 64, 128],
-                                   kernel_count=8), dilated_kernel_size=9)
+    other = ConvNeXtDCLS(
+        arch=dict(depths=[1, 1, 3, 1], channels=[16, 32, 64, 128], kernel_count=8),
+        dilated_kernel_size=9)
     ckpt = tmp_path / 'convnext_dcls_other_1k_224_ema.pth'
     torch.save({'model': other.state_dict()}, ckpt)
     cfg = dict(seg_cfg.model.backbone)
@@ -141,8 +167,10 @@ def test_wrong_size_imagenet_checkpoint(seg_cfg, tmp_path):
 def test_train_tool_stops_before_building(tiny_data, tmp_path):
     options = det_data_options(tiny_data)
     options[0] = f'train_dataloader.dataset.data_root={tmp_path}/missing/'
-    proc = run_tool(['tools/train.py', DET_CONFIG, '--work-dir', tmp_path / 'w',
-                     '--cfg-options', *options], check=False, timeout=120)
+    proc = run_tool(
+        ['tools/train.py', DET_CONFIG, '--work-dir', tmp_path / 'w', '--cfg-options', *options],
+        check=False,
+        timeout=120)
     assert proc.returncode != 0
     assert 'train_dataloader.dataset.data_root' in proc.stdout and 'missing' in proc.stdout
     assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').glob('*.pth'))

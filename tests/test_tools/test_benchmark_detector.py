@@ -6,7 +6,6 @@ import re
 
 import pytest
 import torch
-
 from conftest import REPO, run_tool
 
 
@@ -38,13 +37,16 @@ def test_synthetic_batch_is_a_valid_detection_batch():
 
 
 def test_benchmark_detector_runs_and_reports_both_models_and_modes():
-    proc = run_tool(['tools/analysis/benchmark_detector.py', '--shape', '64x96', '--repeats',
-                     '1', '--warmup', '0', '--threads', '1', '--no-check'], timeout=600)
+    proc = run_tool([
+        'tools/analysis/benchmark_detector.py', '--shape', '64x96', '--repeats', '1', '--warmup',
+        '0', '--threads', '1', '--no-check'
+    ],
+                    timeout=600)
     out = proc.stdout
     for mode in ('train', 'infer'):
         for model in ('ConvNeXt-T', 'ConvNeXt-DCLS-T'):
-            line = re.search(rf'^\s*{mode}\s+{model}\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x',
-                             out, re.M)
+            line = re.search(rf'^\s*{mode}\s+{model}\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x', out,
+                             re.M)
             assert line, f'no {mode} line for {model} in:\n{out}'
             assert float(line.group(1)) > 0
             if model == 'ConvNeXt-T':
@@ -60,8 +62,10 @@ def test_benchmark_detector_fails_on_a_missed_target(monkeypatch, capsys):
     monkeypatch.setattr(benchmark_detector, 'TARGETS', {'train': 0.0, 'infer': 0.0})
     threads = torch.get_num_threads()
     try:
-        status = benchmark_detector.main(['--shape', '64x64', '--repeats', '1', '--warmup',
-                                          '0', '--threads', '1', '--modes', 'infer'])
+        status = benchmark_detector.main([
+            '--shape', '64x64', '--repeats', '1', '--warmup', '0', '--threads', '1', '--modes',
+            'infer'
+        ])
     finally:
         torch.set_num_threads(threads)  # main() sets it for the whole process
     out = capsys.readouterr().out

@@ -34,7 +34,8 @@ def _one_line_error(proc, *needles):
 
 def test_test_tool_exit_status_when_the_run_cannot_start(tmp_path):
     proc = run_tool(['tools/test.py', SEG_CONFIG, tmp_path / 'none.pth', '--work-dir', tmp_path],
-                    check=False, timeout=120)
+                    check=False,
+                    timeout=120)
     _one_line_error(proc, 'tools/test.py: error: checkpoint', 'none.pth', 'not found')
 
 
@@ -45,9 +46,10 @@ def test_tools_name_a_missing_toolkit(tmp_path, no_mmpretrain_env, tool):
     args = [f'tools/{tool}.py', cfg] + ([cfg] if tool == 'test' else []) + \
         ['--work-dir', tmp_path / 'w']
     proc = run_tool(args, check=False, timeout=120, env=no_mmpretrain_env)
-    _one_line_error(proc, f'tools/{tool}.py: error: {cfg}: default_scope \'mmpretrain\' runs in '
-                    'mmpretrain, which is not installed in this Python environment',
-                    "pip install 'mmpretrain==1.2.0'")
+    _one_line_error(
+        proc, f'tools/{tool}.py: error: {cfg}: default_scope \'mmpretrain\' runs in '
+        'mmpretrain, which is not installed in this Python environment',
+        "pip install 'mmpretrain==1.2.0'")
     assert not (tmp_path / 'w').exists()  # stopped before the runner made its work dir
 
 
@@ -56,8 +58,13 @@ def test_dist_train_checks_the_toolkit_once_before_torchrun(tmp_path, no_mmpretr
     cfg = tmp_path / 'cls.py'
     cfg.write_text(CLS_CONFIG)
     env = tool_env(PYTHON=sys.executable, **no_mmpretrain_env)
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(cfg), '2'], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', str(cfg), '2'],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120)
     _one_line_error(proc, 'error:', "default_scope 'mmpretrain'", 'not installed')
     assert 'torch.distributed' not in proc.stdout and 'rank' not in proc.stdout.lower()

@@ -45,8 +45,7 @@ CASCADE = ("_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'\
              loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
         for s in (0.1, 0.05, 0.033)]))
 """)
-UPERNET = ("_base_ = 'mmseg::_base_/models/upernet_r50.py'\n" + BACKBONE +
-           """    pretrained=None,
+UPERNET = ("_base_ = 'mmseg::_base_/models/upernet_r50.py'\n" + BACKBONE + """    pretrained=None,
     decode_head=dict(in_channels=[8, 16, 32, 64], channels=16, num_classes=150),
     auxiliary_head=dict(in_channels=32, channels=8, num_classes=150))
 """)
@@ -65,27 +64,38 @@ def build(cfg_text, scope, tmp_path):
 def old_checkpoint(model, toolkit):
     state = model.state_dict()
     with torch.no_grad():
-        state = {k: v + torch.rand_like(v) if v.is_floating_point() else v
-                 for k, v in state.items()}
+        state = {
+            k: v + torch.rand_like(v) if v.is_floating_point() else v
+            for k, v in state.items()
+        }
     # the release shares P per stage: every block stores the same tensor
     for key in state:
         if key.endswith('.dwconv.P'):
             stage_first = key.split('.')
             stage_first[3] = '0'
             state[key] = state['.'.join(stage_first)]
-    meta = {f'{toolkit}_version': '2.25.3' if toolkit == 'mmdet' else '0.27.0',
-            'CLASSES': ('a', 'b', 'c'), 'config': "model = dict(type='X')", 'epoch': 36,
-            'iter': 1000, 'mmcv_version': '1.7.1', 'env_info': 'CUDA available: True',
-            'hook_msgs': {'best_score': np.float64(0.5), 'last_ckpt': 'x.pth'}}
+    meta = {
+        f'{toolkit}_version': '2.25.3' if toolkit == 'mmdet' else '0.27.0',
+        'CLASSES': ('a', 'b', 'c'),
+        'config': "model = dict(type='X')",
+        'epoch': 36,
+        'iter': 1000,
+        'mmcv_version': '1.7.1',
+        'env_info': 'CUDA available: True',
+        'hook_msgs': {
+            'best_score': np.float64(0.5),
+            'last_ckpt': 'x.pth'
+        }
+    }
     if toolkit == 'mmseg':
         meta['PALETTE'] = [[1, 2, 3], np.array([4, 5, 6]), (7, 8, 9)]
     optimizer = {'state': {0: {'step': torch.tensor(3.)}}, 'param_groups': [{'lr': 1e-4}]}
     return {'meta': meta, 'state_dict': state, 'optimizer': optimizer}
 
 
-@pytest.mark.parametrize('cfg_text,toolkit', [(MASK_RCNN, 'mmdet'), (CASCADE, 'mmdet'),
-                                              (UPERNET, 'mmseg')],
-                         ids=['mask-rcnn', 'cascade-4conv1fc', 'upernet'])
+@pytest.mark.parametrize(
+    'cfg_text,toolkit', [(MASK_RCNN, 'mmdet'), (CASCADE, 'mmdet'), (UPERNET, 'mmseg')],
+    ids=['mask-rcnn', 'cascade-4conv1fc', 'upernet'])
 def test_converted_checkpoint_loads_strictly(tmp_path, cfg_text, toolkit, capsys):
     old = old_checkpoint(build(cfg_text, toolkit, tmp_path), toolkit)
     src, dst = tmp_path / 'old.pth', tmp_path / 'new.pth'

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, SEG_CONFIG, run_tool, seg_data_options, tool_env
+
 from mmdcls.utils.compat import register_safe_globals
 
 
@@ -21,23 +21,25 @@ def _load(path):
 
 
 # Deterministic short runs: no dropout, no validation.
-DETERMINISTIC = ['model.decode_head.dropout_ratio=0.0', 'model.auxiliary_head.dropout_ratio=0.0',
-                 'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1',
-                 'default_hooks.checkpoint.interval=3',
-                 'default_hooks.checkpoint.max_keep_ckpts=-1']
+DETERMINISTIC = [
+    'model.decode_head.dropout_ratio=0.0', 'model.auxiliary_head.dropout_ratio=0.0',
+    'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=3', 'default_hooks.checkpoint.max_keep_ckpts=-1'
+]
 
 
 def _train(tiny_data, work_dir, max_iters, *extra):
-    return run_tool(['tools/train.py', SEG_CONFIG, '--work-dir', work_dir, *extra,
-                     '--cfg-options', *seg_data_options(tiny_data), *DETERMINISTIC,
-                     f'train_cfg.max_iters={max_iters}'])
+    return run_tool([
+        'tools/train.py', SEG_CONFIG, '--work-dir', work_dir, *extra, '--cfg-options',
+        *seg_data_options(tiny_data), *DETERMINISTIC, f'train_cfg.max_iters={max_iters}'
+    ])
 
 
 def _assert_same_tree(a, b, where):
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor), where
-        assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-6,
-                                                     rtol=1e-5), where
+        assert a.shape == b.shape and torch.allclose(
+            a.float(), b.float(), atol=1e-6, rtol=1e-5), where
     elif isinstance(a, dict):
         assert set(a) == set(b), f'{where}: keys {sorted(set(a) ^ set(b))}'
         for k in a:
@@ -81,8 +83,10 @@ def _free_port():
 def test_torchrun_two_ranks_identical_parameters(tiny_data, tmp_path):
     work = tmp_path / 'dist'
     env = tool_env()
-    env.update(PORT=str(_free_port()), PYTHON=sys.executable,
-               PYTHONPATH=osp.join(REPO, 'tests', 'test_tools'))
+    env.update(
+        PORT=str(_free_port()),
+        PYTHON=sys.executable,
+        PYTHONPATH=osp.join(REPO, 'tests', 'test_tools'))
     # custom_imports is applied when the config file is read: the helper hook needs a file.
     config = tmp_path / 'dist_cfg.py'
     config.write_text(
@@ -90,13 +94,22 @@ def test_torchrun_two_ranks_identical_parameters(tiny_data, tmp_path):
         "custom_imports = dict(imports=['mmdcls', '_dist_helpers'], "
         "allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='mmdcls.DCLSClampHook'), dict(type='DumpRankParamsHook')]\n")
-    cmd = ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
-           '--cfg-options', *seg_data_options(tiny_data), 'train_cfg.max_iters=3',
-           'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=3',
-           'model.backbone.with_cp=True', 'model.backbone.share_positions=True',
-           'train_dataloader.batch_size=2']
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=400)
+    cmd = [
+        'bash', 'tools/dist_train.sh',
+        str(config), '2', '--work-dir',
+        str(work), '--cfg-options', *seg_data_options(tiny_data), 'train_cfg.max_iters=3',
+        'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=3',
+        'model.backbone.with_cp=True', 'model.backbone.share_positions=True',
+        'train_dataloader.batch_size=2'
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=400)
     if proc.returncode != 0:
         pytest.fail(f'dist_train.sh failed ({proc.returncode}):\n{proc.stdout[-5000:]}')
     assert 'gloo' in proc.stdout  # no CUDA: nccl -> gloo

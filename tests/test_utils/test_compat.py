@@ -23,7 +23,8 @@ from mmdcls.utils.compat import (TORCH_ALLOW_LIST, load_weights_only, register_s
                                  safe_globals_list)
 
 needs_allow_list = pytest.mark.skipif(
-    not TORCH_ALLOW_LIST, reason=f'torch {torch.__version__} < 2.6: torch.load is not '
+    not TORCH_ALLOW_LIST,
+    reason=f'torch {torch.__version__} < 2.6: torch.load is not '
     'weights-only by default and add_safe_globals takes no (object, name) pairs; mmdcls loads '
     'through load_weights_only there (tested below on every torch)')
 
@@ -38,10 +39,18 @@ def _mmengine_style_checkpoint():
     hub.update_info('eta', np.float64(12.5))
     hub.update_info('iter', 3)
     return {
-        'meta': dict(epoch=1, iter=3, seed=0, cfg='model = dict()',
-                     scores=np.array([0.5, 0.25], dtype=np.float32), count=np.int64(7)),
-        'state_dict': OrderedDict(weight=torch.arange(4.0)),
-        'message_hub': hub.state_dict(),
+        'meta':
+        dict(
+            epoch=1,
+            iter=3,
+            seed=0,
+            cfg='model = dict()',
+            scores=np.array([0.5, 0.25], dtype=np.float32),
+            count=np.int64(7)),
+        'state_dict':
+        OrderedDict(weight=torch.arange(4.0)),
+        'message_hub':
+        hub.state_dict(),
     }
 
 
@@ -73,8 +82,10 @@ def test_without_registration_torch_load_refuses(tmp_path):
         else:
             print('LOADED')
         """
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('REFUSED'), result.stdout
     assert 'Unsupported global' in result.stdout, result.stdout
@@ -116,15 +127,15 @@ def test_register_steps_aside_before_torch_2_6():
         pytest.skip('torch >= 2.6 registers (test_registration_is_idempotent)')
     assert register_safe_globals() is False
     assert not hasattr(torch.serialization, 'get_safe_globals') or not any(
-        entry in torch.serialization.get_safe_globals() for entry in safe_globals_list()
-        if not isinstance(entry, tuple))
+        entry in torch.serialization.get_safe_globals()
+        for entry in safe_globals_list() if not isinstance(entry, tuple))
 
 
 class _RunsCode:
     """What a malicious checkpoint pickles: a call of an arbitrary function on load."""
 
     def __reduce__(self):
-        return (print, ('unpickling ran code',))
+        return (print, ('unpickling ran code', ))
 
 
 # the refused global as the error names it (newer torch drops the ``builtins.`` of builtins)
@@ -150,14 +161,17 @@ def test_load_checkpoint_file_refuses_arbitrary_objects_with_a_clear_error(tmp_p
     torch.testing.assert_close(loaded['model']['w'], torch.ones(2))
 
     torch.save({'model': {'w': torch.ones(2)}, 'hook': _RunsCode()}, path)
-    with pytest.raises(RuntimeError, match=r'refuses to unpickle an object outside the allowed '
-                       r"types \['Namespace'\][\s\S]*Unsupported global: GLOBAL "
-                       r'(builtins\.)?print'):
+    with pytest.raises(
+            RuntimeError,
+            match=r'refuses to unpickle an object outside the allowed '
+            r"types \['Namespace'\][\s\S]*Unsupported global: GLOBAL "
+            r'(builtins\.)?print'):
         load_checkpoint_file(str(path))
     assert 'unpickling ran code' not in capsys.readouterr().out
 
 
 class _Gadget:
+
     def __init__(self, target, name):
         self.target, self.name = target, name
 
@@ -200,7 +214,11 @@ def test_either_numpy_checkpoint_spelling_loads(spelling):
     ``numpy._core.multiarray``: both load, whichever numpy is installed."""
     register_safe_globals()
     buffer = io.BytesIO()
-    torch.save({'a': np.arange(3, dtype=np.int64), 's': np.float64(2.5)}, buffer,
+    torch.save({
+        'a': np.arange(3, dtype=np.int64),
+        's': np.float64(2.5)
+    },
+               buffer,
                _use_new_zipfile_serialization=False)  # legacy format: one plain pickle stream
     raw = buffer.getvalue()
     numpy_2 = int(np.__version__.split('.')[0]) >= 2
@@ -217,15 +235,27 @@ def test_released_checkpoint_with_args_namespace_loads_through_mmengine(tmp_path
     from mmengine.runner.checkpoint import _load_checkpoint
     register_safe_globals()
     path = tmp_path / 'release.pth'
-    torch.save({'model': {'head.weight': torch.ones(2, 2)},
-                'args': argparse.Namespace(model='convnext_dcls_tiny', lr=4e-3, drop_path=0.1,
-                                           input_size=224, use_amp=False, resume='')}, path)
+    torch.save(
+        {
+            'model': {
+                'head.weight': torch.ones(2, 2)
+            },
+            'args':
+            argparse.Namespace(
+                model='convnext_dcls_tiny',
+                lr=4e-3,
+                drop_path=0.1,
+                input_size=224,
+                use_amp=False,
+                resume='')
+        }, path)
     ckpt = _load_checkpoint(str(path), map_location='cpu')
     assert ckpt['args'].model == 'convnext_dcls_tiny' and ckpt['args'].input_size == 224
     torch.testing.assert_close(ckpt['model']['head.weight'], torch.ones(2, 2))
 
 
 class _ToyModel(nn.Module):
+
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(2, 1)
@@ -236,11 +266,12 @@ class _ToyModel(nn.Module):
 
 
 class _ToyDataset(torch.utils.data.Dataset):
+
     def __len__(self):
         return 4
 
     def __getitem__(self, index):
-        return dict(inputs=torch.full((2,), float(index)))
+        return dict(inputs=torch.full((2, ), float(index)))
 
 
 def _runner(work_dir, max_epochs, resume):
@@ -248,6 +279,7 @@ def _runner(work_dir, max_epochs, resume):
     from mmengine.runner import Runner
 
     class Toy(BaseModel):
+
         def __init__(self):
             super().__init__()
             self.body = _ToyModel()
@@ -256,18 +288,27 @@ def _runner(work_dir, max_epochs, resume):
             return self.body(inputs, data_samples, mode)
 
     return Runner(
-        model=Toy(), work_dir=str(work_dir),
+        model=Toy(),
+        work_dir=str(work_dir),
         experiment_name=f'toy_{max_epochs}_{int(resume)}',
-        train_dataloader=dict(dataset=_ToyDataset(), batch_size=2, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        train_dataloader=dict(
+            dataset=_ToyDataset(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01, weight_decay=0.05)),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2),
-                         dict(type='MultiStepLR', milestones=[1], by_epoch=True)],
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2),
+            dict(type='MultiStepLR', milestones=[1], by_epoch=True)
+        ],
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
-                           logger=dict(type='LoggerHook', interval=1)),
-        resume=resume, randomness=dict(seed=0), default_scope='mmengine')
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        resume=resume,
+        randomness=dict(seed=0),
+        default_scope='mmengine')
 
 
 def test_runner_resumes_its_own_checkpoint(tmp_path):

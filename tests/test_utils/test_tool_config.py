@@ -11,9 +11,8 @@ import torch
 from mmengine.config import Config
 
 from mmdcls.utils import config_checks, tool_setup
-from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,
-                                     detect_scope, load_tool_config, prepare_cpu_distributed,
-                                     select_toolkit)
+from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults, detect_scope,
+                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_CONFIG = osp.join(REPO, 'configs/_demo_/upernet_convnext-dcls-demo_tiny-ade-128x128.py')
@@ -71,9 +70,10 @@ def test_scope_read_without_loading(tmp_path):
     own = _write(tmp_path / 'own.py',
                  "_base_ = 'mmpretrain::_base_/default_runtime.py'\ndefault_scope = 'mmseg'\n")
     assert detect_scope(own) == 'mmseg'
-    new_style = _write(tmp_path / 'new.py', 'from mmengine.config import read_base\n'
-                       'with read_base():\n'
-                       '    from mmpretrain.configs._base_.default_runtime import *\n')
+    new_style = _write(
+        tmp_path / 'new.py', 'from mmengine.config import read_base\n'
+        'with read_base():\n'
+        '    from mmpretrain.configs._base_.default_runtime import *\n')
     assert detect_scope(new_style) == 'mmpretrain'
     loop = _write(tmp_path / 'loop.py', "_base_ = './loop.py'\n")
     assert detect_scope(loop) is None
@@ -84,9 +84,9 @@ def test_scope_read_without_loading(tmp_path):
 def without_mmpretrain(monkeypatch):
     """This environment as one where mmpretrain is not installed (whether it is or not)."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, 'find_spec',
-                        lambda name, *a: None if name.split('.')[0] == 'mmpretrain'
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, 'find_spec', lambda name, *a: None
+        if name.split('.')[0] == 'mmpretrain' else real(name, *a))
 
 
 @pytest.fixture
@@ -95,8 +95,8 @@ def broken_mmpretrain(monkeypatch, tmp_path):
     another torch."""
     package = tmp_path / 'fake' / 'mmpretrain'
     package.mkdir(parents=True)
-    (package / '__init__.py').write_text(
-        "raise RuntimeError('operator torchvision::nms does not exist')\n")
+    (package /
+     '__init__.py').write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
     for name in [m for m in sys.modules if m.split('.')[0] == 'mmpretrain']:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(tmp_path / 'fake'))
@@ -121,9 +121,10 @@ def test_missing_toolkit_stops_before_loading(tmp_path, without_mmpretrain):
 
 def test_broken_toolkit_names_the_import_error(tmp_path, broken_mmpretrain):
     path = _write(tmp_path / 'cls.py', "_base_ = 'mmpretrain::_base_/default_runtime.py'\n")
-    with pytest.raises(ToolkitNotInstalledError,
-                       match=r'installed but does not import here \(RuntimeError: operator '
-                       r'torchvision::nms does not exist\)'):
+    with pytest.raises(
+            ToolkitNotInstalledError,
+            match=r'installed but does not import here \(RuntimeError: operator '
+            r'torchvision::nms does not exist\)'):
         load_tool_config(path)
 
 
@@ -137,8 +138,10 @@ def test_setup_check_command(tmp_path, without_mmpretrain, capsys):
 
 
 def test_mmpretrain_loaders_collate_as_its_tools_do():
-    cfg = Config(dict(train_dataloader=dict(batch_size=2),
-                      test_dataloader=dict(collate_fn=dict(type='pseudo_collate'))))
+    cfg = Config(
+        dict(
+            train_dataloader=dict(batch_size=2),
+            test_dataloader=dict(collate_fn=dict(type='pseudo_collate'))))
     apply_toolkit_defaults(cfg, 'mmseg')
     assert 'collate_fn' not in cfg.train_dataloader
     apply_toolkit_defaults(cfg, 'mmpretrain')

@@ -65,9 +65,14 @@ def build_models(variants, positions='spread'):
     from mmdcls.ops import LargeKernelConv2d
 
     torch.manual_seed(0)
-    train = {'7x7': ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
-             '7x7-cl': ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(
-                 type=LargeKernelConv2d, kernel_size=7, conv_algo='channels_last'))}
+    train = {
+        '7x7':
+        ConvNeXtDCLS(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
+        '7x7-cl':
+        ConvNeXtDCLS(
+            arch='tiny',
+            dwconv_cfg=dict(type=LargeKernelConv2d, kernel_size=7, conv_algo='channels_last'))
+    }
     infer = dict(train)
     for name in variants:
         model = ConvNeXtDCLS(arch='tiny', **DCLS_VARIANTS[name])
@@ -81,20 +86,24 @@ def build_models(variants, positions='spread'):
 
 
 def train_step(model, x):
+
     def fn():
         model.train()
         outs = model(x)
         sum(o.mean() for o in outs).backward()
         for p in model.parameters():
             p.grad = None
+
     return fn
 
 
 def inference(model, x):
+
     def fn():
         model.eval()
         with torch.inference_mode():
             model(x)
+
     return fn
 
 
@@ -123,15 +132,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--shapes', type=parse_shape, nargs='+',
-                        default=[(1, 384), (2, 512)], help='BATCHxSIDE, e.g. 1x384 2x512')
-    parser.add_argument('--variants', nargs='+', default=list(DCLS_VARIANTS),
-                        choices=list(DCLS_VARIANTS))
-    parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
-                        choices=['train', 'infer'])
-    parser.add_argument('--positions', choices=['spread', 'init'], default='spread',
-                        help='DCLS positions: spread uniformly over the kernel as in trained '
-                             'checkpoints (default), or as initialised (clustered)')
+    parser.add_argument(
+        '--shapes',
+        type=parse_shape,
+        nargs='+',
+        default=[(1, 384), (2, 512)],
+        help='BATCHxSIDE, e.g. 1x384 2x512')
+    parser.add_argument(
+        '--variants', nargs='+', default=list(DCLS_VARIANTS), choices=list(DCLS_VARIANTS))
+    parser.add_argument(
+        '--modes', nargs='+', default=['train', 'infer'], choices=['train', 'infer'])
+    parser.add_argument(
+        '--positions',
+        choices=['spread', 'init'],
+        default='spread',
+        help='DCLS positions: spread uniformly over the kernel as in trained '
+        'checkpoints (default), or as initialised (clustered)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory calls')
     parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
     args = parser.parse_args(argv)
@@ -154,8 +170,10 @@ def main(argv=None):
             base = times['7x7']
             for name, ms in times.items():
                 mem = '' if args.no_memory else f'{peak_cpu_bytes(fns[name]) / 2**20:>8.0f}'
-                print(f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} {ms:>9.1f} '
-                      f'{ms / base:>5.2f}x {mem}', flush=True)
+                print(
+                    f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} {ms:>9.1f} '
+                    f'{ms / base:>5.2f}x {mem}',
+                    flush=True)
             for variant in args.variants:
                 if mode == 'train':
                     checks = [(variant, times[variant] / base, TARGET_TRAIN)]

@@ -79,12 +79,12 @@ def build_detector(config: str, positions: str = 'spread'):
         spread_positions(model)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     hooks = [h.get('type') for h in cfg.get('custom_hooks', [])]
-    modules = ([m for _, m in clampable_modules(model)]
-               if 'mmdcls.DCLSClampHook' in hooks else [])
+    modules = ([m for _, m in clampable_modules(model)] if 'mmdcls.DCLSClampHook' in hooks else [])
 
     def clamp():
         for module in modules:
             module.clamp_parameters()
+
     return model, optim_wrapper, clamp
 
 
@@ -106,12 +106,18 @@ def synthetic_batch(height: int, width: int, num_objects: int = 5, seed: int = 0
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
         masks[i] = ((xs - cx) / rx)**2 + ((ys - cy) / ry)**2 <= 1
-    sample = DetDataSample(metainfo=dict(
-        img_id=0, img_path='synthetic.jpg', ori_shape=(height, width),
-        img_shape=(height, width), scale_factor=(1.0, 1.0), flip=False,
-        flip_direction=None))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_id=0,
+            img_path='synthetic.jpg',
+            ori_shape=(height, width),
+            img_shape=(height, width),
+            scale_factor=(1.0, 1.0),
+            flip=False,
+            flip_direction=None))
     sample.gt_instances = InstanceData(
-        bboxes=boxes, labels=torch.randint(0, 80, (num_objects,), generator=generator),
+        bboxes=boxes,
+        labels=torch.randint(0, 80, (num_objects, ), generator=generator),
         masks=BitmapMasks(masks, height, width))
     return dict(inputs=[image], data_samples=[sample])
 
@@ -119,17 +125,20 @@ def synthetic_batch(height: int, width: int, num_objects: int = 5, seed: int = 0
 def make_step(mode: str, model, optim_wrapper, clamp):
     """One timed call of ``mode`` on a (fresh copy of the) batch."""
     if mode == 'train':
+
         def step(data):
             model.train()
             model.train_step(data, optim_wrapper)
             clamp()
             return None
     else:
+
         def step(data):
             model.eval()
             with torch.inference_mode():
                 results = model.test_step(data)
             return len(results[0].pred_instances)
+
     return step
 
 
@@ -167,13 +176,19 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5, help='timed interleaved rounds')
     parser.add_argument('--warmup', type=int, default=2, help='untimed calls per model and mode')
-    parser.add_argument('--shape', type=parse_shape, default=(512, 640),
-                        help='image HEIGHTxWIDTH (default 512x640)')
-    parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
-                        choices=['train', 'infer'])
-    parser.add_argument('--positions', choices=['spread', 'init'], default='spread',
-                        help='DCLS positions: spread over the kernel as in trained checkpoints '
-                             '(default), or as initialised (clustered)')
+    parser.add_argument(
+        '--shape',
+        type=parse_shape,
+        default=(512, 640),
+        help='image HEIGHTxWIDTH (default 512x640)')
+    parser.add_argument(
+        '--modes', nargs='+', default=['train', 'infer'], choices=['train', 'infer'])
+    parser.add_argument(
+        '--positions',
+        choices=['spread', 'init'],
+        default='spread',
+        help='DCLS positions: spread over the kernel as in trained checkpoints '
+        '(default), or as initialised (clustered)')
     parser.add_argument('--baseline-config', default=BASELINE_CONFIG)
     parser.add_argument('--dcls-config', default=DCLS_CONFIG)
     parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
@@ -182,16 +197,20 @@ def main(argv=None) -> int:
         parser.error(f'--repeats must be >= 1 and --warmup >= 0, got {args.repeats}, '
                      f'{args.warmup}')
     torch.set_num_threads(args.threads)
-    import mmdcls  # noqa: F401  registers the DCLS layers and backbones
     from mmengine.logging import MMLogger
+
+    import mmdcls  # noqa: F401  registers the DCLS layers and backbones
+
     # the optimizer constructors log their parameter tables (INFO) to the 'current' logger:
     # keep them out of the report
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel('WARNING')
     try:
-        detectors = {BASELINE: build_detector(args.baseline_config, 'init'),
-                     DCLS: build_detector(args.dcls_config, args.positions)}
+        detectors = {
+            BASELINE: build_detector(args.baseline_config, 'init'),
+            DCLS: build_detector(args.dcls_config, args.positions)
+        }
     finally:
         logger.setLevel(level)
     height, width = args.shape
@@ -210,8 +229,10 @@ def main(argv=None) -> int:
         times, results = interleaved(steps, batch, args.repeats, args.warmup)
         medians = {name: statistics.median(t) for name, t in times.items()}
         for name, ms in medians.items():
-            print(f'{mode:>5} {name:>16} {ms:>10.1f} {min(times[name]):>9.1f} '
-                  f'{max(times[name]):>9.1f} {ms / medians[BASELINE]:>5.3f}x', flush=True)
+            print(
+                f'{mode:>5} {name:>16} {ms:>10.1f} {min(times[name]):>9.1f} '
+                f'{max(times[name]):>9.1f} {ms / medians[BASELINE]:>5.3f}x',
+                flush=True)
         if mode == 'infer' and len(set(results.values())) > 1:
             print(f'note: the models kept different numbers of detections {results}; the '
                   'mask head workloads differ')

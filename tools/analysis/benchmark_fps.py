@@ -12,12 +12,13 @@ import argparse
 import sys
 import time
 
-import mmdcls  # noqa: F401  isort:skip
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdcls.utils.config_checks import check_config  # noqa: E402
 from mmdcls.utils.tool_setup import select_toolkit  # noqa: E402
+
+import mmdcls  # noqa: F401  isort:skip
 
 
 def parse_args(argv=None):
@@ -63,8 +64,10 @@ def benchmark(cfg, checkpoint=None, max_iter=200, num_warmup=5, log_interval=50)
                     elapsed += time.perf_counter() - start
                     timed += 1
                     if log_interval and timed % log_interval == 0:
-                        print(f'done image [{timed:<4}/{max_iter}], fps: {timed / elapsed:.2f} '
-                              'img/s', flush=True)
+                        print(
+                            f'done image [{timed:<4}/{max_iter}], fps: {timed / elapsed:.2f} '
+                            'img/s',
+                            flush=True)
                     if timed >= max_iter:
                         break
                 i += 1

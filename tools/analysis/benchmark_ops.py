@@ -57,13 +57,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=9)
-    parser.add_argument('--stages', type=int, nargs='+', default=[0, 1, 2, 3],
-                        help='ConvNeXt-T stage indices to run')
-    parser.add_argument('--versions', nargs='+', default=[s[0] for s in SETTINGS],
-                        choices=[s[0] for s in SETTINGS])
-    parser.add_argument('--positions', choices=['spread', 'init'], default='spread',
-                        help='DCLS positions: spread uniformly over the kernel as in trained '
-                             'checkpoints (default), or as initialised (clustered)')
+    parser.add_argument(
+        '--stages',
+        type=int,
+        nargs='+',
+        default=[0, 1, 2, 3],
+        help='ConvNeXt-T stage indices to run')
+    parser.add_argument(
+        '--versions', nargs='+', default=[s[0] for s in SETTINGS], choices=[s[0] for s in SETTINGS])
+    parser.add_argument(
+        '--positions',
+        choices=['spread', 'init'],
+        default='spread',
+        help='DCLS positions: spread uniformly over the kernel as in trained '
+        'checkpoints (default), or as initialised (clustered)')
     parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,8 +88,14 @@ def main():
         for version, size, count in SETTINGS:
             if version not in args.versions:
                 continue
-            layer = Dcls2d(channels, channels, count, padding=size // 2, dilated_kernel_size=size,
-                           groups=channels, version=version)
+            layer = Dcls2d(
+                channels,
+                channels,
+                count,
+                padding=size // 2,
+                dilated_kernel_size=size,
+                groups=channels,
+                version=version)
             if args.positions == 'spread':
                 # as in trained checkpoints; initial positions cluster near the centre, which
                 # flatters convolutions that skip zero taps ('sparse_direct')
@@ -116,9 +129,11 @@ def main():
 
             speedup = official_ms / ours_ms
             share = ours_ms / layer_ms
-            print(f'{stage + 1:>5} {f"{channels}x{side}x{side}":>14} {version:>7} '
-                  f'{f"{size}/{count}":>6} {official_ms:>11.1f} {ours_ms:>9.2f} '
-                  f'{speedup:>7.1f}x {layer_ms:>8.1f} {share:>6.1%} {memory:>5.2f}x', flush=True)
+            print(
+                f'{stage + 1:>5} {f"{channels}x{side}x{side}":>14} {version:>7} '
+                f'{f"{size}/{count}":>6} {official_ms:>11.1f} {ours_ms:>9.2f} '
+                f'{speedup:>7.1f}x {layer_ms:>8.1f} {share:>6.1%} {memory:>5.2f}x',
+                flush=True)
             if speedup < TARGET_SPEEDUP:
                 failures.append(f'stage {stage + 1} {version}: speed-up {speedup:.1f}x < '
                                 f'{TARGET_SPEEDUP}x')

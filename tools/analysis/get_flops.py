@@ -28,11 +28,12 @@ import sys
 from collections import Counter
 from typing import List
 
-import mmdcls  # noqa: F401  isort:skip
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdcls.utils.tool_setup import select_toolkit  # noqa: E402
+
+import mmdcls  # noqa: F401  isort:skip
 
 CONSTRUCT_BILINEAR = 'prim::PythonOp._ConstructBilinear'
 CONSTRUCT_KERNEL = 'prim::PythonOp._ConstructKernel'
@@ -78,9 +79,15 @@ class _TensorForward(torch.nn.Module):
         if scope == 'mmdet':
             from mmdet.structures import DetDataSample
             h, w = shape
-            self.samples = [DetDataSample(metainfo=dict(
-                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
-                scale_factor=(1., 1.)))]
+            self.samples = [
+                DetDataSample(
+                    metainfo=dict(
+                        img_shape=(h, w),
+                        ori_shape=(h, w),
+                        pad_shape=(h, w),
+                        batch_input_shape=(h, w),
+                        scale_factor=(1., 1.)))
+            ]
 
     def forward(self, x):
         out = self.model._forward(x, self.samples)
@@ -111,15 +118,23 @@ def analyze(model: torch.nn.Module, inputs, show_table: bool = False) -> dict:
             os.environ.pop('MMDCLS_CONV_ALGO', None)
         else:
             os.environ['MMDCLS_CONV_ALGO'] = previous
-    return dict(flops=total, dcls_construct_flops=by_op.get('dcls_construct', 0),
-                params=parameter_count(model)[''], table=table, unsupported=unsupported)
+    return dict(
+        flops=total,
+        dcls_construct_flops=by_op.get('dcls_construct', 0),
+        params=parameter_count(model)[''],
+        table=table,
+        unsupported=unsupported)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='FLOPs / params of a model (DCLS counted)')
     parser.add_argument('config')
-    parser.add_argument('--shape', type=int, nargs='+', default=[1280, 800],
-                        help='input H [W] (default 1280 800 as mmdet; ADE20K configs: 512)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[1280, 800],
+        help='input H [W] (default 1280 800 as mmdet; ADE20K configs: 512)')
     parser.add_argument('--backbone-only', action='store_true', help='count the backbone only')
     parser.add_argument('--table', action='store_true', help='print the per-module table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -141,6 +156,7 @@ def main(argv=None) -> int:
         cfg.merge_from_dict(args.cfg_options)
     scope = select_toolkit(cfg)
     from mmengine.registry import MODELS
+
     # No pretrained weights needed to count: drop init_cfg so no file is read.
     cfg.model.get('backbone', {}).pop('init_cfg', None)
     model = MODELS.build(cfg.model).eval()
@@ -157,8 +173,8 @@ def main(argv=None) -> int:
           f'(of which DCLS kernel construction {result["dcls_construct_flops"] / 1e6:.3f} M)\n'
           f'Params: {result["params"] / 1e6:.3f} M\n{split}')
     if result['unsupported']:
-        print('Ops not counted (mostly cheap element-wise / indexing): '
-              + ', '.join(f'{k} x{v}' for k, v in sorted(result['unsupported'].items())))
+        print('Ops not counted (mostly cheap element-wise / indexing): ' +
+              ', '.join(f'{k} x{v}' for k, v in sorted(result['unsupported'].items())))
     return 0
 
 

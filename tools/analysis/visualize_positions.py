@@ -78,14 +78,17 @@ def collect_layers(state_dict, prefix=''):
         entry = stages.setdefault(stage, dict(layers=[]))
         entry['layers'].append((int(m.group('j')), m.group('layer'), value))
     if not stages:
-        raise ValueError(f'no "<...>stages.<i>.<j>.dwconv.P" key{" under " + prefix if prefix else ""}'
-                         ' in the checkpoint: not a DCLS (ConvNeXt-DCLS) model?')
+        raise ValueError(
+            f'no "<...>stages.<i>.<j>.dwconv.P" key{" under " + prefix if prefix else ""}'
+            ' in the checkpoint: not a DCLS (ConvNeXt-DCLS) model?')
     out = OrderedDict()
     for stage, entry in stages.items():
         layers = sorted(entry['layers'], key=lambda t: t[0])
         _, layer, P = layers[0]
         out[stage] = dict(
-            layer=layer, P=P.float(), weight=state_dict[layer + '.weight'].float(),
+            layer=layer,
+            P=P.float(),
+            weight=state_dict[layer + '.weight'].float(),
             SIG=state_dict.get(layer + '.SIG'),
             shared=all(torch.equal(P, other) for _, _, other in layers[1:]),
             blocks=len(layers))
@@ -107,16 +110,21 @@ def plot(stages, out, dilated_kernel_size, version, channels=4):
                              f'got {tuple(P.shape)}')
         n = min(channels, P.shape[1])
         sig = s['SIG'].float() if s['SIG'] is not None else None
-        kernels = construct_kernel(weight[:n], P[:, :n], None if sig is None else sig[:, :n],
-                                   size, version).detach()
+        kernels = construct_kernel(weight[:n], P[:, :n], None if sig is None else sig[:, :n], size,
+                                   version).detach()
         ax = axes[r][0]
         for c in range(n):
             coord = [None, None]
             for comp, axis in enumerate(axes_of):
                 coord[axis] = P[comp, c, 0] + size[axis] // 2  # 0 = centre -> grid index
             w = weight[c, 0].abs()
-            ax.scatter(coord[1].numpy(), coord[0].numpy(), s=10 + 200 * (w / (w.max() + 1e-12)),
-                       color=colors[c % len(colors)], alpha=0.7, label=f'ch {c}')
+            ax.scatter(
+                coord[1].numpy(),
+                coord[0].numpy(),
+                s=10 + 200 * (w / (w.max() + 1e-12)),
+                color=colors[c % len(colors)],
+                alpha=0.7,
+                label=f'ch {c}')
         ax.set_xlim(-0.5, size[1] - 0.5)
         ax.set_ylim(size[0] - 0.5, -0.5)
         ax.set_aspect('equal')

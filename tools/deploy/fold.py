@@ -30,8 +30,12 @@ def parse_args(argv=None):
     parser.add_argument('out', help='where to save the folded checkpoint')
     parser.add_argument('--save-model', help='also save the folded nn.Module (pickled)')
     parser.add_argument('--onnx', help='also export the folded model to this ONNX file')
-    parser.add_argument('--shape', type=int, nargs='+', default=[1, 3, 224, 224],
-                        help='input shape for the output check and the ONNX export')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[1, 3, 224, 224],
+        help='input shape for the output check and the ONNX export')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset')
     return parser.parse_args(argv)
 
@@ -98,22 +102,24 @@ def main(argv=None) -> int:
     x = torch.randn(*args.shape)
     with torch.no_grad():
         ref, out = flatten(tensor_forward(model)(x)), flatten(tensor_forward(folded)(x))
-    worst = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
-                for a, b in zip(out, ref))
+    worst = max(
+        ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item() for a, b in zip(out, ref))
     print(f'folded {count} DCLS layers; max relative output difference {worst:.2e}')
     if worst > 1e-4:
         print('error: folded outputs differ from the DCLS model', file=sys.stderr)
         return 1
-    torch.save({'state_dict': folded.state_dict(),
-                'meta': dict(config=args.config, checkpoint=args.checkpoint,
-                             folded_dcls_layers=count)}, args.out)
+    torch.save(
+        {
+            'state_dict': folded.state_dict(),
+            'meta': dict(config=args.config, checkpoint=args.checkpoint, folded_dcls_layers=count)
+        }, args.out)
     print(f'saved folded checkpoint to {args.out}')
     if args.save_model:
         torch.save(folded, args.save_model)
         print(f'saved folded model to {args.save_model}')
     if args.onnx:
-        torch.onnx.export(TensorMode(folded), (x, ), args.onnx, opset_version=args.opset,
-                          dynamo=False)
+        torch.onnx.export(
+            TensorMode(folded), (x, ), args.onnx, opset_version=args.opset, dynamo=False)
         print(f'exported ONNX to {args.onnx}')
     return 0
 

@@ -40,24 +40,30 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CLS_PYTHON = osp.join('.venv-compat', 'bin', 'python')
 CLS_PYTHON_ENV = 'MMDCLS_CLS_PYTHON'
 TASKS = {
-    'cls': dict(
+    'cls':
+    dict(
         config='configs/_demo_/convnext-dcls-demo_tiny-textures-64x64-cls.py',
         title='ImageClassifier, tiny_textures (val, 96)',
         metrics=[('accuracy/top1', 'top-1 (%)')],
         # 4 balanced classes: chance is 25 %
-        main='accuracy/top1', margin=25.0),
-    'det': dict(
+        main='accuracy/top1',
+        margin=25.0),
+    'det':
+    dict(
         config='configs/_demo_/mask-rcnn_convnext-dcls-demo_fpn_tiny-coco.py',
         title='Mask R-CNN, tiny_coco (val, 30 images)',
         metrics=[('coco/bbox_mAP', 'bbox mAP'), ('coco/bbox_mAP_50', 'bbox mAP@0.5'),
                  ('coco/segm_mAP', 'segm mAP'), ('coco/segm_mAP_50', 'segm mAP@0.5')],
         # "learned" = trained main metric at least this much above the untrained one
-        main='coco/bbox_mAP', margin=0.1),
-    'seg': dict(
+        main='coco/bbox_mAP',
+        margin=0.1),
+    'seg':
+    dict(
         config='configs/_demo_/upernet_convnext-dcls-demo_tiny-ade-128x128.py',
         title='UperNet, tiny_ade (val, 30 images)',
         metrics=[('mIoU', 'mIoU (%)'), ('mAcc', 'mAcc (%)'), ('aAcc', 'aAcc (%)')],
-        main='mIoU', margin=20.0),
+        main='mIoU',
+        margin=20.0),
 }
 DEFAULT_CLS_EPOCHS = 20
 DEFAULT_DET_EPOCHS = 24
@@ -102,16 +108,17 @@ def run_worker(task, work_dir, amount, pretrained=None):
     classification stage whose ``backbone.*`` initialises the detection / segmentation
     backbone.
     """
-    import mmdcls  # noqa: F401  (registrations, safe globals)
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import mmdcls  # noqa: F401  (registrations, safe globals)
 
     spec = TASKS[task]
     cfg = Config.fromfile(osp.join(REPO, spec['config']))
     cfg.work_dir = work_dir
     if pretrained:
-        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained,
-                                           prefix='backbone.')
+        cfg.model.backbone.init_cfg = dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')
     if task == 'cls':
         cfg.train_cfg.max_epochs = cfg.train_cfg.val_interval = amount
         cfg.default_hooks.checkpoint.interval = amount
@@ -142,9 +149,13 @@ def run_worker(task, work_dir, amount, pretrained=None):
                            f'{len(hook.metrics)}')
     with open(osp.join(REPO, work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
-    result = dict(task=task, untrained=hook.metrics[0], trained=hook.metrics[-1],
-                  train_and_eval_s=time.time() - start, checkpoint=checkpoint,
-                  pretrained=pretrained)
+    result = dict(
+        task=task,
+        untrained=hook.metrics[0],
+        trained=hook.metrics[-1],
+        train_and_eval_s=time.time() - start,
+        checkpoint=checkpoint,
+        pretrained=pretrained)
     with open(osp.join(work_dir, 'metrics.json'), 'w') as f:
         json.dump(result, f, indent=1, default=float)  # metrics may be numpy scalars
 
@@ -152,8 +163,7 @@ def run_worker(task, work_dir, amount, pretrained=None):
 def worker_env(threads=1):
     env = dict(os.environ)
     # One OpenMP thread per process when two run side by side: see the module docstring.
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONWARNINGS='ignore')
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
     return env
 
 
@@ -168,8 +178,11 @@ def cls_python(args):
             f'out with --tasks det seg (detection and segmentation then start from scratch).')
     if not (osp.isfile(python) and os.access(python, os.X_OK)):
         sys.exit(f'demo: no interpreter at {python} ({where}). {hint}')
-    check = subprocess.run([python, '-c', 'import mmpretrain, mmdcls'], cwd=REPO,
-                           env=worker_env(), capture_output=True, text=True)
+    check = subprocess.run([python, '-c', 'import mmpretrain, mmdcls'],
+                           cwd=REPO,
+                           env=worker_env(),
+                           capture_output=True,
+                           text=True)
     if check.returncode != 0:
         last = (check.stderr.strip().splitlines() or ['?'])[-1]
         sys.exit(f'demo: {python} ({where}) cannot import mmpretrain and mmdcls ({last}). {hint}')
@@ -181,12 +194,15 @@ def launch(task, args, python=None, pretrained=None, threads=1):
     os.makedirs(work_dir, exist_ok=True)
     log = open(osp.join(work_dir, 'demo.log'), 'w')
     amount = {'cls': args.cls_epochs, 'det': args.det_epochs, 'seg': args.seg_iters}[task]
-    cmd = [python or sys.executable, osp.abspath(__file__), '--worker', task, '--work-dir',
-           args.work_dir, '--amount', str(amount)]
+    cmd = [
+        python or sys.executable,
+        osp.abspath(__file__), '--worker', task, '--work-dir', args.work_dir, '--amount',
+        str(amount)
+    ]
     if pretrained:
         cmd += ['--pretrained', pretrained]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=worker_env(threads), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=worker_env(threads), stdout=log, stderr=subprocess.STDOUT)
     return proc, log
 
 
@@ -198,8 +214,7 @@ def wait_all(procs, start):
         if time.time() - last >= 30:
             last = time.time()
             running = [t for t, (p, _) in procs.items() if p.poll() is None]
-            print(f'  [{time.time() - start:6.0f} s] training: {", ".join(running)}',
-                  flush=True)
+            print(f'  [{time.time() - start:6.0f} s] training: {", ".join(running)}', flush=True)
     failed = []
     for task, (proc, log) in procs.items():
         log.close()
@@ -209,8 +224,7 @@ def wait_all(procs, start):
 
 
 def format_table(results):
-    lines = [f'{"model / data":42s} {"metric":14s} {"at start":>10s} {"trained":>10s}',
-             '-' * 79]
+    lines = [f'{"model / data":42s} {"metric":14s} {"at start":>10s} {"trained":>10s}', '-' * 79]
     for task, res in results.items():
         spec = TASKS[task]
         for i, (key, label) in enumerate(spec['metrics']):
@@ -237,13 +251,20 @@ def parse_args(argv=None):
     parser.add_argument('--cls-epochs', type=int, default=DEFAULT_CLS_EPOCHS)
     parser.add_argument('--det-epochs', type=int, default=DEFAULT_DET_EPOCHS)
     parser.add_argument('--seg-iters', type=int, default=DEFAULT_SEG_ITERS)
-    parser.add_argument('--cls-python',
-                        help=f'interpreter with mmpretrain for the pretraining stage (default: '
-                        f'${CLS_PYTHON_ENV}, else {DEFAULT_CLS_PYTHON})')
-    parser.add_argument('--sequential', action='store_true',
-                        help='train detection, then segmentation (default: side by side)')
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS),
-                        help='cls = the pretraining stage, which det / seg then start from')
+    parser.add_argument(
+        '--cls-python',
+        help=f'interpreter with mmpretrain for the pretraining stage (default: '
+        f'${CLS_PYTHON_ENV}, else {DEFAULT_CLS_PYTHON})')
+    parser.add_argument(
+        '--sequential',
+        action='store_true',
+        help='train detection, then segmentation (default: side by side)')
+    parser.add_argument(
+        '--tasks',
+        nargs='+',
+        choices=list(TASKS),
+        default=list(TASKS),
+        help='cls = the pretraining stage, which det / seg then start from')
     parser.add_argument('--worker', choices=sorted(TASKS), help=argparse.SUPPRESS)
     parser.add_argument('--amount', type=int, help=argparse.SUPPRESS)
     parser.add_argument('--pretrained', help=argparse.SUPPRESS)
@@ -262,8 +283,7 @@ def main(argv=None):
     args = parse_args(argv)
     os.chdir(REPO)  # configs name data/ and work_dirs/ relative to the repository
     if args.worker:
-        run_worker(args.worker, osp.join(args.work_dir, args.worker), args.amount,
-                   args.pretrained)
+        run_worker(args.worker, osp.join(args.work_dir, args.worker), args.amount, args.pretrained)
         return 0
     start = time.time()
     # Before generating anything: a missing interpreter should fail in a second, not later.
@@ -274,8 +294,10 @@ def main(argv=None):
 
     pretrained = None
     if python:
-        print(f'pretraining stage: classification on tiny_textures, {args.cls_epochs} epochs, '
-              f'with {python}; log in {args.work_dir}/cls/demo.log', flush=True)
+        print(
+            f'pretraining stage: classification on tiny_textures, {args.cls_epochs} epochs, '
+            f'with {python}; log in {args.work_dir}/cls/demo.log',
+            flush=True)
         procs = {'cls': launch('cls', args, python=python, threads=2)}
         failed = wait_all(procs, start)
         if failed:
@@ -286,9 +308,11 @@ def main(argv=None):
     downstream = [t for t in args.tasks if t in DOWNSTREAM]
     if downstream:
         origin = f'from {pretrained}' if pretrained else 'from scratch'
-        print(f'training {", ".join(downstream)} {origin} on CPU (Mask R-CNN '
-              f'{args.det_epochs} epochs, UperNet {args.seg_iters} iterations); logs in '
-              f'{args.work_dir}/<task>/demo.log', flush=True)
+        print(
+            f'training {", ".join(downstream)} {origin} on CPU (Mask R-CNN '
+            f'{args.det_epochs} epochs, UperNet {args.seg_iters} iterations); logs in '
+            f'{args.work_dir}/<task>/demo.log',
+            flush=True)
     procs = {}
     failed = []
     for task in downstream:
@@ -307,9 +331,13 @@ def main(argv=None):
     plots = []
     for task, res in results.items():
         out = osp.join(args.work_dir, f'positions_{task}.png')
-        subprocess.run([sys.executable, 'tools/analysis/visualize_positions.py',
-                        res['checkpoint'], '--out', out, '--prefix', 'backbone.'],
-                       check=True, env=worker_env(), stdout=subprocess.DEVNULL)
+        subprocess.run([
+            sys.executable, 'tools/analysis/visualize_positions.py', res['checkpoint'], '--out',
+            out, '--prefix', 'backbone.'
+        ],
+                       check=True,
+                       env=worker_env(),
+                       stdout=subprocess.DEVNULL)
         plots.append(out)
     print('\n' + format_table(results))
     print(f'\npositions plots: {", ".join(plots)}')

@@ -132,17 +132,23 @@ def make_coco(root, seed=DEFAULT_SEED, size=IMAGE_SIZE, splits=SPLITS):
             for cls, poly, mask in shapes:
                 ys, xs = np.nonzero(mask)
                 x0, y0 = int(xs.min()), int(ys.min())
-                annotations.append(dict(
-                    id=len(annotations) + 1, image_id=i + 1, category_id=cls + 1,
-                    segmentation=[poly.astype(float).reshape(-1).tolist()],
-                    area=float(mask.sum()),
-                    bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-                    iscrowd=0))
+                annotations.append(
+                    dict(
+                        id=len(annotations) + 1,
+                        image_id=i + 1,
+                        category_id=cls + 1,
+                        segmentation=[poly.astype(float).reshape(-1).tolist()],
+                        area=float(mask.sum()),
+                        bbox=[x0, y0, int(xs.max()) - x0 + 1,
+                              int(ys.max()) - y0 + 1],
+                        iscrowd=0))
         coco = dict(
             info=dict(description=f'mmdcls tiny_coco (synthetic, seed {seed})'),
-            images=images, annotations=annotations,
-            categories=[dict(id=i + 1, name=n, supercategory='shape')
-                        for i, n in enumerate(COCO_CLASSES)])
+            images=images,
+            annotations=annotations,
+            categories=[
+                dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(COCO_CLASSES)
+            ])
         with open(osp.join(root, 'annotations', f'instances_{split}2017.json'), 'w') as f:
             json.dump(coco, f)
         counts[split] = len(annotations)
@@ -210,8 +216,8 @@ def texture(rng, kind, size):
         sign = rng.choice([-1, 1])
         wave = np.sin(2 * np.pi * (x + sign * y) / (period * np.sqrt(2)) + phase[0])
     elif kind == 'checker':
-        wave = (np.sin(2 * np.pi * x / period + phase[0]) *
-                np.sin(2 * np.pi * y / period + phase[1]))
+        wave = (
+            np.sin(2 * np.pi * x / period + phase[0]) * np.sin(2 * np.pi * y / period + phase[1]))
     else:
         raise ValueError(f'kind must be one of {TEXTURE_CLASSES}, got {kind!r}')
     c0 = rng.integers(0, 256, size=3)
@@ -236,14 +242,18 @@ def make_textures(root, seed=DEFAULT_SEED, size=TEXTURE_IMAGE_SIZE, splits=TEXTU
 
 def datasets_exist(out_dir):
     """Whether both datasets are complete under ``out_dir`` (their last files exist)."""
-    needed = [osp.join(out_dir, 'tiny_coco', 'annotations', f'instances_{s}2017.json')
-              for s in SPLITS]
-    needed += [osp.join(out_dir, 'tiny_ade', 'annotations', s, f'ADE_{s}_{n - 1:08d}.png')
-               for s, n in ADE_SPLITS.items()]
+    needed = [
+        osp.join(out_dir, 'tiny_coco', 'annotations', f'instances_{s}2017.json') for s in SPLITS
+    ]
+    needed += [
+        osp.join(out_dir, 'tiny_ade', 'annotations', s, f'ADE_{s}_{n - 1:08d}.png')
+        for s, n in ADE_SPLITS.items()
+    ]
     # the last image of each split (the classes are written in turn)
-    needed += [osp.join(out_dir, 'tiny_textures', s,
-                        TEXTURE_CLASSES[(n - 1) % len(TEXTURE_CLASSES)], f'{n - 1:06d}.jpg')
-               for s, n in TEXTURE_SPLITS.items()]
+    needed += [
+        osp.join(out_dir, 'tiny_textures', s, TEXTURE_CLASSES[(n - 1) % len(TEXTURE_CLASSES)],
+                 f'{n - 1:06d}.jpg') for s, n in TEXTURE_SPLITS.items()
+    ]
     return all(osp.isfile(p) for p in needed)
 
 

@@ -78,17 +78,19 @@ def detect_toolkit(checkpoint: dict) -> str:
     found = [t for t in ('mmdet', 'mmseg') if f'{t}_version' in meta]
     keys = checkpoint.get('state_dict', {})
     if not found:
-        found = [t for t, prefix in (('mmdet', ('rpn_head.', 'roi_head.')),
-                                     ('mmseg', ('decode_head.',)))
-                 if any(k.startswith(prefix) for k in keys)]
+        found = [
+            t
+            for t, prefix in (('mmdet', ('rpn_head.', 'roi_head.')), ('mmseg', ('decode_head.', )))
+            if any(k.startswith(prefix) for k in keys)
+        ]
     if len(found) != 1:
         raise ValueError(f'cannot tell whether this is an mmdet or an mmseg checkpoint (meta '
                          f'keys {sorted(meta)}); pass --toolkit')
     return found[0]
 
 
-def convert_state_dict(state_dict: Dict[str, torch.Tensor], toolkit: str
-                       ) -> 'OrderedDict[str, torch.Tensor]':
+def convert_state_dict(state_dict: Dict[str, torch.Tensor],
+                       toolkit: str) -> 'OrderedDict[str, torch.Tensor]':
     """Old -> new key names; raises ``KeyError`` listing every key that fits no layout."""
     if toolkit not in RENAMES:
         raise ValueError(f'toolkit must be one of {sorted(RENAMES)}, got {toolkit!r}')
@@ -119,8 +121,9 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], toolkit: str
 def convert_meta(meta: Optional[dict], toolkit: str, source: str) -> dict:
     """mmcv 1.x runner meta -> mmengine meta with ``dataset_meta``."""
     meta = dict(meta or {})
-    new_meta = dict(converted_from=dict(file=osp.basename(source), toolkit=toolkit,
-                                        version=meta.get(f'{toolkit}_version')))
+    new_meta = dict(
+        converted_from=dict(
+            file=osp.basename(source), toolkit=toolkit, version=meta.get(f'{toolkit}_version')))
     dataset_meta = {}
     if meta.get('CLASSES') is not None:
         dataset_meta['classes'] = tuple(meta['CLASSES'])
@@ -133,8 +136,9 @@ def convert_meta(meta: Optional[dict], toolkit: str, source: str) -> dict:
     return new_meta
 
 
-def convert(checkpoint: dict, toolkit: Optional[str] = None, source: str = '<checkpoint>'
-            ) -> Tuple[dict, List[str]]:
+def convert(checkpoint: dict,
+            toolkit: Optional[str] = None,
+            source: str = '<checkpoint>') -> Tuple[dict, List[str]]:
     """Returns the new checkpoint ``{'meta', 'state_dict'}`` and the dropped top-level keys."""
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
         raise ValueError(f"{source}: expected an mmcv checkpoint with a 'state_dict' dict")
@@ -144,8 +148,8 @@ def convert(checkpoint: dict, toolkit: Optional[str] = None, source: str = '<che
     toolkit = toolkit or detect_toolkit(checkpoint)
     state_dict = convert_state_dict(checkpoint['state_dict'], toolkit)
     dropped = [k for k in TRAINING_STATE_KEYS if k in checkpoint]
-    return dict(meta=convert_meta(checkpoint.get('meta'), toolkit, source),
-                state_dict=state_dict), dropped
+    return dict(
+        meta=convert_meta(checkpoint.get('meta'), toolkit, source), state_dict=state_dict), dropped
 
 
 def load_old_checkpoint(path: str) -> dict:
@@ -161,8 +165,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='released mmdet 2.x / mmseg 0.x checkpoint')
     parser.add_argument('dst', help='output checkpoint for mmdet 3.x / mmseg 1.x')
-    parser.add_argument('--toolkit', choices=sorted(RENAMES),
-                        help='default: detected from the meta data / head names')
+    parser.add_argument(
+        '--toolkit',
+        choices=sorted(RENAMES),
+        help='default: detected from the meta data / head names')
     args = parser.parse_args(argv)
     if osp.abspath(args.src) == osp.abspath(args.dst):
         parser.error('dst must differ from src')

@@ -1,8 +1,8 @@
 """Convert ConvNeXt(-DCLS) ImageNet checkpoints between mmpretrain and the release's layout.
 
 * mmpretrain -> release: an mmpretrain 1.x checkpoint of ``ImageClassifier`` with
-  ``mmdcls.ConvNeXtDCLS`` (``out_norms=False``) + ``mmdcls.ConvNeXtDCLSClsHead`` (``{'state_dict': ...,
-  'meta': ..., ...}``) becomes ``{'model': state_dict}`` as released
+  ``mmdcls.ConvNeXtDCLS`` (``out_norms=False``) + ``mmdcls.ConvNeXtDCLSClsHead``
+  (``{'state_dict': ..., 'meta': ..., ...}``) becomes ``{'model': state_dict}`` as released
   (``convnext_dcls_*_1k_224_ema.pth``): loadable by ``ConvNeXtDCLSClassifier.load_state_dict``,
   timm's ``convnext_dcls_*`` through mmdcls, and the release's own code. With ``EMAHook`` the
   ``state_dict`` mmengine saves holds the EMA weights, as the released ``_ema`` files do.
@@ -38,8 +38,8 @@ def _rule_counts(keys):
     counts = Counter()
     for key in keys:
         parts = key.split('.')
-        counts['.'.join(parts[:2]) if parts[0] in ('backbone', 'head') and len(parts) > 2
-               else parts[0]] += 1
+        counts['.'.join(parts[:2]) if parts[0] in ('backbone',
+                                                   'head') and len(parts) > 2 else parts[0]] += 1
     return dict(sorted(counts.items()))
 
 
@@ -62,16 +62,15 @@ def convert(src: str, dst: str, to: str = None) -> dict:
         raise RuntimeError(f'{len(state_dict)} keys in, {len(converted)} out')
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(out, dst)
-    return {'from': source, 'to': target, 'keys': len(converted),
-            'groups': _rule_counts(converted)}
+    return {'from': source, 'to': target, 'keys': len(converted), 'groups': _rule_counts(converted)}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='mmpretrain or release checkpoint')
     parser.add_argument('dst', help='output file')
-    parser.add_argument('--to', choices=LAYOUTS,
-                        help='target layout (default: the other one than the source)')
+    parser.add_argument(
+        '--to', choices=LAYOUTS, help='target layout (default: the other one than the source)')
     return parser.parse_args(argv)
 
 

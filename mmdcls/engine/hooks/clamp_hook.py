@@ -48,13 +48,15 @@ class DCLSClampHook(Hook):
         self._modules = clampable_modules(runner.model)
         if self._modules:
             names = [name or type(m).__name__ for name, m in self._modules]
-            shown = ', '.join(names[:4]) + (f', ... ({len(names)} in all)'
-                                             if len(names) > 4 else '')
-            print_log(f'DCLSClampHook: clamps {shown} after each optimizer step',
-                      logger='current')
+            shown = ', '.join(
+                names[:4]) + (f', ... ({len(names)} in all)' if len(names) > 4 else '')
+            print_log(f'DCLSClampHook: clamps {shown} after each optimizer step', logger='current')
         else:
-            print_log('DCLSClampHook: the model has no module with clamp_parameters() (no DCLS '
-                      'layer?); the hook does nothing', logger='current', level=logging.WARNING)
+            print_log(
+                'DCLSClampHook: the model has no module with clamp_parameters() (no DCLS '
+                'layer?); the hook does nothing',
+                logger='current',
+                level=logging.WARNING)
 
     @staticmethod
     def _wrappers(optim_wrapper) -> Dict[str, object]:
@@ -65,7 +67,10 @@ class DCLSClampHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._counts = {k: w.inner_count for k, w in self._wrappers(runner.optim_wrapper).items()}
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         if self.stepped(runner.optim_wrapper):
             self.clamp()

@@ -68,8 +68,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     once as a table.
     """
 
-    PARAMWISE_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'position_lr_mult',
-                      'sigma_lr_mult')
+    PARAMWISE_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'position_lr_mult', 'sigma_lr_mult')
     DECAY_TYPES = ('layer_wise', 'stage_wise')
 
     def _validate_cfg(self) -> None:
@@ -108,8 +107,7 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         """``{'position_lr_mult': ..., 'sigma_lr_mult': ...}`` from ``paramwise_cfg`` or the
         defaults of :mod:`mmdcls.models.utils.dcls_params`."""
         return dict(
-            position_lr_mult=self.paramwise_cfg.get('position_lr_mult',
-                                                    DEFAULT_POSITION_LR_MULT),
+            position_lr_mult=self.paramwise_cfg.get('position_lr_mult', DEFAULT_POSITION_LR_MULT),
             sigma_lr_mult=self.paramwise_cfg.get('sigma_lr_mult', DEFAULT_SIGMA_LR_MULT))
 
     def __call__(self, model: nn.Module):
@@ -168,8 +166,10 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             depth_of = method
             rule = f'{backbone_name}.{method_name}'
         elif hasattr(backbone, 'downsample_layers') and hasattr(backbone, 'stages'):
+
             def depth_of(name: str, prefix: str) -> Tuple[int, int]:
                 return convnext_layer_depth(name, prefix, num_layers, decay_type)
+
             rule = f'ConvNeXt {decay_type} rule by name ({backbone_name} has no {method_name})'
         else:
             raise ValueError(
@@ -186,11 +186,11 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                                  f'num_layers={num_layers} ({decay_type}); is num_layers right '
                                  'for this arch?')
             return layer
+
         return layer_id, max_id, rule
 
     # ------------------------------------------------------------------ groups
-    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '',
-                   **kwargs) -> None:
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
         """Fill ``params`` with one group per (layer id, kind) of ``module``'s parameters."""
         if prefix:
             raise ValueError(f'{type(self).__name__}.add_params builds the groups of a whole '
@@ -229,8 +229,12 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             group = groups.get((layer_id, kind))
             if group is None:
                 scale = decay_rate**(max_id - layer_id - 1) * mults.get(f'{kind}_lr_mult', 1.0)
-                group = dict(params=[], lr=self.base_lr * scale, lr_scale=scale,
-                             group_name=f'layer_{layer_id}_{kind}', param_names_=[])
+                group = dict(
+                    params=[],
+                    lr=self.base_lr * scale,
+                    lr_scale=scale,
+                    group_name=f'layer_{layer_id}_{kind}',
+                    param_names_=[])
                 if kind != 'decay':
                     group['weight_decay'] = 0.0
                 elif self.base_wd is not None:
@@ -270,6 +274,6 @@ class DCLSLearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             f'{type(self).__name__}: {len(groups)} parameter groups, decay_type='
             f"{cfg.get('decay_type', 'layer_wise')}, decay_rate={cfg['decay_rate']}, "
             f'{max_id} layer ids ({rule}), position_lr_mult={mults["position_lr_mult"]}, '
-            f'sigma_lr_mult={mults["sigma_lr_mult"]}, {frozen} frozen parameter(s) left out\n'
-            + '\n'.join(table),
+            f'sigma_lr_mult={mults["sigma_lr_mult"]}, {frozen} frozen parameter(s) left out\n' +
+            '\n'.join(table),
             logger='current')

@@ -65,14 +65,22 @@ class ConvNeXtDCLS(ConvNeXtDCLSTrunk):
             :func:`mmdcls.models.utils.checkpoint_filter_fn`.
     """
 
-    def __init__(self, arch: Union[str, dict] = 'tiny', in_channels: int = 3,
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
                  dilated_kernel_size: Union[int, Tuple[int, int]] = 17,
-                 kernel_count: Optional[int] = None, version: str = 'v0',
-                 share_positions: bool = True, dwconv_cfg: Optional[dict] = None,
-                 drop_path_rate: float = 0., layer_scale_init_value: float = 1e-6,
-                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_cfg: dict = dict(type='LN2d', eps=1e-6), with_cp: bool = False,
-                 init_cfg: Optional[dict] = None, out_norms: bool = True) -> None:
+                 kernel_count: Optional[int] = None,
+                 version: str = 'v0',
+                 share_positions: bool = True,
+                 dwconv_cfg: Optional[dict] = None,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='LN2d', eps=1e-6),
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None,
+                 out_norms: bool = True) -> None:
         out_indices = self._parse_out_indices(out_indices)
         self._check_frozen_stages(frozen_stages)
         self._check_out_norms(out_norms)

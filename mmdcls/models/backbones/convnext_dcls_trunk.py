@@ -31,16 +31,21 @@ class ConvNeXtDCLSBlock(nn.Module):
     release.
     """
 
-    def __init__(self, dwconv: nn.Module, channels: int, drop_path_rate: float = 0.,
-                 layer_scale_init_value: float = 1e-6, with_cp: bool = False) -> None:
+    def __init__(self,
+                 dwconv: nn.Module,
+                 channels: int,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 with_cp: bool = False) -> None:
         super().__init__()
         self.dwconv = dwconv
         self.norm = nn.LayerNorm(channels, eps=1e-6)
         self.pwconv1 = nn.Linear(channels, 4 * channels)
         self.act = nn.GELU()
         self.pwconv2 = nn.Linear(4 * channels, channels)
-        self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(channels))
-                      if layer_scale_init_value > 0 else None)
+        self.gamma = (
+            nn.Parameter(layer_scale_init_value *
+                         torch.ones(channels)) if layer_scale_init_value > 0 else None)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity()
         self.with_cp = with_cp
 
@@ -80,12 +85,18 @@ class ConvNeXtDCLSTrunk(BaseModule):
     #: depthwise kernel settings used only when ``dwconv_cfg`` is None (their defaults)
     _DCLS_DEFAULTS = dict(dilated_kernel_size=17, kernel_count=None, version='v0')
 
-    def __init__(self, arch: Union[str, dict] = 'tiny', in_channels: int = 3,
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
                  dilated_kernel_size: Union[int, Tuple[int, int]] = 17,
-                 kernel_count: Optional[int] = None, version: str = 'v0',
-                 share_positions: bool = True, dwconv_cfg: Optional[dict] = None,
-                 drop_path_rate: float = 0., layer_scale_init_value: float = 1e-6,
-                 norm_cfg: dict = dict(type='LN2d', eps=1e-6), with_cp: bool = False,
+                 kernel_count: Optional[int] = None,
+                 version: str = 'v0',
+                 share_positions: bool = True,
+                 dwconv_cfg: Optional[dict] = None,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 norm_cfg: dict = dict(type='LN2d', eps=1e-6),
+                 with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         arch, kernel_count = self._check_trunk_args(arch, in_channels, dilated_kernel_size,
@@ -101,21 +112,24 @@ class ConvNeXtDCLSTrunk(BaseModule):
         self.with_cp = with_cp
 
         self.downsample_layers = nn.ModuleList()
-        self.downsample_layers.append(nn.Sequential(
-            nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
-            build_norm(norm_cfg, self.channels[0])))
+        self.downsample_layers.append(
+            nn.Sequential(
+                nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
+                build_norm(norm_cfg, self.channels[0])))
         for i in range(1, self.num_stages):
-            self.downsample_layers.append(nn.Sequential(
-                build_norm(norm_cfg, self.channels[i - 1]),
-                nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2)))
+            self.downsample_layers.append(
+                nn.Sequential(
+                    build_norm(norm_cfg, self.channels[i - 1]),
+                    nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2)))
 
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(self.depths))]
         self.stages = nn.ModuleList()
         cur = 0
         for depth, channels in zip(self.depths, self.channels):
             blocks = [
-                ConvNeXtDCLSBlock(self._build_dwconv(channels), channels, dpr[cur + j],
-                                  layer_scale_init_value, with_cp) for j in range(depth)
+                ConvNeXtDCLSBlock(
+                    self._build_dwconv(channels), channels, dpr[cur + j], layer_scale_init_value,
+                    with_cp) for j in range(depth)
             ]
             cur += depth
             if self.share_positions:
@@ -157,9 +171,9 @@ class ConvNeXtDCLSTrunk(BaseModule):
     @classmethod
     def _check_args(cls, args: dict) -> None:
         """The checks of :meth:`check_config`; subclasses add theirs."""
-        cls._check_trunk_args(*(args[k] for k in (
-            'arch', 'in_channels', 'dilated_kernel_size', 'kernel_count', 'version',
-            'dwconv_cfg', 'drop_path_rate')))
+        cls._check_trunk_args(*(args[k] for k in ('arch', 'in_channels', 'dilated_kernel_size',
+                                                  'kernel_count', 'version', 'dwconv_cfg',
+                                                  'drop_path_rate')))
         cls._check_pretrained_cfg(args.get('init_cfg'))
 
     @classmethod
@@ -176,8 +190,8 @@ class ConvNeXtDCLSTrunk(BaseModule):
                                      f'dict ({arch!r})')
                 kernel_count = arch['kernel_count']
         else:
-            given = dict(dilated_kernel_size=dilated_kernel_size, kernel_count=kernel_count,
-                         version=version)
+            given = dict(
+                dilated_kernel_size=dilated_kernel_size, kernel_count=kernel_count, version=version)
             conflicting = [k for k, v in given.items() if v != cls._DCLS_DEFAULTS[k]]
             if conflicting:
                 raise ValueError(f'{conflicting} only apply when dwconv_cfg is None; put them in '
@@ -231,9 +245,15 @@ class ConvNeXtDCLSTrunk(BaseModule):
             size = self.dilated_kernel_size
             padding = tuple(s // 2 for s in size) if isinstance(size, (tuple, list)) \
                 else size // 2
-            return Dcls2d(channels, channels, self.kernel_count, padding=padding,
-                          dilated_kernel_size=size, groups=channels, bias=True,
-                          version=self.version)
+            return Dcls2d(
+                channels,
+                channels,
+                self.kernel_count,
+                padding=padding,
+                dilated_kernel_size=size,
+                groups=channels,
+                bias=True,
+                version=self.version)
         if not isinstance(self.dwconv_cfg, dict) or 'type' not in self.dwconv_cfg:
             raise TypeError(f"dwconv_cfg must be a dict with a 'type' key, got "
                             f'{self.dwconv_cfg!r}')
@@ -255,8 +275,9 @@ class ConvNeXtDCLSTrunk(BaseModule):
                 kernel_size = None if param is None else param.default
             if not isinstance(kernel_size, (int, tuple, list)):
                 raise ValueError(f'dwconv_cfg {self.dwconv_cfg!r}: give kernel_size or padding')
-            cfg['padding'] = (kernel_size // 2 if isinstance(kernel_size, int) else
-                              tuple(k // 2 for k in kernel_size))
+            cfg['padding'] = (
+                kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2
+                                                                            for k in kernel_size))
         layer = cls(channels, channels, groups=channels, **cfg)
         self._check_same_size(layer)
         return layer
@@ -266,9 +287,9 @@ class ConvNeXtDCLSTrunk(BaseModule):
         attrs = [getattr(layer, a, None) for a in ('kernel_size', 'padding', 'stride', 'dilation')]
         if any(a is None for a in attrs):
             return  # not conv-like; a wrong size then fails loudly at the residual add
-        ks, pad, stride, dil = (a if isinstance(a, str) else
-                                tuple(a) if isinstance(a, (tuple, list)) else (a, a)
-                                for a in attrs)
+        ks, pad, stride, dil = (
+            a if isinstance(a, str) else tuple(a) if isinstance(a, (tuple, list)) else (a, a)
+            for a in attrs)
         if pad == 'same' and stride == (1, 1):
             return
         if (isinstance(pad, str) or stride != (1, 1)
@@ -312,17 +333,21 @@ class ConvNeXtDCLSTrunk(BaseModule):
             super().init_weights()
         finally:
             self.init_cfg = full_cfg
-        self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'),
-                             map_location=cfg.get('map_location', 'cpu'))
+        self.load_pretrained(
+            cfg['checkpoint'],
+            prefix=cfg.get('prefix'),
+            map_location=cfg.get('map_location', 'cpu'))
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None,
+    def load_pretrained(self,
+                        checkpoint: str,
+                        prefix: Optional[str] = None,
                         map_location='cpu') -> dict:
         """Loads a released / OpenMMLab checkpoint file; see :meth:`load_state_dict_checked`.
 
         Returns ``{'loaded': [...], 'ignored': [...], 'new': [...]}`` (also logged).
         """
-        state_dict = extract_state_dict(load_checkpoint_file(checkpoint, map_location),
-                                        checkpoint, prefix)
+        state_dict = extract_state_dict(
+            load_checkpoint_file(checkpoint, map_location), checkpoint, prefix)
         return self.load_state_dict_checked(state_dict, checkpoint)
 
     def load_state_dict_checked(self, state_dict, filename: str = '<state_dict>') -> dict:
@@ -332,9 +357,12 @@ class ConvNeXtDCLSTrunk(BaseModule):
         filtered = checkpoint_filter_fn(state_dict, self, filename)
         if self.share_positions:
             check_shared_positions(filtered.state_dict, filename)
-        return load_state_dict_checked(self, filtered.state_dict, filename,
-                                       ignorable=filtered.ignored.__contains__,
-                                       new=filtered.new.__contains__)
+        return load_state_dict_checked(
+            self,
+            filtered.state_dict,
+            filename,
+            ignorable=filtered.ignored.__contains__,
+            new=filtered.new.__contains__)
 
     @torch.no_grad()
     def clamp_parameters(self) -> None:

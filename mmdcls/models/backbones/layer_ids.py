@@ -17,7 +17,9 @@ def convnext_num_layers(depths) -> int:
     return 12 if depths[-2] > 9 else 6
 
 
-def convnext_layer_depth(param_name: str, prefix: str = '', num_layers: int = 6,
+def convnext_layer_depth(param_name: str,
+                         prefix: str = '',
+                         num_layers: int = 6,
                          decay_type: str = 'layer_wise') -> Tuple[int, int]:
     """``(layer id, number of layer ids)`` of a parameter of a ConvNeXt-layout model.
 

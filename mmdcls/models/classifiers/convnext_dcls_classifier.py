@@ -27,13 +27,17 @@ class ConvNeXtDCLSClassifier(ConvNeXtDCLSTrunk):
     an mmpretrain ``ImageClassifier``.
     """
     #: backbone arguments this form refuses, and why
-    _REFUSED = dict(out_indices='it has no per-stage outputs',
-                    frozen_stages='it is the release\'s model; freeze with ConvNeXtDCLS as the '
-                    'backbone of an mmpretrain ImageClassifier',
-                    init_cfg='load weights with load_state_dict or load_pretrained')
+    _REFUSED = dict(
+        out_indices='it has no per-stage outputs',
+        frozen_stages='it is the release\'s model; freeze with ConvNeXtDCLS as the '
+        'backbone of an mmpretrain ImageClassifier',
+        init_cfg='load weights with load_state_dict or load_pretrained')
 
-    def __init__(self, arch: Union[str, dict] = 'tiny', num_classes: int = 1000,
-                 head_init_scale: float = 1., **kwargs) -> None:
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 num_classes: int = 1000,
+                 head_init_scale: float = 1.,
+                 **kwargs) -> None:
         for key, reason in self._REFUSED.items():
             if key in kwargs:
                 raise ValueError(f'{type(self).__name__} does not take {key!r} ({reason})')

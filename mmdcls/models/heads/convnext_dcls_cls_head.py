@@ -34,7 +34,10 @@ class ConvNeXtDCLSClsHead(ClsHead):
     (mmpretrain's ConvNeXt configs) draws the same distribution again.
     """
 
-    def __init__(self, num_classes: int, in_channels: int, norm_eps: float = 1e-6,
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 norm_eps: float = 1e-6,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         for name, value in (('num_classes', num_classes), ('in_channels', in_channels)):

@@ -28,16 +28,14 @@ Both derive the same-output-size padding per axis as above.
 import math
 from typing import Optional, Sequence, Tuple
 
+from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import Tensor
 
-from mmengine.registry import MODELS as MMENGINE_MODELS
-
-from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d
-from mmdcls.ops import as_ntuple
+from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, as_ntuple
 
 
-def _same_size_padding(registered_name: str, sizes: Sequence[int], kernel_size,
-                       dilation, padding) -> Tuple[int, ...]:
+def _same_size_padding(registered_name: str, sizes: Sequence[int], kernel_size, dilation,
+                       padding) -> Tuple[int, ...]:
     """Per-axis padding that gives a conv of kernel ``sizes`` (dilation 1) the output size of
     the replaced conv (``kernel_size``, ``dilation``, ``padding``; ints or ndim-tuples), or a
     ValueError naming them."""
@@ -73,10 +71,20 @@ def _conv_compatible(dcls_cls, registered_name: str):
         __doc__ = (f'{registered_name}: a {dcls_cls.__name__} built from a conv layer call '
                    '(see the module docstring).')
 
-        def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1,
-                     padding=0, dilation=1, groups: int = 1, bias: bool = True, *,
-                     dilated_kernel_size=None, kernel_count: Optional[int] = None,
-                     version: str = 'v0', padding_mode: str = 'zeros',
+        def __init__(self,
+                     in_channels: int,
+                     out_channels: int,
+                     kernel_size=3,
+                     stride=1,
+                     padding=0,
+                     dilation=1,
+                     groups: int = 1,
+                     bias: bool = True,
+                     *,
+                     dilated_kernel_size=None,
+                     kernel_count: Optional[int] = None,
+                     version: str = 'v0',
+                     padding_mode: str = 'zeros',
                      conv_algo: Optional[str] = None) -> None:
             if dilated_kernel_size is None:
                 raise ValueError(f'{registered_name} needs dilated_kernel_size in its config, '
@@ -88,10 +96,18 @@ def _conv_compatible(dcls_cls, registered_name: str):
             padding = _same_size_padding(registered_name, sizes, kernel_size, dilation, padding)
             if kernel_count is None:
                 kernel_count = math.prod(kernel_size)
-            super().__init__(in_channels, out_channels, kernel_count, stride=stride,
-                             padding=padding, dilated_kernel_size=sizes, groups=groups,
-                             bias=bias, padding_mode=padding_mode, version=version,
-                             conv_algo=conv_algo)
+            super().__init__(
+                in_channels,
+                out_channels,
+                kernel_count,
+                stride=stride,
+                padding=padding,
+                dilated_kernel_size=sizes,
+                groups=groups,
+                bias=bias,
+                padding_mode=padding_mode,
+                version=version,
+                conv_algo=conv_algo)
 
         def forward(self, input: Tensor) -> Tensor:
             return _keep_input_layout(input, super().forward(input))
@@ -112,11 +128,22 @@ class DCLSConv2dK1d(Dcls2dK1d):
     (0: positions along H, 1: along W), ``kernel_count``, ``version`` (default ``'v0'``),
     ``padding_mode``, ``conv_algo``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1,
-                 padding=0, dilation=1, groups: int = 1, bias: bool = True, *,
-                 dilated_kernel_size=None, flat_dim: int = 0,
-                 kernel_count: Optional[int] = None, version: str = 'v0',
-                 padding_mode: str = 'zeros', conv_algo: Optional[str] = None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size=3,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 *,
+                 dilated_kernel_size=None,
+                 flat_dim: int = 0,
+                 kernel_count: Optional[int] = None,
+                 version: str = 'v0',
+                 padding_mode: str = 'zeros',
+                 conv_algo: Optional[str] = None) -> None:
         if dilated_kernel_size is None:
             raise ValueError("DCLS2dK1d needs dilated_kernel_size in its config, e.g. "
                              "dict(type='DCLS2dK1d', dilated_kernel_size=7)")
@@ -134,10 +161,19 @@ class DCLSConv2dK1d(Dcls2dK1d):
         padding = _same_size_padding('DCLS2dK1d', sizes, kernel_size, dilation, padding)
         if kernel_count is None:
             kernel_count = math.prod(kernel_size)
-        super().__init__(in_channels, out_channels, kernel_count, stride=stride,
-                         padding=padding, dilated_kernel_size=dilated_kernel_size,
-                         groups=groups, bias=bias, padding_mode=padding_mode, version=version,
-                         flat_dim=flat_dim, conv_algo=conv_algo)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_count,
+            stride=stride,
+            padding=padding,
+            dilated_kernel_size=dilated_kernel_size,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            version=version,
+            flat_dim=flat_dim,
+            conv_algo=conv_algo)
 
     def forward(self, input: Tensor) -> Tensor:
         return _keep_input_layout(input, super().forward(input))
@@ -151,11 +187,22 @@ class DCLSConv3_1d(Dcls3_1d):
     (default: its kernel_size[2]), ``version`` (default ``'gauss'``), ``padding_mode``,
     ``conv_algo``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1,
-                 padding=0, dilation=1, groups: int = 1, bias: bool = True, *,
-                 dilated_kernel_size=None, dense_kernel_size=None,
-                 kernel_count: Optional[int] = None, version: str = 'gauss',
-                 padding_mode: str = 'zeros', conv_algo: Optional[str] = None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size=3,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 *,
+                 dilated_kernel_size=None,
+                 dense_kernel_size=None,
+                 kernel_count: Optional[int] = None,
+                 version: str = 'gauss',
+                 padding_mode: str = 'zeros',
+                 conv_algo: Optional[str] = None) -> None:
         if dilated_kernel_size is None:
             raise ValueError("DCLS3_1d needs dilated_kernel_size in its config, e.g. "
                              "dict(type='DCLS3_1d', dilated_kernel_size=7)")
@@ -165,18 +212,27 @@ class DCLSConv3_1d(Dcls3_1d):
         if dilated_kernel_size < 1:
             raise ValueError(f'dilated_kernel_size must be positive, got {dilated_kernel_size}')
         kernel_size = as_ntuple(kernel_size, 3, 'kernel_size')
-        dense = as_ntuple(kernel_size[:2] if dense_kernel_size is None else dense_kernel_size,
-                          2, 'dense_kernel_size')
+        dense = as_ntuple(kernel_size[:2] if dense_kernel_size is None else dense_kernel_size, 2,
+                          'dense_kernel_size')
         if any(s < 1 for s in dense):
             raise ValueError(f'dense_kernel_size must be positive, got {dense}')
         padding = _same_size_padding('DCLS3_1d', (*dense, dilated_kernel_size), kernel_size,
                                      dilation, padding)
         if kernel_count is None:
             kernel_count = kernel_size[2]
-        super().__init__(in_channels, out_channels, kernel_count, stride=stride,
-                         padding=padding, dense_kernel_size=dense,
-                         dilated_kernel_size=dilated_kernel_size, groups=groups, bias=bias,
-                         padding_mode=padding_mode, version=version, conv_algo=conv_algo)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_count,
+            stride=stride,
+            padding=padding,
+            dense_kernel_size=dense,
+            dilated_kernel_size=dilated_kernel_size,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            version=version,
+            conv_algo=conv_algo)
 
     def forward(self, input: Tensor) -> Tensor:
         return _keep_input_layout(input, super().forward(input))

@@ -9,7 +9,7 @@ from .norm import LayerNorm2d, build_norm
 
 __all__ = [
     'LayerNorm2d', 'build_norm', 'RELEASE_SAFE_GLOBALS', 'load_checkpoint_file',
-    'extract_state_dict', 'check_shared_positions', 'load_state_dict_checked',
-    'FilteredCheckpoint', 'checkpoint_filter_fn', 'detect_layout', 'POSITION_PARAM',
-    'SIGMA_PARAM', 'SHARED_PARAM_NAMES', 'DEFAULT_POSITION_LR_MULT', 'DEFAULT_SIGMA_LR_MULT'
+    'extract_state_dict', 'check_shared_positions', 'load_state_dict_checked', 'FilteredCheckpoint',
+    'checkpoint_filter_fn', 'detect_layout', 'POSITION_PARAM', 'SIGMA_PARAM', 'SHARED_PARAM_NAMES',
+    'DEFAULT_POSITION_LR_MULT', 'DEFAULT_SIGMA_LR_MULT'
 ]

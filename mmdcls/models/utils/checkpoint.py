@@ -18,7 +18,7 @@ from torch import nn
 from mmdcls.utils.compat import TORCH_ALLOW_LIST, allowed_for_this_load, load_weights_only
 
 #: globals the released training scripts pickle next to the weights
-RELEASE_SAFE_GLOBALS = (argparse.Namespace,)
+RELEASE_SAFE_GLOBALS = (argparse.Namespace, )
 _POSITION_KEY = re.compile(r'^stages\.(\d+)\.(\d+)\.dwconv\.(P|SIG)$')
 
 
@@ -38,7 +38,8 @@ def _load_remote(filename: str, map_location, safe_globals: Sequence) -> dict:
         return load_weights_only(local_path, map_location, safe_globals)
 
 
-def load_checkpoint_file(filename: str, map_location='cpu',
+def load_checkpoint_file(filename: str,
+                         map_location='cpu',
                          safe_globals: Sequence = RELEASE_SAFE_GLOBALS) -> dict:
     """``torch.load`` of tensors, plain containers and ``safe_globals`` only, on every torch.
 
@@ -65,7 +66,8 @@ def load_checkpoint_file(filename: str, map_location='cpu',
         raise
 
 
-def extract_state_dict(checkpoint, filename: str = '<checkpoint>',
+def extract_state_dict(checkpoint,
+                       filename: str = '<checkpoint>',
                        prefix: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """The weights of a loaded checkpoint file.
 
@@ -89,8 +91,8 @@ def extract_state_dict(checkpoint, filename: str = '<checkpoint>',
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
     if prefix:
-        kept = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                           if k.startswith(prefix))
+        kept = OrderedDict(
+            (k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
         if not kept:
             raise ValueError(f'{filename}: no key starts with prefix {prefix!r}; first keys: '
                              f'{list(state_dict)[:5]}')
@@ -98,8 +100,8 @@ def extract_state_dict(checkpoint, filename: str = '<checkpoint>',
     return state_dict
 
 
-def check_shared_positions(state_dict: Dict[str, torch.Tensor], filename: str = '<checkpoint>'
-                           ) -> None:
+def check_shared_positions(state_dict: Dict[str, torch.Tensor],
+                           filename: str = '<checkpoint>') -> None:
     """Raises if per-block positions (``stages.i.j.dwconv.P`` / ``SIG``) differ within a stage.
 
     A model that shares one position tensor per stage can only hold such a checkpoint if every
@@ -125,7 +127,8 @@ def check_shared_positions(state_dict: Dict[str, torch.Tensor], filename: str = 
                     'share_positions=False to load per-block positions')
 
 
-def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor],
+def load_state_dict_checked(model: nn.Module,
+                            state_dict: Dict[str, torch.Tensor],
                             filename: str = '<checkpoint>',
                             ignorable: Callable[[str], bool] = lambda key: False,
                             new: Callable[[str], bool] = lambda key: False,
@@ -138,9 +141,11 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor
     listing them all. Returns ``{'loaded': [...], 'ignored': [...], 'new': [...]}``.
     """
     model_state = model.state_dict()
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_state[k].shape)}'
-                  for k, v in state_dict.items()
-                  if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)]
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_state[k].shape)}'
+        for k, v in state_dict.items()
+        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
+    ]
     unexpected = [k for k in state_dict if k not in model_state]
     ignored = [k for k in unexpected if ignorable(k)]
     unexpected = [k for k in unexpected if not ignorable(k)]
@@ -164,7 +169,8 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor
     print_log(
         f'{filename}: loaded {len(loaded)} keys into {type(model).__name__}; ignored '
         f'{len(ignored)} {_summarise(ignored)}; new (kept their initialisation) '
-        f'{len(new_keys)} {_summarise(new_keys)}', logger=logger)
+        f'{len(new_keys)} {_summarise(new_keys)}',
+        logger=logger)
     return dict(loaded=loaded, ignored=ignored, new=new_keys)
 
 

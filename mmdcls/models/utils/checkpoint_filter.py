@@ -27,8 +27,10 @@ from typing import Dict, Mapping, NamedTuple
 
 from torch import Tensor, nn
 
-__all__ = ['LAYOUTS', 'STEM_KEY', 'BACKBONE_PREFIX', 'OUT_NORM_KEY', 'FilteredCheckpoint',
-           'detect_layout', 'checkpoint_filter_fn']
+__all__ = [
+    'LAYOUTS', 'STEM_KEY', 'BACKBONE_PREFIX', 'OUT_NORM_KEY', 'FilteredCheckpoint', 'detect_layout',
+    'checkpoint_filter_fn'
+]
 
 #: the stem conv, present in every ConvNeXt(-DCLS) layout
 STEM_KEY = 'downsample_layers.0.0.weight'
@@ -40,7 +42,7 @@ OUT_NORM_KEY = re.compile(r'^norm(\d+)\.')
 LAYOUTS = {
     'classifier': 'ImageNet classifier (release / ConvNeXtDCLSClassifier): trunk + norm + head',
     'backbone': 'backbone (ConvNeXtDCLS / release mmdet 2.x, mmseg 0.x backbone): trunk + '
-                'norm{i}',
+    'norm{i}',
     'model': 'whole detector / segmentor / classifier: backbone.* + neck / heads',
 }
 _CLASSIFIER_KEYS = ('norm.', 'head.')
@@ -75,7 +77,8 @@ def detect_layout(state_dict: Mapping[str, Tensor], filename: str = '<checkpoint
                      f'{list(LAYOUTS)}); first keys: {list(state_dict)[:5]}')
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module,
+def checkpoint_filter_fn(state_dict: Mapping[str, Tensor],
+                         model: nn.Module,
                          filename: str = '<checkpoint>') -> FilteredCheckpoint:
     """Maps a ConvNeXt(-DCLS) state dict onto ``model``; pure (reads the model's keys only).
 
@@ -139,8 +142,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module,
                                 'not have (stage not in out_indices, or un-normed outputs)')
         for key in model_key_list:
             if key not in out and OUT_NORM_KEY.match(key):
-                new[key] = ('output norm: ' + ('an ImageNet classifier has none'
-                                               if trunk_layout == 'classifier' else
-                                               'the checkpoint\'s backbone did not output this '
-                                               'stage') + '; keeps its initialisation')
+                new[key] = ('output norm: ' +
+                            ('an ImageNet classifier has none' if trunk_layout == 'classifier' else
+                             'the checkpoint\'s backbone did not output this '
+                             'stage') + '; keeps its initialisation')
     return FilteredCheckpoint(layout, out, ignored, new)

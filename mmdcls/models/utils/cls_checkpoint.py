@@ -15,8 +15,8 @@ mmpretrain ``ImageClassifier`` (``state_dict``)         release (``{'model': ...
 
 The backbone is ``mmdcls.ConvNeXtDCLS`` with ``out_norms=False`` (no ``backbone.norm{i}``) and
 the head ``mmdcls.ConvNeXtDCLSClsHead``. mmengine's ``EMAHook`` saves the EMA weights as
-``state_dict`` (the raw ones under ``ema_state_dict``), so converting ``state_dict`` gives what the release
-calls ``*_ema.pth``.
+``state_dict`` (the raw ones under ``ema_state_dict``), so converting ``state_dict`` gives what
+the release calls ``*_ema.pth``.
 """
 import re
 from collections import OrderedDict
@@ -31,8 +31,8 @@ _HEAD_SUFFIXES = ('weight', 'bias')
 BACKBONE_PREFIX = 'backbone.'
 
 
-def _convert(state_dict: Dict[str, torch.Tensor], rules, what: str
-             ) -> 'OrderedDict[str, torch.Tensor]':
+def _convert(state_dict: Dict[str, torch.Tensor], rules,
+             what: str) -> 'OrderedDict[str, torch.Tensor]':
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     unmatched: List[str] = []
     for key, value in state_dict.items():
@@ -57,12 +57,14 @@ def _convert(state_dict: Dict[str, torch.Tensor], rules, what: str
 
 def _head_rule(src_index: int):
     """Maps a head key from one layout (0 = mmpretrain, 1 = release) to the other."""
+
     def rule(key: str):
         for pair in _HEAD_PREFIXES:
             src, dst = pair[src_index], pair[1 - src_index]
             if key.startswith(src) and key[len(src):] in _HEAD_SUFFIXES:
                 return dst + key[len(src):]
         return None
+
     return rule
 
 
@@ -76,8 +78,7 @@ def _to_backbone(key: str):
     return BACKBONE_PREFIX + key if _TRUNK.match(key) else None
 
 
-def mmpretrain_to_release(state_dict: Dict[str, torch.Tensor]
-                          ) -> 'OrderedDict[str, torch.Tensor]':
+def mmpretrain_to_release(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """An mmpretrain ``ImageClassifier`` state dict -> the released classifier's state dict.
 
     Tensors are shared, not copied. Raises ``ValueError`` naming every key outside the layout.
@@ -85,8 +86,7 @@ def mmpretrain_to_release(state_dict: Dict[str, torch.Tensor]
     return _convert(state_dict, (_from_backbone, _head_rule(0)), 'mmpretrain -> release')
 
 
-def release_to_mmpretrain(state_dict: Dict[str, torch.Tensor]
-                          ) -> 'OrderedDict[str, torch.Tensor]':
+def release_to_mmpretrain(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """The released classifier's state dict (``checkpoint['model']``) -> mmpretrain's layout.
 
     Tensors are shared, not copied. Raises ``ValueError`` naming every key outside the layout.
@@ -97,8 +97,8 @@ def release_to_mmpretrain(state_dict: Dict[str, torch.Tensor]
 def detect_layout(state_dict: Dict[str, torch.Tensor]) -> str:
     """``'mmpretrain'`` or ``'release'``, from the keys; ``ValueError`` if neither fits."""
     keys = list(state_dict)
-    if keys and all(k.startswith((BACKBONE_PREFIX, 'head.')) for k in keys) and any(
-            k.startswith(BACKBONE_PREFIX) for k in keys):
+    if keys and all(k.startswith((BACKBONE_PREFIX, 'head.'))
+                    for k in keys) and any(k.startswith(BACKBONE_PREFIX) for k in keys):
         return 'mmpretrain'
     if keys and any(_TRUNK.match(k) for k in keys):
         return 'release'

@@ -51,9 +51,7 @@ from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_
 from .fused_c import _ConstructNative2d
 from .profiles import _ConstructKernel
 
-__all__ = [
-    'construct_kernel', 'VERSIONS', 'VERSIONS_WITH_SIGMA', 'position_axes', 'check_version'
-]
+__all__ = ['construct_kernel', 'VERSIONS', 'VERSIONS_WITH_SIGMA', 'position_axes', 'check_version']
 
 
 def _all_finite(*tensors: Optional[Tensor]) -> bool:
@@ -120,7 +118,7 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         raise ValueError(f'version {version!r} takes no SIG (only {VERSIONS_WITH_SIGMA} do)')
     out_channels, in_per_group, kernel_count = weight.shape
     rows = out_channels * in_per_group
-    if version in ('v0', 'v1') and rows * math.prod(s + 1 for s in sizes) >= 2 ** 31:
+    if version in ('v0', 'v1') and rows * math.prod(s + 1 for s in sizes) >= 2**31:
         # the bilinear paths index the (padded) flat kernel with int32
         raise ValueError(f'kernel of {rows} x {sizes} entries is too large for the bilinear '
                          f'construction (out * in / groups * prod(dilated_kernel_size + 1) '

@@ -29,11 +29,13 @@ class _Bilinear:
         self.component_of_axis = [components.index(axis) for axis in range(ndim)]
         self.version, self.sizes = version, tuple(sizes)
         device = P.device
-        half = torch.tensor([sizes[c] // 2 for c in self.component_of_axis], dtype=P.dtype,
+        half = torch.tensor([sizes[c] // 2 for c in self.component_of_axis],
+                            dtype=P.dtype,
                             device=device)
         limit = torch.tensor(sizes, dtype=torch.int32, device=device).view(ndim, 1, 1, 1)
         stride = torch.tensor([math.prod(sizes[axis + 1:]) for axis in range(ndim)],
-                              dtype=torch.int32, device=device).view(ndim, 1, 1, 1)
+                              dtype=torch.int32,
+                              device=device).view(ndim, 1, 1, 1)
         position = P[self.component_of_axis] + half.view(ndim, 1, 1)  # (ndim, R, K)
         lower = position.floor()
         self.frac = position - lower
@@ -52,8 +54,8 @@ class _Bilinear:
 
     def _index(self) -> Tensor:
         rows = self.frac.shape[1]
-        row_base = torch.arange(self.first_row, self.first_row + rows, dtype=torch.int32,
-                                device=self.frac.device)
+        row_base = torch.arange(
+            self.first_row, self.first_row + rows, dtype=torch.int32, device=self.frac.device)
         row_base = row_base.mul_(math.prod(self.sizes)).view(rows, 1, *[1] * len(self.sizes))
         return row_base + _outer_sum(list(self.tap_offsets.unbind(0)))
 
@@ -73,8 +75,9 @@ class _Bilinear:
         tap_weights = list(self.tap_weights.unbind(0))
         partials = []  # d loss / d (scaled) tap weight of each axis, (R, K, 2)
         for axis in range(ndim):
-            others = [w if i != axis else torch.ones_like(w[..., :1])
-                      for i, w in enumerate(tap_weights)]
+            others = [
+                w if i != axis else torch.ones_like(w[..., :1]) for i, w in enumerate(tap_weights)
+            ]
             dims = tuple(2 + i for i in range(ndim) if i != axis)
             partials.append((tapped * outer(others)).sum(dims) if dims else tapped)
         partials = torch.stack(partials)  # (ndim, R, K, 2)
@@ -88,13 +91,16 @@ class _Bilinear:
             grad_normaliser = -grad_scale * scale / self.normaliser
             # d normaliser / d sum_d = product of the other axes' sums
             others = torch.stack([
-                torch.stack([self.sums[i] for i in range(ndim) if i != axis]).prod(0)
-                if ndim > 1 else torch.ones_like(self.sums[0]) for axis in range(ndim)])
+                torch.stack([self.sums[i] for i in range(ndim)
+                             if i != axis]).prod(0) if ndim > 1 else torch.ones_like(self.sums[0])
+                for axis in range(ndim)
+            ])
             grad_tap = grad_tap + (grad_normaliser * others).unsqueeze(-1)
         # d (1 - frac, frac) / d P = (-1, +1); v1's relu(1 - |x|) has zero subgradient there
         # when P sits exactly on a grid point (abs'(0) = relu'(0) = 0), v0's does not.
-        grad_frac = (grad_tap[..., 1] - grad_tap[..., 0]) if self.inside.all() else (
-            (grad_tap * self.inside).diff(dim=-1).squeeze(-1))
+        grad_frac = (grad_tap[..., 1] -
+                     grad_tap[..., 0]) if self.inside.all() else ((grad_tap * self.inside).diff(
+                         dim=-1).squeeze(-1))
         if self.version == 'v1':
             grad_frac = grad_frac * (self.frac > 0)
         grad_P = torch.empty_like(grad_frac)
@@ -104,7 +110,7 @@ class _Bilinear:
 
 def _bilinear_chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int]) -> int:
     """Rows per chunk keeping the ~6 live (K, 2**ndim) temporaries under the kernel's size."""
-    chunks = math.ceil(6 * kernel_count * 2 ** len(sizes) / math.prod(sizes))
+    chunks = math.ceil(6 * kernel_count * 2**len(sizes) / math.prod(sizes))
     return max(1, math.ceil(rows / chunks))
 
 
@@ -205,13 +211,13 @@ class _InsideBilinear:
             partial = tapped
             for other in reversed(range(ndim)):
                 if other != axis:
-                    partial = torch.addcmul(partial.select(other, 0) * weights[0, other],
-                                            partial.select(other, 1), weights[1, other])
+                    partial = torch.addcmul(
+                        partial.select(other, 0) * weights[0, other], partial.select(other, 1),
+                        weights[1, other])
             component = self.consts.component_of_axis[axis]
             torch.sub(partial[1], partial[0], out=grad_P[component])
             if axis == 0:
-                grad_scale = torch.addcmul(partial[0] * weights[0, 0], partial[1],
-                                           weights[1, 0])
+                grad_scale = torch.addcmul(partial[0] * weights[0, 0], partial[1], weights[1, 0])
         grad_P.mul_(scale)
         if self.version == 'v1':
             # relu(1 - |x|) has zero subgradient at x = 0: positions on grid points
@@ -227,8 +233,9 @@ class _InsideBilinear:
 @functools.lru_cache(maxsize=256)
 def _row_offsets(first_row: int, rows: int, per_row: int, device, dtype) -> Tensor:
     """(R, 1) flat offsets of kernel rows [first_row, first_row + R)."""
-    return torch.arange(first_row * per_row, (first_row + rows) * per_row, per_row,
-                        dtype=dtype, device=device).unsqueeze(1)
+    return torch.arange(
+        first_row * per_row, (first_row + rows) * per_row, per_row, dtype=dtype,
+        device=device).unsqueeze(1)
 
 
 class _BilinearConstants:
@@ -269,7 +276,7 @@ def _bilinear_constants(sizes: Tuple[int, ...], version: str, device, dtype):
 def _inside_chunk_rows(rows: int, kernel_count: int, sizes: Sequence[int]) -> int:
     """Rows per chunk keeping the ~3 live (K, 2**ndim) temporaries of
     :class:`_InsideBilinear` within 1.5x the kernel's size."""
-    chunks = math.ceil(3 * kernel_count * 2 ** len(sizes) / (1.5 * math.prod(sizes)))
+    chunks = math.ceil(3 * kernel_count * 2**len(sizes) / (1.5 * math.prod(sizes)))
     return max(1, math.ceil(rows / chunks))
 
 
@@ -298,8 +305,8 @@ class _ConstructBilinear(torch.autograd.Function):
             kernel_flat = weight.new_zeros(rows * per_row + slack)
             for start in range(0, rows, chunk):
                 part = slice(start, start + chunk)
-                _InsideBilinear(P[:, part], sizes, version, consts).accumulate_kernel(
-                    weight[part], kernel_flat, start)
+                _InsideBilinear(P[:, part], sizes, version,
+                                consts).accumulate_kernel(weight[part], kernel_flat, start)
             ctx.chunk = chunk
             return kernel_flat[:rows * per_row].view(rows, *sizes)
         chunk = _bilinear_chunk_rows(rows, kernel_count, sizes)
@@ -322,15 +329,16 @@ class _ConstructBilinear(torch.autograd.Function):
             consts = _bilinear_constants(ctx.sizes, ctx.version, P.device, P.dtype)
             for start in range(0, weight.shape[0], ctx.chunk):
                 part = slice(start, start + ctx.chunk)
-                _InsideBilinear(P[:, part], ctx.sizes, ctx.version, consts).backward(
-                    weight[part], grad_flat, not ctx.strictly, start, grad_weight[part],
-                    grad_P[:, part])
+                _InsideBilinear(P[:, part], ctx.sizes, ctx.version,
+                                consts).backward(weight[part], grad_flat, not ctx.strictly, start,
+                                                 grad_weight[part], grad_P[:, part])
             return grad_weight, grad_P, None, None
         grad_kernel = grad_kernel.contiguous()
         for start in range(0, weight.shape[0], ctx.chunk):
             part = slice(start, start + ctx.chunk)
-            grad_weight[part], grad_P[:, part] = _Bilinear(
-                P[:, part], ctx.sizes, ctx.version, start).backward(weight[part], grad_kernel)
+            grad_weight[part], grad_P[:,
+                                      part] = _Bilinear(P[:, part], ctx.sizes, ctx.version,
+                                                        start).backward(weight[part], grad_kernel)
         return grad_weight, grad_P, None, None
 
 
@@ -339,6 +347,6 @@ def _outer_sum(terms: Sequence[Tensor]) -> Tensor:
     ndim = len(terms)
     result = None
     for axis, term in enumerate(terms):
-        shape = term.shape[:2] + (1,) * axis + term.shape[2:] + (1,) * (ndim - 1 - axis)
+        shape = term.shape[:2] + (1, ) * axis + term.shape[2:] + (1, ) * (ndim - 1 - axis)
         result = term.view(shape) if result is None else result + term.view(shape)
     return result

@@ -24,7 +24,7 @@ def position_axes(version: str, ndim: int) -> Tuple[int, ...]:
     """Kernel axis that each component of ``P`` (and ``SIG``) indexes, as in ``dcls`` 0.1.1."""
     check_version(version)
     if version == 'v0':
-        return {1: (0,), 2: (0, 1), 3: (0, 2, 1)}[ndim]
+        return {1: (0, ), 2: (0, 1), 3: (0, 2, 1)}[ndim]
     return tuple(reversed(range(ndim)))
 
 
@@ -33,6 +33,6 @@ def outer(profiles: Sequence[Tensor]) -> Tensor:
     ndim = len(profiles)
     result = None
     for axis, profile in enumerate(profiles):
-        shape = profile.shape[:2] + (1,) * axis + profile.shape[2:] + (1,) * (ndim - 1 - axis)
+        shape = profile.shape[:2] + (1, ) * axis + profile.shape[2:] + (1, ) * (ndim - 1 - axis)
         result = profile.view(shape) if result is None else result * profile.view(shape)
     return result

@@ -51,6 +51,5 @@ class _ConstructNative2d(torch.autograd.Function):
             ctx.saved = None
             return (*grads, None, None, None)
         weight, P = ctx.saved_tensors
-        grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout,
-                                         ctx.version)
+        grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout, ctx.version)
         return (*grads, None, None, None, None)

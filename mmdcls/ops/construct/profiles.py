@@ -88,8 +88,7 @@ class _Interpolation:
                 if other != axis:
                     rest = rest * self.sums[other]
             # d loss / d profile (R, K, G)
-            grad_profile = torch.addcmul(rest.unsqueeze(-1), partials[axis],
-                                         scale.unsqueeze(-1))
+            grad_profile = torch.addcmul(rest.unsqueeze(-1), partials[axis], scale.unsqueeze(-1))
             offset, profile, sigma = self.offsets[axis], self.profiles[axis], self.sigmas[axis]
             if self.version == 'gauss':
                 # d profile / d position = profile * offset / sigma^2, d / d sigma that
@@ -97,8 +96,7 @@ class _Interpolation:
                 weighted = grad_profile.mul_(profile).mul_(offset)
                 sigma_sq = sigma.square().squeeze(-1)
                 grad_P[component] = weighted.sum(-1) / sigma_sq
-                grad_SIG[component] = weighted.mul_(offset).sum(-1) / (
-                    sigma_sq * sigma.squeeze(-1))
+                grad_SIG[component] = weighted.mul_(offset).sum(-1) / (sigma_sq * sigma.squeeze(-1))
             else:
                 # triangle: d / d position = sign(offset), d / d sigma = 1 where the profile
                 # is positive; autograd's subgradients through dcls at the kinks are 0
@@ -143,8 +141,10 @@ def _offsets_and_sigmas(P: Tensor, SIG: Tensor, sizes: Tuple[int, ...], version:
     if len(set(sizes)) == 1:
         position = (P + sizes[0] // 2).unsqueeze(-1)
         return _grid(sizes[0], P.device, P.dtype) - position, sigma
-    offsets = [_grid(sizes[axis], P.device, P.dtype) - (P[c] + sizes[c] // 2).unsqueeze(-1)
-               for c, axis in enumerate(axes)]
+    offsets = [
+        _grid(sizes[axis], P.device, P.dtype) - (P[c] + sizes[c] // 2).unsqueeze(-1)
+        for c, axis in enumerate(axes)
+    ]
     return offsets, sigma
 
 
@@ -157,8 +157,7 @@ def _dense_profiles_kernel(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[
     ndim = len(sizes)
     offsets, sigma = _offsets_and_sigmas(P, SIG, sizes, version)
     if isinstance(offsets, list):
-        by_component = [_axis_profile(o, s, version, in_place=True)
-                        for o, s in zip(offsets, sigma)]
+        by_component = [_axis_profile(o, s, version, in_place=True) for o, s in zip(offsets, sigma)]
     else:
         stacked = _axis_profile(offsets, sigma, version, in_place=True)
         # select, not unbind: unbind's views may not be modified in place (mul_ below) when a

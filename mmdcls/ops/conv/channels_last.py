@@ -31,8 +31,7 @@ class _DepthwiseChannelsLast(torch.autograd.Function):
         ctx.save_for_backward(input, kernel)
         ctx.has_bias = bias is not None
         ctx.stride, ctx.padding = stride, padding
-        return CONV_FNS[kernel.dim() - 2](input, kernel, bias, stride, padding, 1,
-                                          kernel.shape[0])
+        return CONV_FNS[kernel.dim() - 2](input, kernel, bias, stride, padding, 1, kernel.shape[0])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -44,9 +43,10 @@ class _DepthwiseChannelsLast(torch.autograd.Function):
         grad_out = grad_out.contiguous(memory_format=fmt)
         grad_input = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = torch.ops.aten.convolution_backward(
-                grad_out, input, kernel, None, ctx.stride, ctx.padding, (1, ) * ndim, False,
-                (0, ) * ndim, c, (True, False, False))[0]
+            grad_input = torch.ops.aten.convolution_backward(grad_out, input, kernel, None,
+                                                             ctx.stride, ctx.padding, (1, ) * ndim,
+                                                             False, (0, ) * ndim, c,
+                                                             (True, False, False))[0]
         if ctx.needs_input_grad[1]:
             padded = F.pad(input, [q for p in reversed(ctx.padding) for q in (p, p)])
             # (N, C, *S) -> (1, N * C, *S), channels-last: (n, c) pairs become channels.
@@ -74,8 +74,8 @@ def conv_channels_last(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
         return conv_direct(input, kernel, bias, stride, padding, groups)
     # (an empty batch takes F.conv's own backward: the pair trick below would convolve zero
     # channels)
-    depthwise = (kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups
-                 and input.numel() > 0)
+    depthwise = (
+        kernel.shape[1] == 1 and kernel.shape[0] == input.shape[1] == groups and input.numel() > 0)
     grad_needed = needs_grad(input, kernel, bias)
     device_type = input.device.type
     if depthwise and grad_needed:

@@ -41,19 +41,28 @@ FITTED = CostModel(
     # zero-frequency bin and, in LargeKernelConv2d, the cached kernel spectrum): FFT for
     # 17x17 / 23x23 depthwise on every ConvNeXt-T map of 16x16 and more (1.2-3.9x faster than
     # channels-last), channels-last on 12x12 where it measured faster.
-    fft_per_point={True: 3.5, False: 6.0},
+    fft_per_point={
+        True: 3.5,
+        False: 6.0
+    },
     # The C FFT (depthwise stride-1 2-D float32 / float64 CPU), fitted the same way to
     # per-layer timings on ConvNeXt-T maps (1x384 and 2x512 inputs) against the sparse direct
     # conv: training 1.0-1.8 (FFT faster on every layer, v0 and gauss), inference 1.8-3.1
     # (sparse direct faster for v0 kernels on maps of 48x48 and less, FFT for the rest and for
     # every dense 23x23 Gaussian kernel).
-    c_fft_per_point={True: 1.5, False: 2.3},
+    c_fft_per_point={
+        True: 1.5,
+        False: 2.3
+    },
     # Training: forward and input gradient over the non-zero taps, kernel gradient over all
     # taps. Fitted to per-layer timings against FFT on ConvNeXt-T maps with positions spread as
     # in trained checkpoints (training 0.17-0.24, inference 0.58-1.06 across layers). Against
     # the torch FFT it won for v0 kernels (~108 of 289 taps); against the C FFT it wins for
     # sparser kernels only (v0 as initialised, ~14 taps, on large maps).
-    sparse_direct_per_tap={True: 0.2, False: 0.65},
+    sparse_direct_per_tap={
+        True: 0.2,
+        False: 0.65
+    },
     # It works on NCHW copies and returns NCHW, which a ConvNeXt block (channels-last input,
     # NHWC consumer) lays out twice more, while the C FFT reads and writes channels-last.
     # Fitted on folded v0 ConvNeXt-T layers with that consumer (33-111 across layers).
@@ -62,12 +71,17 @@ FITTED = CostModel(
 )
 
 
-def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
-                   stride: Sequence[int], padding: Sequence[int], groups: int,
-                   device_type: str = 'cpu', needs_grad: bool = True,
+def heuristic_algo(input_shape: Sequence[int],
+                   kernel_shape: Sequence[int],
+                   stride: Sequence[int],
+                   padding: Sequence[int],
+                   groups: int,
+                   device_type: str = 'cpu',
+                   needs_grad: bool = True,
                    kernel_spectrum_cached: bool = False,
                    nonzero_taps: Optional[float] = None,
-                   channels_last_input: bool = False, model: CostModel = FITTED) -> str:
+                   channels_last_input: bool = False,
+                   model: CostModel = FITTED) -> str:
     """``'auto'``'s choice. CUDA and other devices: ``'direct'`` (use ``'benchmark'`` to time
     the alternatives there). CPU: kernels of at most ``model.small_kernel_taps`` (25) taps run
     direct; otherwise the cost ``model`` (:data:`FITTED`), with ``S`` the input size, ``L`` the
@@ -108,13 +122,14 @@ def heuristic_algo(input_shape: Sequence[int], kernel_shape: Sequence[int],
     direct = taps * c_in_g * math.prod(out) / size
     transforms = c_in / c_out + 1 + (0 if kernel_spectrum_cached else c_in_g / n)
     per_point = model.fft_per_point if nonzero_taps is None else model.c_fft_per_point
-    fft = (per_point[bool(needs_grad)] * points * math.log2(max(points, 2)) / size *
-           transforms + 2 * c_in_g * points / size)
+    fft = (
+        per_point[bool(needs_grad)] * points * math.log2(max(points, 2)) / size * transforms +
+        2 * c_in_g * points / size)
     costs = {'fft': fft, direct_name: direct}
     if nonzero_taps is not None:
         padded_out = math.prod(out[:-1]) * -(-out[-1] // 8) * 8
         tap_passes = 2 * nonzero_taps + taps if needs_grad else nonzero_taps
         costs['sparse_direct'] = (
-            model.sparse_direct_per_tap[bool(needs_grad)] * tap_passes * padded_out / size
-            + (model.sparse_direct_channels_last if channels_last_input else 0))
+            model.sparse_direct_per_tap[bool(needs_grad)] * tap_passes * padded_out / size +
+            (model.sparse_direct_channels_last if channels_last_input else 0))
     return min(costs, key=costs.get)

@@ -14,10 +14,14 @@ from .selection import select_algo
 
 
 @eager_under_old_dynamo
-def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
-            padding: Sequence[int], groups: int, algo: Optional[str] = None,
-            kernel_spectrum: Optional[Callable[[Tuple[int, ...], bool], Tensor]] = None
-            ) -> Tensor:
+def conv_nd(input: Tensor,
+            kernel: Tensor,
+            bias: Optional[Tensor],
+            stride: Sequence[int],
+            padding: Sequence[int],
+            groups: int,
+            algo: Optional[str] = None,
+            kernel_spectrum: Optional[Callable[[Tuple[int, ...], bool], Tensor]] = None) -> Tensor:
     """Zero-padded N-d convolution (cross-correlation, dilation 1) of ``input``
     (N, C_in, *spatial) with a dense ``kernel`` (C_out, C_in / groups, *k) and optional
     ``bias`` (C_out,) -> (N, C_out, *out). ``algo``: one of :data:`.selection.ALGOS` or None
@@ -51,8 +55,14 @@ def conv_nd(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Seque
         if name == 'fft':
             lengths = fft_lengths(input.shape[2:], kernel.shape[2:], padding)
             native_form = native_fft_applies(input, kernel, bias, stride, groups)
-            return conv_fft(input, kernel, bias, stride, padding, groups,
-                            kernel_spectrum=kernel_spectrum(lengths, native_form))
+            return conv_fft(
+                input,
+                kernel,
+                bias,
+                stride,
+                padding,
+                groups,
+                kernel_spectrum=kernel_spectrum(lengths, native_form))
     else:
         name = select_algo(input, kernel, bias, stride, padding, groups, algo)
     return selection.ALGORITHM_FNS[name](input, kernel, bias, stride, padding, groups)

@@ -69,8 +69,10 @@ def _pad_to_transform(x: Tensor, lengths: Sequence[int], padding: Sequence[int])
     """Zero padding in front, the transform's zero tail behind: outputs land at 0 .. out-1 and
     wrap-around only ever reads the front zeros (length >= size + padding)."""
     spatial = x.shape[2:]
-    return F.pad(x, [q for L, s, p in zip(reversed(lengths), reversed(spatial),
-                                          reversed(padding)) for q in (p, L - s - p)])
+    return F.pad(x, [
+        q for L, s, p in zip(reversed(lengths), reversed(spatial), reversed(padding))
+        for q in (p, L - s - p)
+    ])
 
 
 def _add_bias_in_spectrum(yf: Tensor, bias: Tensor, lengths: Sequence[int]) -> None:
@@ -85,8 +87,8 @@ def _irfft_region(spectrum: Tensor, lengths: Sequence[int], region: Sequence[sli
     ~108): the same arithmetic, a fraction of the second pass and of its input copy."""
     index = (Ellipsis, ) + tuple(region)
     if len(lengths) != 2:
-        return torch.fft.irfftn(spectrum, s=tuple(lengths),
-                                dim=tuple(range(-len(lengths), 0)))[index]
+        return torch.fft.irfftn(
+            spectrum, s=tuple(lengths), dim=tuple(range(-len(lengths), 0)))[index]
     rows = torch.fft.ifft(spectrum, dim=-2)[..., region[0], :]
     return torch.fft.irfft(rows, n=lengths[1], dim=-1)[..., region[1]]
 
@@ -102,8 +104,7 @@ def fft_kernel_spectrum(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
         if ndim == 2:
             # row transforms of the kernel's k0 rows only, then the column transforms (the
             # zero rows of the padding transform to zeros): ~30% less than rfftn
-            spectrum = torch.fft.fft(torch.fft.rfft(k, n=lengths[1], dim=-1), n=lengths[0],
-                                     dim=-2)
+            spectrum = torch.fft.fft(torch.fft.rfft(k, n=lengths[1], dim=-1), n=lengths[0], dim=-2)
         else:
             spectrum = torch.fft.rfftn(k, s=tuple(lengths), dim=tuple(range(-ndim, 0)))
         # physical conjugate: products with a lazily conjugated operand copy it every call
@@ -142,8 +143,10 @@ class _DepthwiseFFT(torch.autograd.Function):
         spatial, ksize, padding, lengths, full = ctx.geometry
         dims = tuple(range(-len(lengths), 0))
         grad_x = grad_kernel = grad_bias = None
-        gf = torch.fft.rfftn(F.pad(grad_y, [q for L, f in zip(reversed(lengths), reversed(full))
-                                            for q in (0, L - f)]), dim=dims)
+        gf = torch.fft.rfftn(
+            F.pad(grad_y,
+                  [q for L, f in zip(reversed(lengths), reversed(full)) for q in (0, L - f)]),
+            dim=dims)
         if ctx.needs_input_grad[0]:
             grad_x = _irfft_region(gf * kf.conj(), lengths,
                                    [slice(p, p + s) for p, s in zip(padding, spatial)])
@@ -178,8 +181,8 @@ class _NativeDepthwiseFFT(torch.autograd.Function):
         padding, lengths, ksize = ctx.geometry
         grad_x = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = native.depthwise_fft_filter(grad_y, spectra, None, (0, 0), padding,
-                                                 x.shape[2:], lengths, conjugate=True)
+            grad_x = native.depthwise_fft_filter(
+                grad_y, spectra, None, (0, 0), padding, x.shape[2:], lengths, conjugate=True)
         if ctx.needs_input_grad[1]:
             grad_kernel = native.depthwise_fft_grad_kernel(x, grad_y, padding, ksize, lengths)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -205,8 +208,12 @@ def native_fft_applies(input: Tensor, kernel: Tensor, bias: Optional[Tensor], st
     return native.depthwise_usable(input, kernel, bias, stride, groups)
 
 
-def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tuple[int, ...],
-             padding: Tuple[int, ...], groups: int,
+def conv_fft(input: Tensor,
+             kernel: Tensor,
+             bias: Optional[Tensor],
+             stride: Tuple[int, ...],
+             padding: Tuple[int, ...],
+             groups: int,
              kernel_spectrum: Optional[Tensor] = None) -> Tensor:
     """Convolution through real FFTs. input (N, C_in, *S), kernel (C_out, C_in / groups, *k)
     -> (N, C_out, *S_out) with S_out = (S + 2 * padding - k) // stride + 1.
@@ -241,9 +248,9 @@ def conv_fft(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Tupl
         x = input.to(compute)
         if (not in_place and c_in_g == 1 and c_out == c_in == groups and kernel_spectrum is None
                 and all(st == 1 for st in stride)):
-            y = _DepthwiseFFT.apply(x, kernel.to(compute),
-                                    None if bias is None else bias.to(compute), tuple(padding),
-                                    lengths, full)
+            y = _DepthwiseFFT.apply(x,
+                                    kernel.to(compute), None if bias is None else bias.to(compute),
+                                    tuple(padding), lengths, full)
             return y.to(out_dtype)
         xf = torch.fft.rfftn(_pad_to_transform(x, lengths, padding), dim=dims)
         kf = fft_kernel_spectrum(kernel, lengths) if kernel_spectrum is None else kernel_spectrum

@@ -34,8 +34,15 @@ class _LargeKernelConvMixin:
             mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
             padding = (0, ) * len(self.kernel_size)
-        return conv_nd(input, self.weight, self.bias, self.stride, padding, self.groups,
-                       algo=self.conv_algo, kernel_spectrum=self._kernel_spectrum)
+        return conv_nd(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            padding,
+            self.groups,
+            algo=self.conv_algo,
+            kernel_spectrum=self._kernel_spectrum)
 
     def _kernel_spectrum(self, lengths: Tuple[int, ...], native_form: bool) -> Tensor:
         """:func:`kernel_spectrum_for` the weight, cached while the weight is unchanged (same
@@ -93,12 +100,23 @@ class LargeKernelDepthwiseConv2d(LargeKernelConv2d):
     """Depthwise large-kernel conv keeping the spatial size: (N, C, H, W) -> (N, C, H, W) for
     odd ``kernel_size`` (padding ``kernel_size // 2``, groups = channels)."""
 
-    def __init__(self, channels: int, kernel_size=17, bias: bool = True,
-                 padding_mode: str = 'zeros', *, conv_algo: Optional[str] = None) -> None:
+    def __init__(self,
+                 channels: int,
+                 kernel_size=17,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 *,
+                 conv_algo: Optional[str] = None) -> None:
         ks = (kernel_size, ) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
         if len(ks) != 2 or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in ks):
             raise ValueError(f'kernel_size must be an odd positive int or two of them, got '
                              f'{kernel_size!r}')
-        super().__init__(channels, channels, ks, padding=tuple(k // 2 for k in ks),
-                         groups=channels, bias=bias, padding_mode=padding_mode,
-                         conv_algo=conv_algo)
+        super().__init__(
+            channels,
+            channels,
+            ks,
+            padding=tuple(k // 2 for k in ks),
+            groups=channels,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_algo=conv_algo)

@@ -70,15 +70,21 @@ def clear_benchmark_cache() -> None:
 def _benchmark_key(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
                    groups) -> tuple:
     device_type = input.device.type
-    autocast = (get_autocast_dtype(device_type)
-                if is_autocast_enabled(device_type) else None)
+    autocast = (get_autocast_dtype(device_type) if is_autocast_enabled(device_type) else None)
     return (str(input.device), input.dtype, kernel.dtype, autocast, tuple(input.shape),
-            tuple(kernel.shape), bias is not None, stride, padding, groups,
-            torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad))
+            tuple(kernel.shape), bias is not None, stride, padding, groups, torch.is_grad_enabled()
+            and (input.requires_grad or kernel.requires_grad))
 
 
-def _time_algorithm(name: str, input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride,
-                    padding, groups, backward: bool, repeats: int = 2) -> float:
+def _time_algorithm(name: str,
+                    input: Tensor,
+                    kernel: Tensor,
+                    bias: Optional[Tensor],
+                    stride,
+                    padding,
+                    groups,
+                    backward: bool,
+                    repeats: int = 2) -> float:
     fn = ALGORITHM_FNS[name]
     x = torch.randn_like(input).requires_grad_(backward)
     # the real kernel, not a random one: 'sparse_direct' skips its zero taps
@@ -105,9 +111,13 @@ def benchmark_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride
     if name is None:
         backward = key[-1]
         with torch.enable_grad() if backward else torch.no_grad():
-            times = {a: _time_algorithm(a, input.detach(), kernel.detach(),
-                                        None if bias is None else bias.detach(), stride,
-                                        padding, groups, backward) for a in ALGORITHMS}
+            times = {
+                a:
+                _time_algorithm(a, input.detach(), kernel.detach(),
+                                None if bias is None else bias.detach(), stride, padding, groups,
+                                backward)
+                for a in ALGORITHMS
+            }
         name = _BENCHMARK_CACHE[key] = min(times, key=times.get)
     return name
 
@@ -124,8 +134,14 @@ def _mean_nonzero_taps(kernel: Tensor) -> float:
     return cached[1]
 
 
-def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
-                groups, algo: Optional[str] = None, kernel_spectrum_cached: bool = False) -> str:
+def select_algo(input: Tensor,
+                kernel: Tensor,
+                bias: Optional[Tensor],
+                stride,
+                padding,
+                groups,
+                algo: Optional[str] = None,
+                kernel_spectrum_cached: bool = False) -> str:
     """The concrete algorithm (one of :data:`ALGORITHMS`) ``conv_nd`` runs for these arguments
     (see the module docstring). ``kernel_spectrum_cached``: ``'auto'`` counts the kernel's
     transform as free (a cached spectrum of a constant kernel)."""
@@ -134,11 +150,12 @@ def select_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, p
         nonzero_taps = None
         if native.depthwise_usable(input, kernel, bias, stride, groups):
             nonzero_taps = _mean_nonzero_taps(kernel)
-        channels_last = (input.dim() == 4 and not input.is_contiguous()
-                         and input.is_contiguous(memory_format=torch.channels_last))
-        return heuristic_algo(input.shape, kernel.shape, stride, padding, groups,
-                              input.device.type, needs_grad(input, kernel, bias),
-                              kernel_spectrum_cached, nonzero_taps, channels_last)
+        channels_last = (
+            input.dim() == 4 and not input.is_contiguous()
+            and input.is_contiguous(memory_format=torch.channels_last))
+        return heuristic_algo(input.shape, kernel.shape, stride, padding, groups, input.device.type,
+                              needs_grad(input, kernel, bias), kernel_spectrum_cached, nonzero_taps,
+                              channels_last)
     if name == 'benchmark':
         return benchmark_algo(input, kernel, bias, stride, padding, groups)
     return name

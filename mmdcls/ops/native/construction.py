@@ -31,8 +31,7 @@ def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
     handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
     tracing or ``torch.compile``), library available."""
     return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in REAL_TYPES
-            and not torch.jit.is_tracing() and not is_compiling()
-            and library() is not None)
+            and not torch.jit.is_tracing() and not is_compiling() and library() is not None)
 
 
 def _for_c(dtype: torch.dtype, *tensors: Optional[Tensor]):
@@ -50,7 +49,10 @@ def _for_c(dtype: torch.dtype, *tensors: Optional[Tensor]):
     return result
 
 
-def _check_shapes(weight: Tensor, P: Tensor, SIG: Optional[Tensor], sizes: Sequence[int],
+def _check_shapes(weight: Tensor,
+                  P: Tensor,
+                  SIG: Optional[Tensor],
+                  sizes: Sequence[int],
                   grad_kernel: Optional[Tensor] = None) -> None:
     """ValueError unless P / SIG are (2, *weight.shape) and grad_kernel (*rows, *sizes): the C
     code derives every extent from these."""
@@ -69,8 +71,12 @@ def _check_shapes(weight: Tensor, P: Tensor, SIG: Optional[Tensor], sizes: Seque
 def _run(entry: str, dtype: torch.dtype, rows: int, args: list) -> None:
     """Calls construction entry point ``entry`` over all rows on up to
     ``torch.get_num_threads()`` threads."""
-    call(entry, dtype, *args, threads=threads_for(rows // _MIN_ROWS_PER_THREAD),
-         needed_by=_NEEDED_BY)
+    call(
+        entry,
+        dtype,
+        *args,
+        threads=threads_for(rows // _MIN_ROWS_PER_THREAD),
+        needed_by=_NEEDED_BY)
 
 
 def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int]) -> list:
@@ -78,8 +84,11 @@ def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int])
     kernel_count = P.shape[-1]
     rows = P.numel() // (2 * kernel_count)
     comp0, comp1 = component_of_axis
-    return [rows, kernel_count, sizes[0], sizes[1], comp0, comp1,
-            float(sizes[comp0] // 2), float(sizes[comp1] // 2)]
+    return [
+        rows, kernel_count, sizes[0], sizes[1], comp0, comp1,
+        float(sizes[comp0] // 2),
+        float(sizes[comp1] // 2)
+    ]
 
 
 # Saved axis-1 profiles (see dense_forward) at most this many kernel sizes: bounds the memory
@@ -94,8 +103,13 @@ def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.
     return kernel_count * (-(-sizes[1] // lanes) * lanes + 1)
 
 
-def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int],
-                  component_of_axis: Sequence[int], sig_floor: float, version: str,
+def dense_forward(weight: Tensor,
+                  P: Tensor,
+                  SIG: Tensor,
+                  sizes: Tuple[int, int],
+                  component_of_axis: Sequence[int],
+                  sig_floor: float,
+                  version: str,
                   save_profiles: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
     """``max`` / ``gauss`` kernel (*rows, S0, S1) from weight (*rows, K), P and SIG
     (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``.
@@ -107,33 +121,44 @@ def dense_forward(weight: Tensor, P: Tensor, SIG: Tensor, sizes: Tuple[int, int]
     kernel = weight.new_empty((*weight.shape[:-1], *sizes))
     saved = None
     if save_profiles:
-        saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1],
-                                                            weight.dtype))
+        saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1], weight.dtype))
         if saved.data_ptr() % 32:  # the C code reads it as 32-byte vectors
             raise RuntimeError(f'mmdcls: profile buffer at {saved.data_ptr():#x} is not '
                                f'32-byte aligned')
-    _run('dense_forward', weight.dtype, rows,
-         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), kernel.data_ptr(),
-          None if saved is None else saved.data_ptr(),
-          *_layout(P, sizes, component_of_axis), float(sig_floor), _VERSION_CODES[version]])
+    _run('dense_forward', weight.dtype, rows, [
+        weight.data_ptr(),
+        P.data_ptr(),
+        SIG.data_ptr(),
+        kernel.data_ptr(), None if saved is None else saved.data_ptr(),
+        *_layout(P, sizes, component_of_axis),
+        float(sig_floor), _VERSION_CODES[version]
+    ])
     return kernel, saved
 
 
-def dense_backward(weight: Tensor, P: Tensor, SIG: Tensor, grad_kernel: Tensor,
-                   sizes: Tuple[int, int], component_of_axis: Sequence[int], sig_floor: float,
-                   version: str, saved: Optional[Tensor] = None
-                   ) -> Tuple[Tensor, Tensor, Tensor]:
+def dense_backward(weight: Tensor,
+                   P: Tensor,
+                   SIG: Tensor,
+                   grad_kernel: Tensor,
+                   sizes: Tuple[int, int],
+                   component_of_axis: Sequence[int],
+                   sig_floor: float,
+                   version: str,
+                   saved: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Gradients (weight, P, SIG) of :func:`dense_forward` from d loss / d kernel;
     ``saved``: the profiles it returned, if any."""
     _check_shapes(weight, P, SIG, sizes, grad_kernel)
-    weight, P, SIG, grad_kernel, saved = _for_c(weight.dtype, weight, P, SIG, grad_kernel,
-                                                saved)
+    weight, P, SIG, grad_kernel, saved = _for_c(weight.dtype, weight, P, SIG, grad_kernel, saved)
     grads = [torch.empty_like(t) for t in (weight, P, SIG)]
-    _run('dense_backward', weight.dtype, weight.numel() // weight.shape[-1],
-         [weight.data_ptr(), P.data_ptr(), SIG.data_ptr(), grad_kernel.data_ptr(),
-          None if saved is None else saved.data_ptr(),
-          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
-          float(sig_floor), _VERSION_CODES[version]])
+    _run('dense_backward', weight.dtype,
+         weight.numel() // weight.shape[-1], [
+             weight.data_ptr(),
+             P.data_ptr(),
+             SIG.data_ptr(),
+             grad_kernel.data_ptr(), None if saved is None else saved.data_ptr(),
+             *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
+             float(sig_floor), _VERSION_CODES[version]
+         ])
     return tuple(grads)
 
 
@@ -145,9 +170,11 @@ def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
     weight, P = _for_c(weight.dtype, weight, P)
     rows = weight.numel() // weight.shape[-1]
     kernel = weight.new_empty((*weight.shape[:-1], *sizes))
-    _run('bilinear_forward', weight.dtype, rows,
-         [weight.data_ptr(), P.data_ptr(), kernel.data_ptr(),
-          *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]])
+    _run('bilinear_forward', weight.dtype, rows, [
+        weight.data_ptr(),
+        P.data_ptr(),
+        kernel.data_ptr(), *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]
+    ])
     return kernel
 
 
@@ -157,8 +184,11 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
     _check_shapes(weight, P, None, sizes, grad_kernel)
     weight, P, grad_kernel = _for_c(weight.dtype, weight, P, grad_kernel)
     grads = [torch.empty_like(t) for t in (weight, P)]
-    _run('bilinear_backward', weight.dtype, weight.numel() // weight.shape[-1],
-         [weight.data_ptr(), P.data_ptr(), grad_kernel.data_ptr(),
-          *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
-          _VERSION_CODES[version]])
+    _run('bilinear_backward', weight.dtype,
+         weight.numel() // weight.shape[-1], [
+             weight.data_ptr(),
+             P.data_ptr(),
+             grad_kernel.data_ptr(), *(g.data_ptr() for g in grads),
+             *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]
+         ])
     return tuple(grads)

@@ -18,8 +18,8 @@ from .prototypes import REAL_TYPES
 _NEEDED_BY = 'the sparse direct depthwise convolution'
 
 
-def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
-                     stride: Sequence[int], groups: int) -> bool:
+def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+                     groups: int) -> bool:
     """Whether the direct (:func:`depthwise_conv2d`, :func:`depthwise_grad_kernel`) and FFT
     (:func:`mmdcls.ops.native.depthwise_fft_filter`, ...) depthwise convolutions handle this
     convolution: 2-D, depthwise (C_out == C_in == groups), stride 1, float32 / float64 CPU
@@ -30,11 +30,12 @@ def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
             and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
             and input.device.type == 'cpu' and input.dtype in REAL_TYPES
             and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
-            and not torch.jit.is_tracing() and not is_compiling()
-            and library() is not None)
+            and not torch.jit.is_tracing() and not is_compiling() and library() is not None)
 
 
-def _check_depthwise(input: Tensor, kernel: Tensor, bias: Optional[Tensor] = None,
+def _check_depthwise(input: Tensor,
+                     kernel: Tensor,
+                     bias: Optional[Tensor] = None,
                      padding: Sequence[int] = (0, 0)) -> None:
     """TypeError / ValueError unless input (N, C, H, W), kernel (C, 1, kh, kw) and bias (C,)
     are CPU tensors of one float dtype and padding is two non-negative ints: the C code reads
@@ -42,8 +43,8 @@ def _check_depthwise(input: Tensor, kernel: Tensor, bias: Optional[Tensor] = Non
     if len(padding) != 2 or any(int(p) < 0 for p in padding):
         raise ValueError(f'{_NEEDED_BY} needs two non-negative paddings, got {tuple(padding)}')
     tensors = [t for t in (input, kernel, bias) if t is not None]
-    if any(t.dtype != input.dtype or t.device.type != 'cpu' for t in tensors) or (
-            input.dtype not in REAL_TYPES):
+    if any(t.dtype != input.dtype or t.device.type != 'cpu'
+           for t in tensors) or (input.dtype not in REAL_TYPES):
         raise TypeError(f'{_NEEDED_BY} needs float32 / float64 CPU tensors of one dtype, got '
                         f'{[(t.dtype, str(t.device)) for t in tensors]}')
     if (input.dim() != 4 or kernel.dim() != 4 or kernel.shape[1] != 1
@@ -70,10 +71,23 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     if out.numel() == 0:
         return out
     bias = None if bias is None else bias.contiguous()  # alive through the call
-    call('depthwise_forward', input.dtype, input.data_ptr(), kernel.data_ptr(),
-         None if bias is None else bias.data_ptr(),
-         out.data_ptr(), n, c, h, w, kh, kw, ph, pw, threads=threads_for(n * c),
-         needed_by=_NEEDED_BY)
+    call(
+        'depthwise_forward',
+        input.dtype,
+        input.data_ptr(),
+        kernel.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        out.data_ptr(),
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        ph,
+        pw,
+        threads=threads_for(n * c),
+        needed_by=_NEEDED_BY)
     return out
 
 
@@ -90,7 +104,20 @@ def depthwise_grad_kernel(input: Tensor, grad_output: Tensor, kernel_size: Seque
                          f'{grad_output.dtype} {tuple(grad_output.shape)}')
     input, grad_output = input.contiguous(), grad_output.contiguous()
     grad_kernel = input.new_empty((c, 1, kh, kw))
-    call('depthwise_grad_kernel', input.dtype, input.data_ptr(), grad_output.data_ptr(),
-         grad_kernel.data_ptr(), n, c, h, w, kh, kw, padding[0], padding[1],
-         threads=threads_for(c), needed_by=_NEEDED_BY)
+    call(
+        'depthwise_grad_kernel',
+        input.dtype,
+        input.data_ptr(),
+        grad_output.data_ptr(),
+        grad_kernel.data_ptr(),
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        padding[0],
+        padding[1],
+        threads=threads_for(c),
+        needed_by=_NEEDED_BY)
     return grad_kernel

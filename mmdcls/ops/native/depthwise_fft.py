@@ -52,24 +52,40 @@ def depthwise_fft_spectra(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     lanes = 32 // kernel.element_size()
     groups = -(-c // _fft_group(kernel.dtype))
     spectra = _aligned(kernel.new_empty((groups, L0, L1 // 2 + 1, 2, 2, lanes)), 'spectra')
-    call('depthwise_fft_spectra', kernel.dtype, kernel.data_ptr(), spectra.data_ptr(), c, kh,
-         kw, L0, L1, threads=threads_for(groups), needed_by=_NEEDED_BY)
+    call(
+        'depthwise_fft_spectra',
+        kernel.dtype,
+        kernel.data_ptr(),
+        spectra.data_ptr(),
+        c,
+        kh,
+        kw,
+        L0,
+        L1,
+        threads=threads_for(groups),
+        needed_by=_NEEDED_BY)
     return spectra
 
 
 def _like_layout(input: Tensor, shape: Sequence[int]) -> Tensor:
     """An empty tensor of ``shape`` in input's memory format: channels-last for channels-last
     input (ConvNeXt's blocks pass that; the output then permutes to NHWC for free)."""
-    channels_last = (input.is_contiguous(memory_format=torch.channels_last)
-                     and not input.is_contiguous())
-    return torch.empty(tuple(shape), dtype=input.dtype, device=input.device,
-                       memory_format=torch.channels_last if channels_last
-                       else torch.contiguous_format)
+    channels_last = (
+        input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous())
+    return torch.empty(
+        tuple(shape),
+        dtype=input.dtype,
+        device=input.device,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
-                         in_offset: Sequence[int], out_offset: Sequence[int],
-                         out_size: Sequence[int], lengths: Sequence[int],
+def depthwise_fft_filter(input: Tensor,
+                         spectra: Tensor,
+                         bias: Optional[Tensor],
+                         in_offset: Sequence[int],
+                         out_offset: Sequence[int],
+                         out_size: Sequence[int],
+                         lengths: Sequence[int],
                          conjugate: bool = False) -> Tensor:
     """Each map of input (N, C, H, W), placed at ``in_offset`` in a zero (L0, L1) plane,
     circularly correlated with its kernel (``conjugate``: convolved) through ``spectra`` of
@@ -91,11 +107,26 @@ def depthwise_fft_filter(input: Tensor, spectra: Tensor, bias: Optional[Tensor],
     if out.numel() == 0:
         return out
     bias = None if bias is None else bias.contiguous()  # alive through the call
-    call('depthwise_fft_filter', input.dtype, input.data_ptr(), strides(input),
-         _aligned(spectra, 'spectra').data_ptr(),
-         None if bias is None else bias.data_ptr(), out.data_ptr(),
-         strides(out), n, c, h, w, *in_offset, *out_size, *out_offset, *lengths,
-         int(conjugate), threads=threads_for(n * groups), needed_by=_NEEDED_BY)
+    call(
+        'depthwise_fft_filter',
+        input.dtype,
+        input.data_ptr(),
+        strides(input),
+        _aligned(spectra, 'spectra').data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        out.data_ptr(),
+        strides(out),
+        n,
+        c,
+        h,
+        w,
+        *in_offset,
+        *out_size,
+        *out_offset,
+        *lengths,
+        int(conjugate),
+        threads=threads_for(n * groups),
+        needed_by=_NEEDED_BY)
     return out
 
 
@@ -114,7 +145,23 @@ def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[i
                          f'{grad.device}')
     grad_kernel = input.new_empty((c, 1, kh, kw))
     groups = -(-c // _fft_group(input.dtype))
-    call('depthwise_fft_grad_kernel', input.dtype, input.data_ptr(), strides(input),
-         grad.data_ptr(), strides(grad), grad_kernel.data_ptr(), n, c, h, w, *in_offset,
-         *grad.shape[2:], kh, kw, *lengths, threads=threads_for(groups), needed_by=_NEEDED_BY)
+    call(
+        'depthwise_fft_grad_kernel',
+        input.dtype,
+        input.data_ptr(),
+        strides(input),
+        grad.data_ptr(),
+        strides(grad),
+        grad_kernel.data_ptr(),
+        n,
+        c,
+        h,
+        w,
+        *in_offset,
+        *grad.shape[2:],
+        kh,
+        kw,
+        *lengths,
+        threads=threads_for(groups),
+        needed_by=_NEEDED_BY)
     return grad_kernel

@@ -69,25 +69,27 @@ def _cache_dir() -> str:
 def _cpu_signature() -> str:
     try:
         with open('/proc/cpuinfo') as f:
-            return ''.join(line for line in f if line.startswith(('model name', 'flags'))
-                           )[:4096]
+            return ''.join(line for line in f if line.startswith(('model name', 'flags')))[:4096]
     except OSError:
         return platform.processor()
 
 
-def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str],
-             target: str) -> None:
+def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str], target: str) -> None:
     with tempfile.TemporaryDirectory(dir=osp.dirname(target)) as tmp:
         objects = []
         for source in SOURCE_PATHS:
             for suffix, defines, _ in REAL_TYPES.values():
                 obj = osp.join(tmp, osp.basename(source)[:-2] + suffix + '.o')
                 subprocess.run([compiler, *flags, '-fPIC', *defines, '-c', source, '-o', obj],
-                               check=True, capture_output=True, text=True)
+                               check=True,
+                               capture_output=True,
+                               text=True)
                 objects.append(obj)
         library = osp.join(tmp, _LIBRARY_NAME + '.so')
-        subprocess.run([compiler, '-shared', *objects, '-o', library, *libraries], check=True,
-                       capture_output=True, text=True)
+        subprocess.run([compiler, '-shared', *objects, '-o', library, *libraries],
+                       check=True,
+                       capture_output=True,
+                       text=True)
         os.replace(library, target)  # atomic: concurrent builders never see a partial file
 
 
@@ -102,9 +104,12 @@ def _build() -> ctypes.CDLL:
     version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
     errors = []
     for flags, libraries in _CONFIGS:
-        key = hashlib.sha256(b'\0'.join(
-            [source, ' '.join(flags + libraries).encode(), version.encode(),
-             platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
+        key = hashlib.sha256(b'\0'.join([
+            source, ' '.join(flags + libraries).encode(),
+            version.encode(),
+            platform.machine().encode(),
+            _cpu_signature().encode()
+        ])).hexdigest()[:16]
         target = osp.join(_cache_dir(), f'{_LIBRARY_NAME}-{key}.so')
         try:
             os.makedirs(_cache_dir(), exist_ok=True)
@@ -117,8 +122,7 @@ def _build() -> ctypes.CDLL:
             continue
         declare(library)
         return library
-    raise RuntimeError(f'building the mmdcls C library ({CONTENTS}) failed:\n'
-                       + '\n'.join(errors))
+    raise RuntimeError(f'building the mmdcls C library ({CONTENTS}) failed:\n' + '\n'.join(errors))
 
 
 def library() -> Optional[ctypes.CDLL]:

@@ -82,8 +82,9 @@ def test_arch_presets_and_bad_names():
     assert tiny.stages[0][0].dwconv.version == 'v0'
     assert ConvNeXtDCLS.arch_settings['small']['kernel_count'] == 40
     assert ConvNeXtDCLS.arch_settings['base']['channels'] == [128, 256, 512, 1024]
-    with pytest.raises(ValueError, match=r"arch must be one of \['tiny', 'small', 'base', "
-                       r"'large', 'xlarge'\]"):
+    with pytest.raises(
+            ValueError, match=r"arch must be one of \['tiny', 'small', 'base', "
+            r"'large', 'xlarge'\]"):
         ConvNeXtDCLS('huge')
     with pytest.raises(ValueError, match='depths'):
         ConvNeXtDCLS(dict(channels=[8, 8, 8, 8]), kernel_count=3)
@@ -92,7 +93,7 @@ def test_arch_presets_and_bad_names():
     with pytest.raises(ValueError, match='version'):
         make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), version='v9')
     with pytest.raises(ValueError, match='out_indices'):
-        make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), out_indices=(4,))
+        make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), out_indices=(4, ))
     with pytest.raises(ValueError, match='frozen_stages'):
         make(dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8]), frozen_stages=5)
 
@@ -100,19 +101,23 @@ def test_arch_presets_and_bad_names():
 TINY8 = dict(depths=[1, 1, 1, 1], channels=[8, 8, 8, 8])
 
 
-@pytest.mark.parametrize('cfg', [
-    dict(arch='huge'),
-    dict(arch=dict(depths=[1, 1, 1], channels=[8, 8, 8, 8]), kernel_count=3),
-    dict(arch=TINY8),
-    dict(arch=TINY8, kernel_count=3, version='v9'),
-    dict(arch=TINY8, kernel_count=3, out_indices=(4, )),
-    dict(arch=TINY8, kernel_count=3, frozen_stages=5),
-    dict(arch=TINY8, kernel_count=3, drop_path_rate=1.0),
-    dict(arch=TINY8, kernel_count=5, dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
-    dict(arch=TINY8, kernel_count=3, init_cfg=dict(type='Pretrained', path='x.pth')),
-    dict(arch=TINY8, kernel_count=3, out_norms='no'),
-], ids=['arch', 'depths', 'kernel_count', 'version', 'out_indices', 'frozen_stages',
-        'drop_path_rate', 'dwconv_cfg', 'init_cfg', 'out_norms'])
+@pytest.mark.parametrize(
+    'cfg', [
+        dict(arch='huge'),
+        dict(arch=dict(depths=[1, 1, 1], channels=[8, 8, 8, 8]), kernel_count=3),
+        dict(arch=TINY8),
+        dict(arch=TINY8, kernel_count=3, version='v9'),
+        dict(arch=TINY8, kernel_count=3, out_indices=(4, )),
+        dict(arch=TINY8, kernel_count=3, frozen_stages=5),
+        dict(arch=TINY8, kernel_count=3, drop_path_rate=1.0),
+        dict(arch=TINY8, kernel_count=5, dwconv_cfg=dict(type='Conv2d', kernel_size=7)),
+        dict(arch=TINY8, kernel_count=3, init_cfg=dict(type='Pretrained', path='x.pth')),
+        dict(arch=TINY8, kernel_count=3, out_norms='no'),
+    ],
+    ids=[
+        'arch', 'depths', 'kernel_count', 'version', 'out_indices', 'frozen_stages',
+        'drop_path_rate', 'dwconv_cfg', 'init_cfg', 'out_norms'
+    ])
 def test_check_config_raises_what_building_raises(cfg):
     """config_checks validates a config's backbone with the class's own checks: the same
     error, without building anything."""
@@ -127,12 +132,13 @@ def test_out_norms_false_outputs_the_raw_stage_maps():
     the normed backbone would normalise (same trunk weights, same seed)."""
     torch.manual_seed(0)
     normed = ConvNeXtDCLS(arch=TINY8, kernel_count=3, dilated_kernel_size=5, out_indices=(1, 3))
-    raw = ConvNeXtDCLS(arch=TINY8, kernel_count=3, dilated_kernel_size=5, out_indices=(1, 3),
-                       out_norms=False)
+    raw = ConvNeXtDCLS(
+        arch=TINY8, kernel_count=3, dilated_kernel_size=5, out_indices=(1, 3), out_norms=False)
     assert not any(k.startswith('norm') for k in raw.state_dict())
     missing, unexpected = raw.load_state_dict(normed.state_dict(), strict=False)
-    assert not missing and sorted(unexpected) == ['norm1.bias', 'norm1.weight', 'norm3.bias',
-                                                  'norm3.weight']
+    assert not missing and sorted(unexpected) == [
+        'norm1.bias', 'norm1.weight', 'norm3.bias', 'norm3.weight'
+    ]
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         for i, (a, b) in zip((1, 3), zip(normed(x), raw(x))):
@@ -140,8 +146,12 @@ def test_out_norms_false_outputs_the_raw_stage_maps():
 
 
 def test_check_config_accepts_valid_configs_and_names_unknown_keys():
-    ConvNeXtDCLS.check_config(dict(arch='xlarge', out_indices=(-1, ), frozen_stages=2,
-                                   init_cfg=dict(type='Pretrained', checkpoint='x.pth')))
+    ConvNeXtDCLS.check_config(
+        dict(
+            arch='xlarge',
+            out_indices=(-1, ),
+            frozen_stages=2,
+            init_cfg=dict(type='Pretrained', checkpoint='x.pth')))
     ConvNeXtDCLS.check_config(dict(arch='tiny', dwconv_cfg=dict(type='Conv2d', kernel_size=7)))
     with pytest.raises(TypeError, match=r"ConvNeXtDCLS takes no argument\(s\) \['depth'\]"):
         ConvNeXtDCLS.check_config(dict(arch='tiny', depth=3))
@@ -166,15 +176,15 @@ def test_dwconv_cfg_plain_convnext_and_dcls_variants(small_arch):
     assert not [n for n, _ in plain.named_parameters() if n.endswith('.P')]
     assert [o.shape[-1] for o in plain(torch.randn(1, 3, 64, 64))] == [16, 8, 4, 2]
 
-    other = ConvNeXtDCLS(small_arch, dwconv_cfg=dict(type='DCLS2d', kernel_size=3,
-                                                     dilated_kernel_size=9, version='gauss'))
+    other = ConvNeXtDCLS(
+        small_arch,
+        dwconv_cfg=dict(type='DCLS2d', kernel_size=3, dilated_kernel_size=9, version='gauss'))
     dw = other.stages[2][1].dwconv
     assert isinstance(dw, Dcls2d) and dw.kernel_count == 9 and dw.version == 'gauss'
     assert dw.P is other.stages[2][0].dwconv.P and dw.SIG is other.stages[2][0].dwconv.SIG
     assert [o.shape[-1] for o in other(torch.randn(1, 3, 64, 64))] == [16, 8, 4, 2]
 
-    same = ConvNeXtDCLS(small_arch, dwconv_cfg=dict(type='Conv2d', kernel_size=5,
-                                                    padding='same'))
+    same = ConvNeXtDCLS(small_arch, dwconv_cfg=dict(type='Conv2d', kernel_size=5, padding='same'))
     assert [o.shape[-1] for o in same(torch.randn(1, 3, 64, 64))] == [16, 8, 4, 2]
     with pytest.raises(ValueError, match='spatial size'):
         ConvNeXtDCLS(small_arch, dwconv_cfg=dict(type='Conv2d', kernel_size=5, padding='valid'))
@@ -191,8 +201,10 @@ def test_dwconv_cfg_plain_convnext_and_dcls_variants(small_arch):
 def test_frozen_stages_stay_frozen_and_in_eval(small_arch):
     model = make(small_arch, frozen_stages=2, drop_path_rate=0.1)
     model.train()
-    frozen = [model.downsample_layers[0], model.downsample_layers[1], model.stages[0],
-              model.stages[1], model.norm0, model.norm1]
+    frozen = [
+        model.downsample_layers[0], model.downsample_layers[1], model.stages[0], model.stages[1],
+        model.norm0, model.norm1
+    ]
     for module in frozen:
         assert all(not m.training for m in module.modules())
         assert all(not p.requires_grad for p in module.parameters())
@@ -214,12 +226,10 @@ def test_with_cp_gives_the_same_gradients(small_arch, share):
     x = torch.randn(2, 3, 64, 64)
     for model in (plain, cp_model):
         model.train()
-        sum((o * torch.linspace(0, 1, o.numel()).view_as(o)).sum()
-            for o in model(x)).backward()
+        sum((o * torch.linspace(0, 1, o.numel()).view_as(o)).sum() for o in model(x)).backward()
     cp_grads = dict(cp_model.named_parameters())
     for name, p in plain.named_parameters():
-        torch.testing.assert_close(cp_grads[name].grad, p.grad, rtol=1e-5, atol=1e-7,
-                                   msg=name)
+        torch.testing.assert_close(cp_grads[name].grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_with_cp_checkpoints_only_in_training(small_arch, monkeypatch):
@@ -241,8 +251,10 @@ def test_with_cp_checkpoints_only_in_training(small_arch, monkeypatch):
 def test_drop_path_and_layer_scale(small_arch):
     model = make(small_arch, drop_path_rate=0.3, layer_scale_init_value=0.)
     assert model.stages[0][0].gamma is None
-    rates = [b.drop_path.drop_prob for s in model.stages for b in s
-             if not isinstance(b.drop_path, nn.Identity)]
+    rates = [
+        b.drop_path.drop_prob for s in model.stages for b in s
+        if not isinstance(b.drop_path, nn.Identity)
+    ]
     assert rates and abs(rates[-1] - 0.3) < 1e-6
     assert 'stages.0.0.gamma' not in model.state_dict()
 
@@ -298,8 +310,12 @@ def test_backbone_and_classifier_share_one_trunk(small_arch):
     """Both forms are the trunk plus their own top: the same stage maps from the same
     weights, the same layer ids; only the backbone has output norms and frozen stages."""
     bb = make(small_arch, out_indices=(3, ))
-    clf = ConvNeXtDCLSClassifier(small_arch, num_classes=4, dilated_kernel_size=7,
-                                 kernel_count=5, layer_scale_init_value=1.0)
+    clf = ConvNeXtDCLSClassifier(
+        small_arch,
+        num_classes=4,
+        dilated_kernel_size=7,
+        kernel_count=5,
+        layer_scale_init_value=1.0)
     assert isinstance(bb, ConvNeXtDCLSTrunk) and isinstance(clf, ConvNeXtDCLSTrunk)
     assert not isinstance(clf, ConvNeXtDCLS)
     trunk_keys = [k for k in bb.state_dict() if not k.startswith('norm')]
@@ -318,8 +334,7 @@ def test_backbone_and_classifier_share_one_trunk(small_arch):
 
 
 def test_registered_and_built_from_toolkit_scopes(small_arch):
-    cfg = dict(type='mmdcls.ConvNeXtDCLS', arch=small_arch, dilated_kernel_size=5,
-               kernel_count=3)
+    cfg = dict(type='mmdcls.ConvNeXtDCLS', arch=small_arch, dilated_kernel_size=5, kernel_count=3)
     for scope in ('mmdet', 'mmseg'):
         registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
         with DefaultScope.overwrite_default_scope(scope):
@@ -368,8 +383,8 @@ def test_mmdet_mask_rcnn_trains_with_the_backbone_swapped(tmp_path):
     register_all_modules(init_default_scope=False)
     cfg = ("_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n" + SWAP +
            '    neck=dict(in_channels=[8, 16, 32, 64]))\n')
-    data = demo_mm_inputs(batch_size=2, image_shapes=(3, 64, 64), num_items=[2, 3],
-                          num_classes=80, with_mask=True)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=(3, 64, 64), num_items=[2, 3], num_classes=80, with_mask=True)
     losses = _train_step(cfg, tmp_path, 'mmdet', data)
     assert {'loss_rpn_cls', 'loss_cls', 'loss_mask'} <= set(losses)
 
@@ -381,21 +396,22 @@ def test_mmseg_upernet_trains_with_the_backbone_swapped(tmp_path):
     register_all_modules(init_default_scope=False)
     # pretrained=None: the base names ResNet-50 weights at model level, which mmseg hands to
     # the backbone (mmseg's own ConvNeXt configs do the same).
-    cfg = ("_base_ = 'mmseg::_base_/models/upernet_r50.py'\n" + SWAP +
-           "    pretrained=None,\n"
-           "    data_preprocessor=dict(size=(64, 64)),\n"  # the dataset configs set crop size
-           "    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16, num_classes=5,\n"
-           "                     norm_cfg=dict(type='BN', requires_grad=True)),\n"
-           "    auxiliary_head=dict(in_channels=32, channels=8, num_classes=5,\n"
-           "                        norm_cfg=dict(type='BN', requires_grad=True)))\n")
+    cfg = (
+        "_base_ = 'mmseg::_base_/models/upernet_r50.py'\n" + SWAP + "    pretrained=None,\n"
+        "    data_preprocessor=dict(size=(64, 64)),\n"  # the dataset configs set crop size
+        "    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16, num_classes=5,\n"
+        "                     norm_cfg=dict(type='BN', requires_grad=True)),\n"
+        "    auxiliary_head=dict(in_channels=32, channels=8, num_classes=5,\n"
+        "                        norm_cfg=dict(type='BN', requires_grad=True)))\n")
     samples = []
     for _ in range(2):
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                             pad_shape=(64, 64)))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64)))
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 5, (1, 64, 64)))
         samples.append(sample)
-    data = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
-                        for _ in range(2)], data_samples=samples)
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(2)],
+        data_samples=samples)
     losses = _train_step(cfg, tmp_path, 'mmseg', data)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
 
@@ -405,8 +421,8 @@ def test_with_cp_and_shared_positions_under_ddp(small_arch, tmp_path):
     'marked ready twice' error, and the same gradients as the plain model."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
     try:
         plain = make(small_arch)
         cp_model = make(small_arch, with_cp=True)
@@ -436,14 +452,14 @@ def test_outputs_are_nchw_contiguous_for_mmcv_ops(small_arch, monkeypatch, algo)
     rois = torch.tensor([[0, 4.0, 8.0, 40.0, 36.0], [1, 0.0, 0.0, 63.0, 63.0]])
     for out in outs:
         assert out.is_contiguous()
-    torch.testing.assert_close(roi_align(outs[0], rois),
-                               roi_align(outs[0].detach().contiguous(), rois))
+    torch.testing.assert_close(
+        roi_align(outs[0], rois), roi_align(outs[0].detach().contiguous(), rois))
 
 
 @pytest.mark.parametrize('version,size,count', [('v0', 17, 12), ('gauss', 23, 9)])
 @pytest.mark.parametrize('algo', ['fft', 'native', 'channels_last'])
-def test_every_conv_algorithm_trains_the_same_network(small_arch, monkeypatch, algo, version,
-                                                      size, count):
+def test_every_conv_algorithm_trains_the_same_network(small_arch, monkeypatch, algo, version, size,
+                                                      count):
     """A whole backbone in training (channels-last block inputs, output gradients in whatever
     layout autograd hands back) gives the direct convolution's outputs and parameter
     gradients through every algorithm; layer scale 1 so the depthwise convs count."""
@@ -451,15 +467,17 @@ def test_every_conv_algorithm_trains_the_same_network(small_arch, monkeypatch, a
     for name in ('direct', algo):
         monkeypatch.setenv('MMDCLS_CONV_ALGO', name)
         torch.manual_seed(0)
-        model = make(small_arch, dilated_kernel_size=size, kernel_count=count,
-                     version=version).double().train()
+        model = make(
+            small_arch, dilated_kernel_size=size, kernel_count=count,
+            version=version).double().train()
         with torch.no_grad():
             for module in model.modules():
                 if isinstance(getattr(module, 'P', None), torch.nn.Parameter):
                     module.P.uniform_(-(size // 2), size // 2)
-        outs = model(torch.randn(2, 3, 48, 40, dtype=torch.float64,
-                                 generator=torch.Generator().manual_seed(1)))
-        sum((o ** 2).mean() for o in outs).backward()
+        outs = model(
+            torch.randn(
+                2, 3, 48, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+        sum((o**2).mean() for o in outs).backward()
         results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
     (ref_outs, ref_grads), (outs, grads) = results
     for out, ref in zip(outs, ref_outs):
