@@ -19,7 +19,7 @@ pytest.importorskip(
     'mmpretrain tests run in the compat lane (.venv-compat, make test-compat)')
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.registry import DefaultScope, init_default_scope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier  # noqa: E402
@@ -76,7 +76,10 @@ def write_images(root, per_class, size=48, seed=0):
 
 
 def test_head_pools_normalises_and_classifies():
-    head = ConvNeXtDCLSClsHead(num_classes=5, in_channels=16)
+    # the loss config is built in the default scope, as in any mmpretrain head: another test's
+    # runner may have left a scope ('mmengine', ...) that has no CrossEntropyLoss
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        head = ConvNeXtDCLSClsHead(num_classes=5, in_channels=16)
     feat = torch.randn(2, 16, 3, 4)
     expected = head.fc(
         torch.nn.functional.layer_norm(
@@ -86,7 +89,8 @@ def test_head_pools_normalises_and_classifies():
             ] == ['norm.weight', 'norm.bias', 'fc.weight', 'fc.bias']
     with pytest.raises(ValueError, match=r'\(N, 16, H, W\).*got shape \(2, 16\)'):
         head((feat.mean((2, 3)), ))
-    with pytest.raises(ValueError, match='num_classes must be a positive int'):
+    with pytest.raises(ValueError, match='num_classes must be a positive int'), \
+            DefaultScope.overwrite_default_scope('mmpretrain'):
         ConvNeXtDCLSClsHead(num_classes=0, in_channels=16)
 
 
