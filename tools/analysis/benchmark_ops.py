@@ -8,8 +8,10 @@ batch 2: 96x128x128, 192x64x64, 384x32x32, 768x16x16), forward + backward, and p
     peak extra memory of mmdcls construction (the forward pass that builds the kernel, autograd
     on) beyond the kernel itself, in kernel sizes.
 
-Targets (exit status 1 if one is missed): speed-up >= 20x for every version, construction
-<= 10% of the layer's time, peak extra memory <= 2x the kernel.
+Targets (exit status 1 if one is missed): speed-up >= 20x for every version, peak extra memory
+<= 2x the kernel. The share is printed, not checked: the 10% share target was retired (issue 15)
+once the convolution it is measured against became 2-4x faster (the C FFT), which raises the
+share of an unchanged construction; what counts is the whole layer (benchmark_backbone.py).
 
     python tools/analysis/benchmark_ops.py [--threads 2] [--repeats 9] [--positions spread|init]
 """
@@ -29,7 +31,6 @@ STAGES = [(96, 128), (192, 64), (384, 32), (768, 16)]
 # v0 setting for the other interpolations.
 SETTINGS = [('v0', 17, 34), ('v1', 17, 34), ('max', 17, 34), ('gauss', 23, 26)]
 TARGET_SPEEDUP = 20.0
-TARGET_SHARE = 0.10
 TARGET_MEMORY = 2.0
 
 
@@ -137,9 +138,6 @@ def main():
             if speedup < TARGET_SPEEDUP:
                 failures.append(f'stage {stage + 1} {version}: speed-up {speedup:.1f}x < '
                                 f'{TARGET_SPEEDUP}x')
-            if share > TARGET_SHARE:
-                failures.append(f'stage {stage + 1} {version}: construction {share:.1%} of the '
-                                f'layer > {TARGET_SHARE:.0%}')
             if memory > TARGET_MEMORY:
                 failures.append(f'stage {stage + 1} {version}: peak extra memory {memory:.2f}x '
                                 f'the kernel > {TARGET_MEMORY}x')
