@@ -64,10 +64,38 @@ def _keep_input_layout(input: Tensor, output: Tensor) -> Tensor:
     return output
 
 
+def _checked_dilated_sizes(registered_name: str,
+                           dilated_kernel_size,
+                           ndim: int,
+                           learned_axis: Optional[str] = None) -> Tuple[int, ...]:
+    """``dilated_kernel_size`` of a conv-slot config as ``ndim`` positive ints. It is required
+    (a replaced conv has no such argument to fall back on); with ``learned_axis`` (the one-axis
+    layers) it must be a plain int, the length of that axis."""
+    if dilated_kernel_size is None:
+        raise ValueError(f'{registered_name} needs dilated_kernel_size in its config, '
+                         f"e.g. dict(type='{registered_name}', dilated_kernel_size=7)")
+    if learned_axis is not None and (not isinstance(dilated_kernel_size, int)
+                                     or isinstance(dilated_kernel_size, bool)):
+        raise TypeError(f'{registered_name}: dilated_kernel_size must be an int (the length of '
+                        f'the {learned_axis}), got {dilated_kernel_size!r}')
+    sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
+    if any(s < 1 for s in sizes):
+        raise ValueError(f'dilated_kernel_size must be positive, got {dilated_kernel_size}')
+    return sizes
+
+
+class _KeepsInputLayout:
+    """Mixin for the conv-slot layers: outputs in the input's memory layout (see
+    :func:`_keep_input_layout`)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return _keep_input_layout(input, super().forward(input))
+
+
 def _conv_compatible(dcls_cls, registered_name: str):
     ndim = dcls_cls._ndim
 
-    class DCLSConv(dcls_cls):
+    class DCLSConv(_KeepsInputLayout, dcls_cls):
         __doc__ = (f'{registered_name}: a {dcls_cls.__name__} built from a conv layer call '
                    '(see the module docstring).')
 
@@ -86,12 +114,7 @@ def _conv_compatible(dcls_cls, registered_name: str):
                      version: str = 'v0',
                      padding_mode: str = 'zeros',
                      conv_algo: Optional[str] = None) -> None:
-            if dilated_kernel_size is None:
-                raise ValueError(f'{registered_name} needs dilated_kernel_size in its config, '
-                                 f"e.g. dict(type='{registered_name}', dilated_kernel_size=7)")
-            sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
-            if any(s < 1 for s in sizes):
-                raise ValueError(f'dilated_kernel_size must be positive, got {sizes}')
+            sizes = _checked_dilated_sizes(registered_name, dilated_kernel_size, ndim)
             kernel_size = as_ntuple(kernel_size, ndim, 'kernel_size')
             padding = _same_size_padding(registered_name, sizes, kernel_size, dilation, padding)
             if kernel_count is None:
@@ -109,9 +132,6 @@ def _conv_compatible(dcls_cls, registered_name: str):
                 version=version,
                 conv_algo=conv_algo)
 
-        def forward(self, input: Tensor) -> Tensor:
-            return _keep_input_layout(input, super().forward(input))
-
     DCLSConv.__name__ = DCLSConv.__qualname__ = f'DCLSConv{ndim}d'
     return MMENGINE_MODELS.register_module(registered_name)(DCLSConv)
 
@@ -122,7 +142,7 @@ DCLSConv3d = _conv_compatible(Dcls3d, 'DCLS3d')
 
 
 @MMENGINE_MODELS.register_module('DCLS2dK1d')
-class DCLSConv2dK1d(Dcls2dK1d):
+class DCLSConv2dK1d(_KeepsInputLayout, Dcls2dK1d):
     """``DCLS2dK1d``: a :class:`~mmdcls.ops.Dcls2dK1d` built from a 2-D conv layer call (see
     the module docstring). Config: ``dilated_kernel_size`` (int, required), ``flat_dim``
     (0: positions along H, 1: along W), ``kernel_count``, ``version`` (default ``'v0'``),
@@ -144,14 +164,7 @@ class DCLSConv2dK1d(Dcls2dK1d):
                  version: str = 'v0',
                  padding_mode: str = 'zeros',
                  conv_algo: Optional[str] = None) -> None:
-        if dilated_kernel_size is None:
-            raise ValueError("DCLS2dK1d needs dilated_kernel_size in its config, e.g. "
-                             "dict(type='DCLS2dK1d', dilated_kernel_size=7)")
-        if not isinstance(dilated_kernel_size, int) or isinstance(dilated_kernel_size, bool):
-            raise TypeError(f'DCLS2dK1d: dilated_kernel_size must be an int (the length of the '
-                            f'learned axis), got {dilated_kernel_size!r}')
-        if dilated_kernel_size < 1:
-            raise ValueError(f'dilated_kernel_size must be positive, got {dilated_kernel_size}')
+        _checked_dilated_sizes('DCLS2dK1d', dilated_kernel_size, 1, 'learned axis')
         if isinstance(flat_dim, bool) or flat_dim not in (0, 1):
             raise ValueError(f'flat_dim must be 0 (positions along H) or 1 (along W), '
                              f'got {flat_dim!r}')
@@ -175,12 +188,9 @@ class DCLSConv2dK1d(Dcls2dK1d):
             flat_dim=flat_dim,
             conv_algo=conv_algo)
 
-    def forward(self, input: Tensor) -> Tensor:
-        return _keep_input_layout(input, super().forward(input))
-
 
 @MMENGINE_MODELS.register_module('DCLS3_1d')
-class DCLSConv3_1d(Dcls3_1d):
+class DCLSConv3_1d(_KeepsInputLayout, Dcls3_1d):
     """``DCLS3_1d``: a :class:`~mmdcls.ops.Dcls3_1d` built from a 3-D conv layer call (see
     the module docstring). Config: ``dilated_kernel_size`` (int, required),
     ``dense_kernel_size`` (default: the replaced conv's kernel_size[:2]), ``kernel_count``
@@ -203,14 +213,7 @@ class DCLSConv3_1d(Dcls3_1d):
                  version: str = 'gauss',
                  padding_mode: str = 'zeros',
                  conv_algo: Optional[str] = None) -> None:
-        if dilated_kernel_size is None:
-            raise ValueError("DCLS3_1d needs dilated_kernel_size in its config, e.g. "
-                             "dict(type='DCLS3_1d', dilated_kernel_size=7)")
-        if not isinstance(dilated_kernel_size, int) or isinstance(dilated_kernel_size, bool):
-            raise TypeError(f'DCLS3_1d: dilated_kernel_size must be an int (the length of the '
-                            f'learned last axis), got {dilated_kernel_size!r}')
-        if dilated_kernel_size < 1:
-            raise ValueError(f'dilated_kernel_size must be positive, got {dilated_kernel_size}')
+        _checked_dilated_sizes('DCLS3_1d', dilated_kernel_size, 1, 'learned last axis')
         kernel_size = as_ntuple(kernel_size, 3, 'kernel_size')
         dense = as_ntuple(kernel_size[:2] if dense_kernel_size is None else dense_kernel_size, 2,
                           'dense_kernel_size')
@@ -233,6 +236,3 @@ class DCLSConv3_1d(Dcls3_1d):
             padding_mode=padding_mode,
             version=version,
             conv_algo=conv_algo)
-
-    def forward(self, input: Tensor) -> Tensor:
-        return _keep_input_layout(input, super().forward(input))
