@@ -193,6 +193,12 @@ static void fft(cvec *data, cvec *scratch, const plan *pl, const REAL sign) {
     if (src != data) memcpy(data, src, sizeof(cvec) * pl->n);
 }
 
+/* (n - i) mod n for 0 <= i < n, without the integer division of `%` (it sat in the
+ * per-frequency loops, one division per frequency). */
+static inline __attribute__((always_inline)) int mirror_index(int i, int n) {
+    return i ? n - i : 0;
+}
+
 /* Plans of both axes; 0, or 1 with nothing left allocated. */
 static int plans_init(plan *p0, int L0, plan *p1, int L1) {
     if (plan_init(p0, L0) | plan_init(p1, L1)) { /* both run: both tw pointers are set */
@@ -309,14 +315,14 @@ int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int 
                              &p1, wk.scratch);
                 /* columns k and -k, so that each (k0, k) meets its mirror (-k0, -k) */
                 for (int k = 0; k < H1; ++k) {
-                    int km = (L1 - k) % L1;
+                    int km = mirror_index(k, L1);
                     load_column(wk.col[0], wk.plane, k, 0, kh, L0, L1, &p0, wk.scratch);
                     if (km != k)
                         load_column(wk.col[1], wk.plane, km, 0, kh, L0, L1, &p0, wk.scratch);
                     const cvec *mirror = km != k ? wk.col[1] : wk.col[0];
                     cvec *out = spectra + ((size_t)g * L0 * H1 + k) * 2;
                     for (int r = 0; r < L0; ++r) {
-                        cvec z = wk.col[0][r], zm = cconj(mirror[(L0 - r) % L0]);
+                        cvec z = wk.col[0][r], zm = cconj(mirror[mirror_index(r, L0)]);
                         /* K_A = (z + zm) / 2, K_B = (z - zm) / 2i; C = conj(K) */
                         cvec ka = {(z.re + zm.re) / 2, (z.im + zm.im) / 2};
                         cvec kb = {(z.im - zm.im) / 2, -(z.re - zm.re) / 2};
@@ -366,13 +372,13 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
                     load_row(wk.plane + (size_t)(in0 + r) * L1, in + n * is.n, is, C, c0, r, iw,
                              in1, L1, &p1, wk.scratch);
                 for (int k = 0; k < H1; ++k) {
-                    const int km = (L1 - k) % L1, pair = km != k;
+                    const int km = mirror_index(k, L1), pair = km != k;
                     cvec *za = wk.col[0], *zb = pair ? wk.col[1] : wk.col[0];
                     load_column(za, wk.plane, k, in0, in0 + ih, L0, L1, &p0, wk.scratch);
                     if (pair) load_column(zb, wk.plane, km, in0, in0 + ih, L0, L1, &p0, wk.scratch);
                     cvec *ya = wk.col[2], *yb = wk.col[3];
                     for (int r = 0; r < L0; ++r) {
-                        const int rm = (L0 - r) % L0;
+                        const int rm = mirror_index(r, L0);
                         /* column k: P(r, k), M(r, k) stored; column -k: conj of (-r, k) */
                         const cvec *s = spec + ((size_t)r * H1 + k) * 2;
                         const cvec *sm = spec + ((size_t)rm * H1 + k) * 2;
@@ -440,7 +446,7 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
                         load_row(wk.plane2 + (size_t)r * L1, grad + n * gs.n, gs, C, c0, r, gw,
                                  0, L1, &p1, wk.scratch);
                     for (int k = 0; k < H1; ++k) {
-                        const int km = (L1 - k) % L1, pair = km != k;
+                        const int km = mirror_index(k, L1), pair = km != k;
                         cvec *xa = wk.col[0], *xb = pair ? wk.col[1] : wk.col[0];
                         cvec *ga = wk.col[2], *gb = pair ? wk.col[3] : wk.col[2];
                         load_column(xa, wk.plane, k, in0, in0 + ih, L0, L1, &p0, wk.scratch);
@@ -454,7 +460,7 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
                             const cvec *zg = side ? gb : ga, *zgm = side ? ga : gb;
                             cvec *s = S + (side ? km : k);
                             for (int r = 0; r < L0; ++r) {
-                                const int rm = (L0 - r) % L0;
+                                const int rm = mirror_index(r, L0);
                                 cvec x = zx[r], xm = cconj(zxm[rm]), y = zg[r], ym = cconj(zgm[rm]);
                                 /* spectra of the A and B maps (x: input, y: gradient) */
                                 cvec XA = {(x.re + xm.re) / 2, (x.im + xm.im) / 2};
