@@ -1,6 +1,8 @@
 """Measurement helpers shared by the benchmark scripts (pure torch)."""
 import os
-from typing import Callable
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch.profiler import ProfilerActivity, profile
 
@@ -24,3 +26,40 @@ def peak_cpu_bytes(fn: Callable[[], object]) -> int:
         current += event.nbytes()
         peak = max(peak, current)
     return peak
+
+
+def timed_rounds(fns: Dict[str, Callable[..., object]],
+                 rounds: int,
+                 warmup: int = 1,
+                 make_args: Optional[Callable[[], Sequence]] = None
+                 ) -> Tuple[Dict[str, List[float]], Dict[str, object]]:
+    """``({name: [ms per round]}, {name: last return value})``: ``warmup`` untimed calls of
+    each callable, then ``rounds`` rounds in which each runs once, in the given order on even
+    rounds and reversed on odd ones, so that a slow spell of the machine and whatever the
+    previous call left in the caches fall on every callable alike. ``make_args()``, if given,
+    is called before each call, outside the timing, for the call's arguments (e.g. a fresh copy
+    of a batch that the call modifies)."""
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f'rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}')
+    args = make_args or tuple
+    results = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            results[name] = fn(*args())
+    times = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            call_args = args()
+            start = time.perf_counter()
+            results[name] = fns[name](*call_args)
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return times, results
+
+
+def paired_ratio(times: Dict[str, List[float]], name: str, base: str) -> float:
+    """The median over rounds of ``times[name][r] / times[base][r]`` (:func:`timed_rounds`):
+    each ratio compares two calls made back to back, so the machine's drift between rounds
+    (on shared CPUs, the same model's time moves by 10-30% over a minute) cancels out of it,
+    which a ratio of the two medians, taken over different moments, does not do."""
+    return statistics.median(a / b for a, b in zip(times[name], times[base]))

@@ -17,26 +17,28 @@ Builds ``mmdcls.ConvNeXtDCLS(arch='tiny')`` as
 
 and times, per input shape (1x3x384x384, 2x3x512x512), a train step (forward + backward of the
 mean of all stage outputs, model in train mode) and inference (eval, ``torch.inference_mode``).
-Models are timed in interleaved rounds (every model once per round, after one warm-up call each)
-and the median is reported, so load from other processes hits all of them alike. Peak memory is
-the peak of the bytes allocated during one extra call (profiler memory events).
+Models are timed in rounds (every model once per round, the order reversed every other round,
+after one warm-up call each, :func:`mmdcls.utils.profiling.timed_rounds`); the table gives each
+model's median ms and its ratio to the 7x7 baseline as the median over rounds of the two calls'
+ratio in that round (:func:`~mmdcls.utils.profiling.paired_ratio`: the machine's drift between
+rounds cancels out). Peak memory is the peak of the bytes allocated during one extra call
+(profiler memory events).
 
 Targets (exit status 1 if missed unless ``--no-check``): train step of ``v0`` and ``gauss`` at
 most 1.2x the 7x7 baseline; inference of the folded models at most 1.1x (the faster of the two
 folded forms counts); unfolded inference at most 1.05x.
 
-    python tools/analysis/benchmark_backbone.py [--threads 2] [--repeats 5]
+    python tools/analysis/benchmark_backbone.py [--threads 2] [--repeats 9]
         [--shapes 1x384 2x512] [--positions spread|init] [--no-check]
 """
 import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
-from mmdcls.utils.profiling import peak_cpu_bytes
+from mmdcls.utils.profiling import paired_ratio, peak_cpu_bytes, timed_rounds
 
 TARGET_TRAIN = 1.2
 TARGET_INFER = 1.1
@@ -107,19 +109,6 @@ def inference(model, x):
     return fn
 
 
-def interleaved(fns, repeats):
-    """Median ms of each callable, timed in interleaved rounds after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def parse_shape(text):
     try:
         batch, side = (int(v) for v in text.split('x'))
@@ -131,7 +120,7 @@ def parse_shape(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=9, help='timed rounds')
     parser.add_argument(
         '--shapes',
         type=parse_shape,
@@ -153,8 +142,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_models, infer_models = build_models(args.variants, args.positions)
-    print(f'torch {torch.__version__}, {args.threads} threads, {args.repeats} interleaved '
-          f'rounds (median), MMDCLS_CONV_ALGO={os.environ.get("MMDCLS_CONV_ALGO", "auto")}, '
+    print(f'torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds (median), '
+          f'MMDCLS_CONV_ALGO={os.environ.get("MMDCLS_CONV_ALGO", "auto")}, '
           f'DCLS positions: {args.positions}')
     header = f'{"mode":>5} {"input":>11} {"model":>15} {"ms":>9} {"ratio":>6} {"peak MiB":>8}'
     print(header)
@@ -166,27 +155,28 @@ def main(argv=None):
             models, make = ((train_models, train_step) if mode == 'train' else
                             (infer_models, inference))
             fns = {name: make(model, x) for name, model in models.items()}
-            times = interleaved(fns, args.repeats)
-            base = times['7x7']
+            times, _ = timed_rounds(fns, args.repeats)
+            ratios = {name: paired_ratio(times, name, '7x7') for name in times}
             for name, ms in times.items():
                 mem = '' if args.no_memory else f'{peak_cpu_bytes(fns[name]) / 2**20:>8.0f}'
                 print(
-                    f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} {ms:>9.1f} '
-                    f'{ms / base:>5.2f}x {mem}',
+                    f'{mode:>5} {f"{batch}x3x{side}x{side}":>11} {name:>15} '
+                    f'{statistics.median(ms):>9.1f} {ratios[name]:>5.2f}x {mem}',
                     flush=True)
             for variant in args.variants:
                 if mode == 'train':
-                    checks = [(variant, times[variant] / base, TARGET_TRAIN)]
+                    checks = [(variant, ratios[variant], TARGET_TRAIN)]
                 else:
-                    folded = min(times[f'{variant}-folded'], times[f'{variant}-folded-lk'])
-                    checks = [(f'{variant}-folded', folded / base, TARGET_INFER),
-                              (f'{variant} unfolded', times[variant] / base, TARGET_UNFOLDED)]
+                    folded = min(ratios[f'{variant}-folded'], ratios[f'{variant}-folded-lk'])
+                    checks = [(f'{variant}-folded', folded, TARGET_INFER),
+                              (f'{variant} unfolded', ratios[variant], TARGET_UNFOLDED)]
                 for name, ratio, target in checks:
                     if ratio > target:
                         failures.append(f'{mode} {batch}x{side} {name}: {ratio:.2f}x > '
                                         f'{target}x')
-    print('ratio = time / time of the 7x7 baseline (plain nn.Conv2d depthwise 7x7) in the same '
-          'run; peak MiB = peak bytes allocated during one call.')
+    print('ms = median over rounds; ratio = median over rounds of time / time of the 7x7 baseline '
+          '(plain nn.Conv2d depthwise 7x7) in the same round; peak MiB = peak bytes allocated '
+          'during one call.')
     if failures:
         print('\nTargets missed:\n  ' + '\n  '.join(failures))
         return 0 if args.no_check else 1

@@ -20,13 +20,16 @@ masks built here:
   always keep ``max_per_img`` (100) detections and run the mask head on them: a randomly
   initialised head would otherwise keep none, or a different number per model.
 
-The two models run in interleaved rounds (each once per round, after ``--warmup`` untimed
-calls), and the median is reported, so load from other processes hits both alike.
+The two models run in rounds (each once per round, the order reversed every other round, after
+``--warmup`` untimed calls, :func:`mmdcls.utils.profiling.timed_rounds`). The table gives each
+model's median, min and max ms, and the ratio as the median over rounds of the two calls' ratio
+in that round (:func:`~mmdcls.utils.profiling.paired_ratio`: the machine's drift between rounds
+cancels out).
 
 Targets (exit status 1 if missed unless ``--no-check``): DCLS train step at most 1.05x and
 inference at most 1.0x the baseline.
 
-    python tools/analysis/benchmark_detector.py [--threads 2] [--repeats 5] [--warmup 2]
+    python tools/analysis/benchmark_detector.py [--threads 2] [--repeats 7] [--warmup 2]
         [--shape 512x640] [--modes train infer] [--positions spread|init] [--no-check]
 """
 import argparse
@@ -35,10 +38,11 @@ import os
 import os.path as osp
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
+
+from mmdcls.utils.profiling import paired_ratio, timed_rounds
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASELINE_CONFIG = 'configs/convnext_baseline/mask-rcnn_convnext-t_fpn_1x_coco.py'
@@ -142,24 +146,6 @@ def make_step(mode: str, model, optim_wrapper, clamp):
     return step
 
 
-def interleaved(steps: dict, batch: dict, repeats: int, warmup: int):
-    """``({name: [ms, ...]}, {name: last step result})``: each step timed in interleaved
-    rounds after ``warmup`` untimed calls; every call gets its own deep copy of ``batch``
-    (made outside the timing: the steps write into the data samples)."""
-    results = {}
-    for name, step in steps.items():
-        for _ in range(warmup):
-            results[name] = step(copy.deepcopy(batch))
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            data = copy.deepcopy(batch)
-            start = time.perf_counter()
-            results[name] = step(data)
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return times, results
-
-
 def parse_shape(text: str):
     try:
         height, width = (int(v) for v in text.split('x'))
@@ -174,7 +160,7 @@ def parse_shape(text: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=5, help='timed interleaved rounds')
+    parser.add_argument('--repeats', type=int, default=7, help='timed rounds')
     parser.add_argument('--warmup', type=int, default=2, help='untimed calls per model and mode')
     parser.add_argument(
         '--shape',
@@ -216,7 +202,7 @@ def main(argv=None) -> int:
     height, width = args.shape
     batch = synthetic_batch(height, width)
     print(f'torch {torch.__version__}, {args.threads} threads, input 1x3x{height}x{width}, '
-          f'{args.warmup} warm-up calls + {args.repeats} interleaved rounds (median), '
+          f'{args.warmup} warm-up calls + {args.repeats} rounds (median), '
           f'MMDCLS_CONV_ALGO={os.environ.get("MMDCLS_CONV_ALGO", "auto")}, DCLS positions: '
           f'{args.positions}')
     header = (f'{"mode":>5} {"model":>16} {"median ms":>10} {"min ms":>9} {"max ms":>9} '
@@ -226,20 +212,22 @@ def main(argv=None) -> int:
     failures = []
     for mode in args.modes:
         steps = {name: make_step(mode, *parts) for name, parts in detectors.items()}
-        times, results = interleaved(steps, batch, args.repeats, args.warmup)
-        medians = {name: statistics.median(t) for name, t in times.items()}
-        for name, ms in medians.items():
+        # every call gets its own copy of the batch (the steps write into the data samples)
+        times, results = timed_rounds(
+            steps, args.repeats, args.warmup, make_args=lambda: (copy.deepcopy(batch), ))
+        ratios = {name: paired_ratio(times, name, BASELINE) for name in times}
+        for name, ms in times.items():
             print(
-                f'{mode:>5} {name:>16} {ms:>10.1f} {min(times[name]):>9.1f} '
-                f'{max(times[name]):>9.1f} {ms / medians[BASELINE]:>5.3f}x',
+                f'{mode:>5} {name:>16} {statistics.median(ms):>10.1f} {min(ms):>9.1f} '
+                f'{max(ms):>9.1f} {ratios[name]:>5.3f}x',
                 flush=True)
         if mode == 'infer' and len(set(results.values())) > 1:
             print(f'note: the models kept different numbers of detections {results}; the '
                   'mask head workloads differ')
-        ratio = medians[DCLS] / medians[BASELINE]
+        ratio = ratios[DCLS]
         if ratio > TARGETS[mode]:
             failures.append(f'{mode}: {DCLS} {ratio:.3f}x > {TARGETS[mode]}x')
-    print(f'ratio = median time / median time of {BASELINE} in the same run.')
+    print(f'ratio = median over rounds of time / time of {BASELINE} in the same round.')
     if failures:
         print('\nTargets missed' + (' (not enforced: --no-check)' if args.no_check else '') +
               ':\n  ' + '\n  '.join(failures))

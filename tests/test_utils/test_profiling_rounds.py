@@ -1,0 +1,43 @@
+"""mmdcls.utils.profiling.timed_rounds / paired_ratio: what the benchmark scripts time and
+report (the call order, arguments made outside the timing, the paired statistic)."""
+import pytest
+
+from mmdcls.utils.profiling import paired_ratio, timed_rounds
+
+
+def test_timed_rounds_reverses_the_order_every_other_round_after_the_warmup():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name) or name) for name in 'abc'}
+    times, results = timed_rounds(fns, rounds=3, warmup=2)
+    assert calls == list('aabbcc') + list('abc') + list('cba') + list('abc')
+    assert {name: len(t) for name, t in times.items()} == {'a': 3, 'b': 3, 'c': 3}
+    assert all(ms >= 0 for t in times.values() for ms in t)
+    assert results == {'a': 'a', 'b': 'b', 'c': 'c'}
+
+
+def test_timed_rounds_makes_fresh_arguments_for_every_call():
+    made = []
+
+    def make_args():
+        made.append(object())
+        return (made[-1], )
+
+    seen = []
+    timed_rounds({'a': seen.append, 'b': seen.append}, rounds=2, warmup=1, make_args=make_args)
+    assert len(made) == 6 and seen == made  # 2 warm-up + 4 timed calls, one argument each
+
+
+@pytest.mark.parametrize('rounds,warmup', [(0, 1), (1, -1)])
+def test_timed_rounds_rejects_bad_counts(rounds, warmup):
+    with pytest.raises(ValueError, match='rounds must be >= 1 and warmup >= 0'):
+        timed_rounds({'a': lambda: None}, rounds=rounds, warmup=warmup)
+
+
+def test_paired_ratio_compares_calls_of_the_same_round():
+    # the machine slows down in round 2 for both models: per round 'a' takes twice as long
+    times = {'a': [10.0, 40.0, 12.0], 'b': [5.0, 20.0, 6.0]}
+    assert paired_ratio(times, 'a', 'b') == pytest.approx(2.0)
+    assert paired_ratio(times, 'b', 'b') == pytest.approx(1.0)
+    # a one-round spike of the baseline moves one ratio, not the median
+    times = {'a': [10.0, 10.0, 10.0], 'b': [5.0, 50.0, 5.0]}
+    assert paired_ratio(times, 'a', 'b') == pytest.approx(2.0)
