@@ -1,5 +1,6 @@
 """tools/analysis/benchmark_detector.py: runs end to end on a tiny input (the numbers are not
 checked here: the test machines are loaded; the lead runs it for numbers)."""
+import copy
 import importlib.util
 import os.path as osp
 import re
@@ -82,3 +83,55 @@ def test_benchmark_detector_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         _tool().main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_share_proposals_gives_both_r_cnn_stages_the_baseline_rpn_boxes():
+    """Each RPN still runs (its cost is timed); what reaches the R-CNN stage is the baseline
+    RPN's proposals, in inference and in training, a fresh copy every call."""
+    tool = _tool()
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # the optimizer constructor's parameter table
+    try:
+        models = [
+            tool.build_detector(tool.BASELINE_CONFIG, 'init')[0],
+            tool.build_detector(tool.DCLS_CONFIG)[0]
+        ]
+    finally:
+        logger.setLevel(level)
+    batch = tool.synthetic_batch(64, 96)
+    own = []
+    for model in models:
+        model.eval()
+        with torch.no_grad():
+            data = model.data_preprocessor(copy.deepcopy(batch), False)
+            feats = model.extract_feat(data['inputs'])
+            own.append(model.rpn_head.predict(feats, data['data_samples'], rescale=False)[0])
+    assert not torch.equal(own[0].bboxes, own[1].bboxes)  # what share_proposals is for
+
+    calls = []
+    for model in models:
+        original = model.rpn_head.predict_by_feat
+        model.rpn_head.predict_by_feat = (
+            lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
+    tool.share_proposals(models, batch)
+    assert len(calls) == 1  # the baseline's, for the shared proposals
+    for mode in ('eval', 'train'):
+        got = []
+        for model in models:
+            getattr(model, mode)()
+            with torch.no_grad():
+                data = model.data_preprocessor(copy.deepcopy(batch), mode == 'train')
+                feats = model.extract_feat(data['inputs'])
+                if mode == 'eval':
+                    proposals = model.rpn_head.predict(feats, data['data_samples'])
+                else:
+                    losses, proposals = model.rpn_head.loss_and_predict(
+                        feats, data['data_samples'], proposal_cfg=model.train_cfg.rpn_proposal)
+                    assert 'loss_rpn_cls' in losses
+            got.append(proposals[0])
+        assert got[0] is not got[1]
+        for proposals in got:
+            assert torch.equal(proposals.bboxes, own[0].bboxes)
+    assert len(calls) == 5  # and then both RPNs in both modes
