@@ -28,11 +28,12 @@ def peak_cpu_bytes(fn: Callable[[], object]) -> int:
     return peak
 
 
-def timed_rounds(fns: Dict[str, Callable[..., object]],
-                 rounds: int,
-                 warmup: int = 1,
-                 make_args: Optional[Callable[[], Sequence]] = None
-                 ) -> Tuple[Dict[str, List[float]], Dict[str, object]]:
+def timed_rounds(
+    fns: Dict[str, Callable[..., object]],
+    rounds: int,
+    warmup: int = 1,
+    make_args: Optional[Callable[[], Sequence]] = None
+) -> Tuple[Dict[str, List[float]], Dict[str, object]]:
     """``({name: [ms per round]}, {name: last return value})``: ``warmup`` untimed calls of
     each callable, then ``rounds`` rounds in which each runs once, in the given order on even
     rounds and reversed on odd ones, so that a slow spell of the machine and whatever the

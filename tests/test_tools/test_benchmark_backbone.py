@@ -24,15 +24,16 @@ def _tool():
 
 def test_benchmark_backbone_reports_every_model_against_the_7x7_baseline():
     proc = run_tool([
-        'tools/analysis/benchmark_backbone.py', '--shapes', '1x64', '--repeats', '1',
-        '--threads', '1', '--no-memory', '--no-check'
+        'tools/analysis/benchmark_backbone.py', '--shapes', '1x64', '--repeats', '1', '--threads',
+        '1', '--no-memory', '--no-check'
     ],
                     timeout=600)
     out = proc.stdout
     for mode, models in (('train', ('7x7', '7x7-cl', 'v0', 'gauss')), ('infer', MODELS)):
         for model in models:
-            line = re.search(rf'^\s*{mode}\s+1x3x64x64\s+{re.escape(model)}\s+([\d.]+)\s+'
-                             rf'([\d.]+)x', out, re.M)
+            line = re.search(
+                rf'^\s*{mode}\s+1x3x64x64\s+{re.escape(model)}\s+([\d.]+)\s+'
+                rf'([\d.]+)x', out, re.M)
             assert line, f'no {mode} line for {model} in:\n{out}'
             assert float(line.group(1)) > 0
             if model == '7x7':
