@@ -18,12 +18,11 @@ share of an unchanged construction; what counts is the whole layer (benchmark_ba
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 
 from mmdcls.ops import Dcls2d, construct_kernel
-from mmdcls.utils.profiling import peak_cpu_bytes
+from mmdcls.utils.profiling import peak_cpu_bytes, timed_rounds
 
 # (channels, feature-map side) of ConvNeXt-T stages for a 512x512 input.
 STAGES = [(96, 128), (192, 64), (384, 32), (768, 16)]
@@ -35,18 +34,12 @@ TARGET_MEMORY = 2.0
 
 
 def timed(*fns, repeats):
-    """Median wall time (ms) of each of ``fns`` after one warm-up call each, timed in
-    interleaved rounds (every function once per round) so that load from elsewhere and the
-    state the previous call leaves (caches, allocator, idle threads) hit them alike."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, samples in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return [1e3 * statistics.median(samples) for samples in times]
+    """Median wall time (ms) of each of ``fns`` after one warm-up call each, timed in rounds
+    (:func:`mmdcls.utils.profiling.timed_rounds`: every function once per round, the order
+    reversed every other round) so that load from elsewhere and the state the previous call
+    leaves (caches, allocator, idle threads) hit them alike."""
+    times, _ = timed_rounds(dict(enumerate(fns)), repeats)
+    return [statistics.median(times[i]) for i in range(len(fns))]
 
 
 def make_official(channels, size, count, version):
