@@ -1,25 +1,12 @@
 """tools/analysis/benchmark_backbone.py: runs end to end on a tiny input (the numbers are not
 checked here: the test machines are loaded; the lead runs it for numbers)."""
-import importlib.util
-import os.path as osp
 import re
 
 import torch
-from conftest import REPO, run_tool
+from conftest import load_tool, run_tool
 
 MODELS = ('7x7', '7x7-cl', 'v0', 'v0-folded', 'v0-folded-lk', 'gauss', 'gauss-folded',
           'gauss-folded-lk')
-
-
-def _tool():
-    """tools/analysis/benchmark_backbone.py as a module, loaded by path (tools/ is no
-    package)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmdcls_tool_benchmark_backbone',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_backbone.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_backbone_reports_every_model_against_the_7x7_baseline():
@@ -43,7 +30,7 @@ def test_benchmark_backbone_reports_every_model_against_the_7x7_baseline():
 
 def test_benchmark_backbone_fails_on_a_missed_target(monkeypatch, capsys):
     """Exit status 1 when a target is missed (here: a target no model can meet)."""
-    benchmark_backbone = _tool()
+    benchmark_backbone = load_tool('tools/analysis/benchmark_backbone.py')
     monkeypatch.setattr(benchmark_backbone, 'TARGET_UNFOLDED', 0.0)
     threads = torch.get_num_threads()
     try:

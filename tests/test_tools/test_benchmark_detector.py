@@ -1,28 +1,15 @@
 """tools/analysis/benchmark_detector.py: runs end to end on a tiny input (the numbers are not
 checked here: the test machines are loaded; the lead runs it for numbers)."""
 import copy
-import importlib.util
-import os.path as osp
 import re
 
 import pytest
 import torch
-from conftest import REPO, run_tool
-
-
-def _tool():
-    """tools/analysis/benchmark_detector.py as a module, loaded by path (tools/ is no
-    package)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmdcls_tool_benchmark_detector',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_detector.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_tool, run_tool
 
 
 def test_synthetic_batch_is_a_valid_detection_batch():
-    batch = _tool().synthetic_batch(64, 96, num_objects=3)
+    batch = load_tool('tools/analysis/benchmark_detector.py').synthetic_batch(64, 96, num_objects=3)
     image, = batch['inputs']
     sample, = batch['data_samples']
     assert image.shape == (3, 64, 96) and image.dtype == torch.uint8
@@ -59,7 +46,7 @@ def test_benchmark_detector_runs_and_reports_both_models_and_modes():
 
 def test_benchmark_detector_fails_on_a_missed_target(monkeypatch, capsys):
     """Exit status 1 when a target is missed (here: targets no model can meet)."""
-    benchmark_detector = _tool()
+    benchmark_detector = load_tool('tools/analysis/benchmark_detector.py')
     monkeypatch.setattr(benchmark_detector, 'TARGETS', {'train': 0.0, 'infer': 0.0})
     threads = torch.get_num_threads()
     try:
@@ -81,14 +68,14 @@ def test_benchmark_detector_fails_on_a_missed_target(monkeypatch, capsys):
 ])
 def test_benchmark_detector_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
-        _tool().main(argv)
+        load_tool('tools/analysis/benchmark_detector.py').main(argv)
     assert message in capsys.readouterr().err
 
 
 def test_share_proposals_gives_both_r_cnn_stages_the_baseline_rpn_boxes():
     """Each RPN still runs (its cost is timed); what reaches the R-CNN stage is the baseline
     RPN's proposals, in inference and in training, a fresh copy every call."""
-    tool = _tool()
+    tool = load_tool('tools/analysis/benchmark_detector.py')
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
     level = logger.level
