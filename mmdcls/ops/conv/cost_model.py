@@ -58,10 +58,14 @@ FITTED = CostModel(
     # taps. Fitted to per-layer timings against FFT on ConvNeXt-T maps with positions spread as
     # in trained checkpoints (training 0.17-0.24, inference 0.58-1.06 across layers). Against
     # the torch FFT it won for v0 kernels (~108 of 289 taps); against the C FFT it wins for
-    # sparser kernels only (v0 as initialised, ~14 taps, on large maps).
+    # sparser kernels only (v0 as initialised, ~14 taps, on large maps). Inference refitted
+    # (was 0.65) on NCHW input, cached spectrum, v0 spread and initialised on 7 ConvNeXt-T maps
+    # (12x12 to 128x160): break-even 0.72-0.82 for spread positions, where the sparse direct
+    # conv measured 0.85-1.48x the FFT's time; at 0.65 'auto' took the fastest on 10 of 14
+    # (1.07x the fastest on average), at 0.82 on 11 (1.02x); channels-last choices unchanged.
     sparse_direct_per_tap={
         True: 0.2,
-        False: 0.65
+        False: 0.82
     },
     # It works on NCHW copies and returns NCHW, which a ConvNeXt block (channels-last input,
     # NHWC consumer) lays out twice more, while the C FFT reads and writes channels-last.
