@@ -38,7 +38,7 @@ import sys
 
 import torch
 
-from mmdcls.utils.profiling import paired_ratio, peak_cpu_bytes, timed_rounds
+from mmdcls.utils.profiling import paired_ratio, peak_cpu_bytes, spread_positions, timed_rounds
 
 TARGET_TRAIN = 1.2
 TARGET_INFER = 1.1
@@ -47,18 +47,6 @@ DCLS_VARIANTS = {
     'v0': dict(version='v0', dilated_kernel_size=17),
     'gauss': dict(version='gauss', dilated_kernel_size=23, kernel_count=26),
 }
-
-
-def spread_positions(model):
-    """Positions drawn uniformly over each kernel, as in trained checkpoints (at
-    initialisation they cluster near the centre, so folded ``v0`` kernels have ~14 distinct
-    non-zero taps instead of ~100, which flatters sparse-tap convolution)."""
-    from mmdcls.deploy.fold import is_dcls_layer
-    with torch.no_grad():
-        for module in model.modules():
-            if is_dcls_layer(module):
-                for component, size in enumerate(module.dilated_kernel_size):
-                    module.P[component].uniform_(-(size // 2), size // 2)
 
 
 def build_models(variants, positions='spread'):

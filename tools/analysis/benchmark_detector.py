@@ -51,24 +51,13 @@ import sys
 import numpy as np
 import torch
 
-from mmdcls.utils.profiling import paired_ratio, timed_rounds
+from mmdcls.utils.profiling import paired_ratio, spread_positions, timed_rounds
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASELINE_CONFIG = 'configs/convnext_baseline/mask-rcnn_convnext-t_fpn_1x_coco.py'
 DCLS_CONFIG = 'configs/convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_1x_coco.py'
 BASELINE, DCLS = 'ConvNeXt-T', 'ConvNeXt-DCLS-T'
 TARGETS = {'train': 1.05, 'infer': 1.0}
-
-
-def spread_positions(model) -> None:
-    """Positions uniform over each dilated kernel, as in trained checkpoints (at
-    initialisation they cluster near the centre, which flatters sparse-tap convolution)."""
-    from mmdcls.deploy.fold import is_dcls_layer
-    with torch.no_grad():
-        for module in model.modules():
-            if is_dcls_layer(module):
-                for component, size in enumerate(module.dilated_kernel_size):
-                    module.P[component].uniform_(-(size // 2), size // 2)
 
 
 def build_detector(config: str, positions: str = 'spread'):

@@ -22,7 +22,7 @@ import sys
 import torch
 
 from mmdcls.ops import Dcls2d, construct_kernel
-from mmdcls.utils.profiling import peak_cpu_bytes, timed_rounds
+from mmdcls.utils.profiling import peak_cpu_bytes, spread_positions, timed_rounds
 
 # (channels, feature-map side) of ConvNeXt-T stages for a 512x512 input.
 STAGES = [(96, 128), (192, 64), (384, 32), (768, 16)]
@@ -91,10 +91,7 @@ def main():
                 groups=channels,
                 version=version)
             if args.positions == 'spread':
-                # as in trained checkpoints; initial positions cluster near the centre, which
-                # flatters convolutions that skip zero taps ('sparse_direct')
-                with torch.no_grad():
-                    layer.P.uniform_(-(size // 2), size // 2)
+                spread_positions(layer)
             weight, P, SIG = layer.weight, layer.P, layer.SIG
             grad_kernel = torch.randn(channels, 1, size, size)
 

@@ -1,8 +1,11 @@
-"""mmdcls.utils.profiling.timed_rounds / paired_ratio: what the benchmark scripts time and
-report (the call order, arguments made outside the timing, the paired statistic)."""
+"""mmdcls.utils.profiling: what the benchmark scripts time and report (the call order,
+arguments made outside the timing, the paired statistic) and the positions they time with."""
 import pytest
+import torch
+from torch import nn
 
-from mmdcls.utils.profiling import paired_ratio, timed_rounds
+from mmdcls.ops import Dcls2d
+from mmdcls.utils.profiling import paired_ratio, spread_positions, timed_rounds
 
 
 def test_timed_rounds_reverses_the_order_every_other_round_after_the_warmup():
@@ -41,3 +44,17 @@ def test_paired_ratio_compares_calls_of_the_same_round():
     # a one-round spike of the baseline moves one ratio, not the median
     times = {'a': [10.0, 10.0, 10.0], 'b': [5.0, 50.0, 5.0]}
     assert paired_ratio(times, 'a', 'b') == pytest.approx(2.0)
+
+
+def test_spread_positions_fills_each_axis_of_every_dcls_layer_and_nothing_else():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        Dcls2d(4, 4, kernel_count=200, dilated_kernel_size=(7, 5), padding=(3, 2), groups=4),
+        nn.Conv2d(4, 4, 3))
+    conv_weight = model[1].weight.detach().clone()
+    spread_positions(model)
+    rows, cols = model[0].P.detach()
+    # within each axis's half-size, and spread over it (as initialised: N(0, 0.5), near 0)
+    assert rows.abs().max() <= 3 and rows.abs().max() > 2.9
+    assert cols.abs().max() <= 2 and cols.abs().max() > 1.9
+    assert torch.equal(model[1].weight, conv_weight)
