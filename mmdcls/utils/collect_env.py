@@ -79,15 +79,15 @@ def native_status():
         str: ``'ok (<path>)'``, ``'disabled (MMDCLS_NATIVE=0)'`` or ``'unavailable: <why>'``.
     """
     try:
-        from mmdcls.ops import native
-        if native.mode() == '0':
-            return f'disabled ({native.ENV_VAR}=0)'
+        from mmdcls.ops.kernels import cpu
+        if cpu.mode() == '0':
+            return f'disabled ({cpu.ENV_VAR}=0)'
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # the reason is reported here instead
-            library = native.library()
+            library = cpu.library()
         if library is None:
-            return f'unavailable: {native._failure}'
+            return f'unavailable: {cpu.failure_reason()}'
         return f'ok ({library._name})'
     except Exception as e:
         return f'error: {type(e).__name__}: {e}'

@@ -3,7 +3,7 @@ use it; a conftest.py here would shadow tests/test_tools/conftest.py, which is i
 name)."""
 import pytest
 
-from mmdcls.ops import native
+from mmdcls.ops.kernels import cpu
 
 
 @pytest.fixture(params=['native', 'torch'])
@@ -12,9 +12,9 @@ def construction_backend(request, monkeypatch):
     cannot be built) and once through the pure-torch one, which other machines fall back to.
     """
     if request.param == 'torch':
-        monkeypatch.setenv(native.ENV_VAR, '0')
+        monkeypatch.setenv(cpu.ENV_VAR, '0')
     else:
-        monkeypatch.setenv(native.ENV_VAR, 'auto')
-        if native.library() is None:
-            pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
+        monkeypatch.setenv(cpu.ENV_VAR, 'auto')
+        if cpu.library() is None:
+            pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
     return request.param

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdcls.ops import conv, native
+from mmdcls.ops import conv
+from mmdcls.ops.kernels import cpu
 from mmdcls.ops.conv import (ALGORITHMS, LargeKernelConv2d, LargeKernelDepthwiseConv2d, conv_nd,
                              fft_lengths)
 
@@ -218,10 +219,10 @@ def test_depthwise_fft_backward(monkeypatch, needs, native_lib):
     backward, through the C library's transforms or torch.fft (without the library):
     gradients as F.conv2d's for any subset of inputs, gradcheck in float64."""
     if native_lib:
-        if native.library() is None:
-            pytest.skip(f'native library unavailable: {native.failure_reason()}')
+        if cpu.library() is None:
+            pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
     else:
-        monkeypatch.setenv(native.ENV_VAR, '0')
+        monkeypatch.setenv(cpu.ENV_VAR, '0')
     torch.manual_seed(7)
     node = '_NativeDepthwiseFFTBackward' if native_lib else '_DepthwiseFFTBackward'
     check_depthwise_backward('fft', node, needs, sparse=False, padding=(3, 2), tol=1e-10)
@@ -265,8 +266,8 @@ SPARSE_DIRECT_CASES = [  # (N, C, H, W, kernel, padding)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('case', SPARSE_DIRECT_CASES, ids=str)
 def test_sparse_direct_matches_conv(case, dtype):
-    if native.library() is None:
-        pytest.skip(f'native library unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
     n, c, h, w, ksize, padding = case
     torch.manual_seed(8)
     x = torch.randn(n, c, h, w, dtype=dtype)
@@ -276,7 +277,7 @@ def test_sparse_direct_matches_conv(case, dtype):
     b = torch.randn(c, dtype=dtype)
     ref = F.conv2d(x, k, b, 1, padding, 1, c)
     with torch.inference_mode():
-        assert native.depthwise_usable(x, k, b, (1, 1), c)
+        assert cpu.depthwise_usable(x, k, b, (1, 1), c)
         out = conv_nd(x, k, b, (1, 1), padding, c, algo='sparse_direct')
         assert rel_err(out, ref) < (1e-5 if dtype == torch.float32 else 1e-12)
         assert rel_err(
@@ -287,10 +288,10 @@ def test_sparse_direct_matches_conv(case, dtype):
 def test_sparse_direct_applies_only_to_depthwise_stride_one():
     """Elsewhere 'sparse_direct' runs channels-last (test_matches_conv covers the values)."""
     x, k = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 5, 5)
-    assert not native.depthwise_usable(x, k, None, (2, 2), 4)  # stride
-    assert not native.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
-    assert not native.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
-    assert not native.depthwise_usable(x, k.double(), None, (1, 1), 4)  # mixed dtypes
+    assert not cpu.depthwise_usable(x, k, None, (2, 2), 4)  # stride
+    assert not cpu.depthwise_usable(x, torch.randn(4, 2, 5, 5), None, (1, 1), 2)
+    assert not cpu.depthwise_usable(x.half(), k.half(), None, (1, 1), 4)
+    assert not cpu.depthwise_usable(x, k.double(), None, (1, 1), 4)  # mixed dtypes
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y = conv_nd(x, k, None, (1, 1), (2, 2), 4, algo='sparse_direct')
     assert y.dtype == torch.bfloat16  # autocast: channels-last in bf16, as F.conv2d
@@ -301,8 +302,8 @@ def test_sparse_direct_applies_only_to_depthwise_stride_one():
 def test_sparse_direct_backward(needs):
     """Training through 'sparse_direct': input gradient by the rotated kernel, kernel gradient by
     the C correlation; as F.conv2d's for any subset of inputs, gradcheck in float64."""
-    if native.library() is None:
-        pytest.skip(f'native library unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
     torch.manual_seed(9)
     check_depthwise_backward(
         'sparse_direct',

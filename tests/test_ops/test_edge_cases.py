@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from construction_backends import construction_backend  # noqa: F401 (fixture)
 from DCLS.construct import modules as official
 
-from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, native
+from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d
+from mmdcls.ops.kernels import cpu
 from mmdcls.ops.conv import ALGORITHM_FNS, ALGORITHMS, conv_fft, fft_lengths, heuristic_algo
 
 NAN, INF = float('nan'), float('inf')
-needs_c = pytest.mark.skipif(native.library() is None, reason='C library unavailable')
+needs_c = pytest.mark.skipif(cpu.library() is None, reason='C library unavailable')
 
 
 def non_finite_masks(layer, x):
@@ -251,17 +252,17 @@ def test_construction_bindings_read_non_contiguous_tensors(version):
     grad_kernel = torch.randn(6, 1, *sizes)
     floor = {'gauss': 0.27, 'max': 1.0}.get(version)
     if SIG is None:
-        expected = native.bilinear_forward(weight, P, sizes, layout, version)
-        got = native.bilinear_forward(_strided(weight), _strided(P), sizes, layout, version)
-        grads = native.bilinear_backward(weight, P, grad_kernel, sizes, layout, version)
-        got_grads = native.bilinear_backward(
+        expected = cpu.bilinear_forward(weight, P, sizes, layout, version)
+        got = cpu.bilinear_forward(_strided(weight), _strided(P), sizes, layout, version)
+        grads = cpu.bilinear_backward(weight, P, grad_kernel, sizes, layout, version)
+        got_grads = cpu.bilinear_backward(
             _strided(weight), _strided(P), _strided(grad_kernel), sizes, layout, version)
     else:
-        expected, _ = native.dense_forward(weight, P, SIG, sizes, layout, floor, version)
-        got, _ = native.dense_forward(
+        expected, _ = cpu.dense_forward(weight, P, SIG, sizes, layout, floor, version)
+        got, _ = cpu.dense_forward(
             _strided(weight), _strided(P), _strided(SIG), sizes, layout, floor, version)
-        grads = native.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor, version)
-        got_grads = native.dense_backward(
+        grads = cpu.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor, version)
+        got_grads = cpu.dense_backward(
             _strided(weight), _strided(P), _strided(SIG), _strided(grad_kernel), sizes, layout,
             floor, version)
     assert torch.equal(got, expected)
@@ -273,11 +274,11 @@ def test_construction_bindings_read_non_contiguous_tensors(version):
 def test_construction_bindings_reject_mismatched_tensors():
     weight, P = torch.randn(6, 1, 4), torch.randn(2, 6, 1, 4)
     with pytest.raises(TypeError, match='float32 CPU tensors'):
-        native.bilinear_forward(weight, P.double(), (5, 5), [0, 1], 'v0')
+        cpu.bilinear_forward(weight, P.double(), (5, 5), [0, 1], 'v0')
     with pytest.raises(ValueError, match=r'P must have shape \(2, 6, 1, 4\)'):
-        native.bilinear_forward(weight, P[:, :3], (5, 5), [0, 1], 'v0')
+        cpu.bilinear_forward(weight, P[:, :3], (5, 5), [0, 1], 'v0')
     with pytest.raises(ValueError, match='grad_kernel must have shape'):
-        native.bilinear_backward(weight, P, torch.randn(6, 1, 5, 4), (5, 5), [0, 1], 'v0')
+        cpu.bilinear_backward(weight, P, torch.randn(6, 1, 5, 4), (5, 5), [0, 1], 'v0')
 
 
 @needs_c
@@ -286,20 +287,20 @@ def test_sparse_direct_bindings_read_non_contiguous_tensors():
     x, kernel, bias = torch.randn(2, 6, 11, 12), torch.randn(6, 1, 7, 5), torch.randn(6)
     kernel[kernel.abs() < 0.8] = 0  # sparse, as folded DCLS kernels are
     expected = F.conv2d(x, kernel, bias, 1, (3, 2), 1, 6)
-    got = native.depthwise_conv2d(_strided(x), _strided(kernel), _strided(bias), (3, 2))
+    got = cpu.depthwise_conv2d(_strided(x), _strided(kernel), _strided(bias), (3, 2))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     grad = torch.randn_like(expected)
     x_ = x.clone().requires_grad_()
     k_ = kernel.clone().requires_grad_()
     F.conv2d(x_, k_, None, 1, (3, 2), 1, 6).backward(grad)
-    got = native.depthwise_grad_kernel(_strided(x), _strided(grad), (7, 5), (3, 2))
+    got = cpu.depthwise_grad_kernel(_strided(x), _strided(grad), (7, 5), (3, 2))
     torch.testing.assert_close(got, k_.grad, rtol=1e-4, atol=1e-4)
     with pytest.raises(TypeError, match='one dtype'):
-        native.depthwise_conv2d(x, kernel.double(), None, (3, 2))
+        cpu.depthwise_conv2d(x, kernel.double(), None, (3, 2))
     with pytest.raises(ValueError, match=r'kernel \(C, 1, kh, kw\)'):
-        native.depthwise_conv2d(x, kernel[:3], None, (3, 2))
+        cpu.depthwise_conv2d(x, kernel[:3], None, (3, 2))
     with pytest.raises(ValueError, match='grad_output must be'):
-        native.depthwise_grad_kernel(x, grad[:, :, :-1], (7, 5), (3, 2))
+        cpu.depthwise_grad_kernel(x, grad[:, :, :-1], (7, 5), (3, 2))
 
 
 @needs_c
@@ -308,8 +309,8 @@ def test_fft_bindings_read_non_contiguous_tensors():
     x, kernel, bias = torch.randn(2, 16, 13, 12), torch.randn(16, 1, 9, 7), torch.randn(16)
     padding = (4, 3)
     lengths = fft_lengths(x.shape[2:], kernel.shape[2:], padding)
-    spectra = native.depthwise_fft_spectra(kernel, lengths)
-    assert torch.equal(native.depthwise_fft_spectra(_strided(kernel), lengths), spectra)
+    spectra = cpu.depthwise_fft_spectra(kernel, lengths)
+    assert torch.equal(cpu.depthwise_fft_spectra(_strided(kernel), lengths), spectra)
     expected = F.conv2d(x, kernel, bias, 1, padding, 1, 16)
     got = conv_fft(_strided(x), _strided(kernel), _strided(bias), (1, 1), padding, 16)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
@@ -322,7 +323,7 @@ def test_fft_bindings_read_non_contiguous_tensors():
     for a, r in ((xs, xr), (ks, kr), (bs, br)):
         torch.testing.assert_close(a.grad, r.grad, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='grad must be'):
-        native.depthwise_fft_grad_kernel(x, g.double(), padding, (9, 7), lengths)
+        cpu.depthwise_fft_grad_kernel(x, g.double(), padding, (9, 7), lengths)
 
 
 @needs_c
@@ -346,4 +347,4 @@ def test_sparse_direct_padding_beyond_the_kernel(ksize, padding):
     for a, r in zip(ours, ref):
         torch.testing.assert_close(a.grad, r.grad, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='non-negative paddings'):
-        native.depthwise_conv2d(x, kernel, None, (-1, 0))
+        cpu.depthwise_conv2d(x, kernel, None, (-1, 0))

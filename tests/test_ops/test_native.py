@@ -6,7 +6,8 @@ import shutil
 import pytest
 import torch
 
-from mmdcls.ops import construct_kernel, native
+from mmdcls.ops import construct_kernel
+from mmdcls.ops.kernels import cpu
 
 # gauss (5, 7) / 30: more profile memory than the kernel, so the backward recomputes all
 # profiles; the other gauss settings reuse the forward's axis-1 profiles
@@ -17,9 +18,9 @@ SETTINGS = [('v0', (17, 17), 34), ('v1', (7, 11), 9), ('gauss', (23, 23), 26),
 @pytest.fixture
 def fresh_library(monkeypatch, tmp_path):
     """An unbuilt library state with its own cache directory (restored afterwards)."""
-    monkeypatch.setattr(native.loader, '_library', None)
-    monkeypatch.setattr(native.loader, '_failure', None)
-    monkeypatch.setenv(native.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(cpu.loader, '_library', None)
+    monkeypatch.setattr(cpu.loader, '_failure', None)
+    monkeypatch.setenv(cpu.CACHE_ENV_VAR, str(tmp_path))
     return tmp_path
 
 
@@ -44,7 +45,7 @@ def construction(kernel):
 
 
 def kernel_and_grads(monkeypatch, mode, weight, P, SIG, sizes, version, grad):
-    monkeypatch.setenv(native.ENV_VAR, mode)
+    monkeypatch.setenv(cpu.ENV_VAR, mode)
     kernel = construct_kernel(weight, P, SIG, sizes, version)
     inputs = [t for t in (weight, P, SIG) if t is not None]
     return kernel, torch.autograd.grad(kernel, inputs, grad)
@@ -53,14 +54,14 @@ def kernel_and_grads(monkeypatch, mode, weight, P, SIG, sizes, version, grad):
 def test_library_builds_where_a_compiler_exists():
     if shutil.which('cc') is None:
         pytest.skip('no C compiler on this machine')
-    assert native.library() is not None, native.failure_reason()
+    assert cpu.library() is not None, cpu.failure_reason()
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('version,sizes,count', SETTINGS)
 def test_native_matches_torch_construction(monkeypatch, version, sizes, count, dtype):
-    if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
     weight, P, SIG = parameters(version, sizes, count, dtype)
     grad = torch.randn(weight.shape[0], 1, *sizes, dtype=dtype)
     kernel, grads = kernel_and_grads(monkeypatch, 'auto', weight, P, SIG, sizes, version, grad)
@@ -80,8 +81,8 @@ def test_triangle_narrow_and_wide_rows_match_torch(monkeypatch, dtype):
     """``max`` rows whose triangles span at most 8 taps per axis are scattered from their
     non-zero taps, wider rows contracted densely: both agree with the torch path, including
     widths at the initial value (one tap on grid points, two elsewhere) and rows mixing both."""
-    if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
     sizes, count = (17, 13), 12
     weight, P, SIG = parameters('max', sizes, count, dtype, rows=40)
     with torch.no_grad():
@@ -102,8 +103,8 @@ def test_triangle_narrow_and_wide_rows_match_torch(monkeypatch, dtype):
 
 @pytest.mark.parametrize('version', ['v1', 'gauss'])
 def test_thread_split_does_not_change_results(monkeypatch, version):
-    if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
     weight, P, SIG = parameters(version, (9, 7), 6, torch.float32, rows=200)
     grad = torch.randn(200, 1, 9, 7)
     threads = torch.get_num_threads()
@@ -120,27 +121,27 @@ def test_thread_split_does_not_change_results(monkeypatch, version):
 
 def test_other_cases_use_the_torch_path(monkeypatch):
     weight = torch.randn(4, 1, 3)
-    assert not native.usable(weight, (5, ))  # 1-D
-    assert not native.usable(weight, (3, 5, 3))  # 3-D
-    assert not native.usable(weight.half(), (5, 5))
-    monkeypatch.setenv(native.ENV_VAR, '0')
-    assert not native.usable(weight, (5, 5))
+    assert not cpu.usable(weight, (5, ))  # 1-D
+    assert not cpu.usable(weight, (3, 5, 3))  # 3-D
+    assert not cpu.usable(weight.half(), (5, 5))
+    monkeypatch.setenv(cpu.ENV_VAR, '0')
+    assert not cpu.usable(weight, (5, 5))
 
 
 def test_bad_mode_names_the_variable(monkeypatch):
-    monkeypatch.setenv(native.ENV_VAR, 'yes')
+    monkeypatch.setenv(cpu.ENV_VAR, 'yes')
     with pytest.raises(ValueError, match='MMDCLS_NATIVE must be one of'):
-        native.library()
+        cpu.library()
 
 
 def test_unbuildable_library_falls_back_with_a_warning(monkeypatch, fresh_library):
     monkeypatch.setenv('CC', 'no-such-compiler-mmdcls')
-    monkeypatch.setenv(native.ENV_VAR, 'auto')
+    monkeypatch.setenv(cpu.ENV_VAR, 'auto')
     weight, P, SIG = parameters('gauss', (5, 5), 3, torch.float32, rows=4)
     with pytest.warns(UserWarning, match='C library unavailable'):
         kernel = construct_kernel(weight, P, SIG, (5, 5), 'gauss')
     assert construction(kernel) == '_ConstructKernelBackward'
-    monkeypatch.setenv(native.ENV_VAR, '1')
+    monkeypatch.setenv(cpu.ENV_VAR, '1')
     with pytest.raises(RuntimeError, match='no-such-compiler-mmdcls'):
         construct_kernel(weight, P, SIG, (5, 5), 'gauss')
 
@@ -148,7 +149,7 @@ def test_unbuildable_library_falls_back_with_a_warning(monkeypatch, fresh_librar
 def test_build_is_cached_by_content(fresh_library):
     if shutil.which('cc') is None:
         pytest.skip('no C compiler on this machine')
-    assert native.library() is not None
+    assert cpu.library() is not None
     built = sorted(p.name for p in fresh_library.iterdir())
     assert len(built) == 1 and built[0].startswith('mmdcls_native-') and built[0].endswith('.so')
 
@@ -156,8 +157,8 @@ def test_build_is_cached_by_content(fresh_library):
 def test_gaussian_profiles_kept_for_backward_only_when_training():
     """The Gaussian forward keeps its axis-1 profiles (1.23x the kernel for 23x23 / 26) only
     when a backward can follow."""
-    if native.library() is None:
-        pytest.skip(f'fused construction unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
     from mmdcls.utils.profiling import peak_cpu_bytes
     weight, P, SIG = parameters('gauss', (23, 23), 26, torch.float32, rows=64)
     kernel_bytes = 64 * 23 * 23 * 4
@@ -197,8 +198,8 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
     """The FFT depthwise convolution (forward, input gradient through the same spectra,
     kernel gradient) against F.conv2d and its autograd, for inputs and output gradients in
     any layout; channels-last in, channels-last out."""
-    if native.library() is None:
-        pytest.skip(f'native library unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
     from mmdcls.ops.conv import fft_lengths
     n, c, h, w, (kh, kw), (ph, pw), lengths = case
     torch.manual_seed(3)
@@ -211,11 +212,11 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
     lengths = lengths or fft_lengths((h, w), (kh, kw), (ph, pw))
     x, k = in_layout(x.detach(), layout), k.detach()
     grad = in_layout(grad, layout)
-    spectra = native.depthwise_fft_spectra(k, lengths)
-    y = native.depthwise_fft_filter(x, spectra, b, (ph, pw), (0, 0), ref.shape[2:], lengths)
-    gx = native.depthwise_fft_filter(
+    spectra = cpu.depthwise_fft_spectra(k, lengths)
+    y = cpu.depthwise_fft_filter(x, spectra, b, (ph, pw), (0, 0), ref.shape[2:], lengths)
+    gx = cpu.depthwise_fft_filter(
         grad, spectra, None, (0, 0), (ph, pw), (h, w), lengths, conjugate=True)
-    gk = native.depthwise_fft_grad_kernel(x, grad, (ph, pw), (kh, kw), lengths)
+    gk = cpu.depthwise_fft_grad_kernel(x, grad, (ph, pw), (kh, kw), lengths)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for ours, theirs in ((y, ref), (gx, ref_gx), (gk, ref_gk)):
         assert ours.shape == theirs.shape and ours.dtype == dtype
@@ -227,18 +228,18 @@ def test_fft_depthwise_matches_conv(case, dtype, layout):
 
 
 def test_fft_depthwise_rejects_bad_lengths_and_spectra():
-    if native.library() is None:
-        pytest.skip(f'native library unavailable: {native.failure_reason()}')
+    if cpu.library() is None:
+        pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
     k = torch.randn(3, 1, 3, 3)
     with pytest.raises(ValueError, match='lengths must be two positive ints'):
-        native.depthwise_fft_spectra(k, (14, 16))  # 7
+        cpu.depthwise_fft_spectra(k, (14, 16))  # 7
     with pytest.raises(ValueError, match='lengths'):
-        native.depthwise_fft_spectra(k, (16, ))
-    spectra = native.depthwise_fft_spectra(k, (16, 16))
+        cpu.depthwise_fft_spectra(k, (16, ))
+    spectra = cpu.depthwise_fft_spectra(k, (16, 16))
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
-        native.depthwise_fft_filter(x, spectra, None, (1, 1), (0, 0), (8, 8), (16, 18))
+        cpu.depthwise_fft_filter(x, spectra, None, (1, 1), (0, 0), (8, 8), (16, 18))
     with pytest.raises(ValueError, match='spectra must be depthwise_fft_spectra'):
-        native.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8), (16, 16))
+        cpu.depthwise_fft_filter(x.double(), spectra, None, (1, 1), (0, 0), (8, 8), (16, 16))
     with pytest.raises(ValueError, match='bias must be None or'):
-        native.depthwise_fft_filter(x, spectra, torch.zeros(4), (1, 1), (0, 0), (8, 8), (16, 16))
+        cpu.depthwise_fft_filter(x, spectra, torch.zeros(4), (1, 1), (0, 0), (8, 8), (16, 16))

@@ -32,9 +32,9 @@ def test_collect_env_reports_the_installed_stack():
         installed = pytest.importorskip(module)
         assert env[key] == installed.__version__, key
     assert env['MMCV compiled ops'] == 'ok'
-    from mmdcls.ops import native
-    expected = ('disabled' if native.mode() == '0' else
-                'ok' if native.library() is not None else 'unavailable')
+    from mmdcls.ops.kernels import cpu
+    expected = ('disabled' if cpu.mode() == '0' else
+                'ok' if cpu.library() is not None else 'unavailable')
     assert env['mmdcls native (C)'].startswith(expected)
 
 

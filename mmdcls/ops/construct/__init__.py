@@ -35,7 +35,7 @@ Conventions copied exactly from ``dcls`` 0.1.1 (see ``position_axes``):
 
 Modules: :mod:`.conventions` (the above as code), :mod:`.bilinear` (``v0`` / ``v1`` in torch),
 :mod:`.profiles` (``max`` / ``gauss`` in torch), :mod:`.fused_c` (the autograd Function around
-the C construction of :mod:`mmdcls.ops.native.construction`); here :func:`construct_kernel`
+the C construction of :mod:`mmdcls.ops.kernels.cpu.construction`); here :func:`construct_kernel`
 checks the arguments and picks one of them.
 """
 import math
@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .. import native
+from ..kernels import cpu
 from ..torch_compat import eager_under_old_dynamo, is_compiling
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
@@ -128,7 +128,7 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
     if eager and weight.device.type == 'cpu':
         finite = _all_finite(weight, P, SIG)
     if (finite and P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
-            and native.usable(weight, sizes)):
+            and cpu.usable(weight, sizes)):
         # C code: autocast does not apply; float32 / float64 parameters as they are
         grad_needed = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (weight, P, SIG))

@@ -1,10 +1,10 @@
-"""Dispatch to the fused C construction (:mod:`mmdcls.ops.native.construction`,
+"""Dispatch to the fused C construction (:mod:`mmdcls.ops.kernels.cpu.construction`,
 ``csrc/construct_2d.c``) for 2-D kernels of float32 / float64 CPU tensors: its autograd
 Function. :func:`mmdcls.ops.construct.construct_kernel` takes it where
-:func:`mmdcls.ops.native.usable` holds."""
+:func:`mmdcls.ops.kernels.cpu.usable` holds."""
 import torch
 
-from .. import native
+from ..kernels import cpu
 from .conventions import SIGMA_FLOOR, VERSIONS_WITH_SIGMA, position_axes
 
 
@@ -13,7 +13,7 @@ class _ConstructNative2d(torch.autograd.Function):
     :mod:`mmdcls.ops.native` (same arithmetic as the torch paths of :mod:`.bilinear` and
     :mod:`.profiles`, row by row in cache);
     backward recomputes each row's interpolation (the Gaussian's axis-0 half only, when the
-    forward kept the axis-1 profiles: see ``native.SAVED_PROFILES_MAX_RATIO``). Takes the
+    forward kept the axis-1 profiles: see ``cpu.SAVED_PROFILES_MAX_RATIO``). Takes the
     parameters in their own shapes
     (weight (out, in / groups, K), P / SIG (2, out, in / groups, K)) and returns the kernel
     (out, in / groups, S0, S1): no view nodes around it in the autograd graph, whose per-node
@@ -29,16 +29,16 @@ class _ConstructNative2d(torch.autograd.Function):
             SIG = SIG.contiguous()
             # Gaussian profiles (an exp per tap) are the main cost: the backward reuses the
             # forward's axis-1 half when that memory stays small next to the kernel
-            save = grad_needed and version == 'gauss' and native.saved_profiles_size(
+            save = grad_needed and version == 'gauss' and cpu.saved_profiles_size(
                 sizes, weight.shape[-1], weight.dtype) <= (
-                    native.SAVED_PROFILES_MAX_RATIO * sizes[0] * sizes[1])
-            kernel, saved = native.dense_forward(weight, P, SIG, sizes, layout,
+                    cpu.SAVED_PROFILES_MAX_RATIO * sizes[0] * sizes[1])
+            kernel, saved = cpu.dense_forward(weight, P, SIG, sizes, layout,
                                                  SIGMA_FLOOR[version], version, save)
             ctx.saved = saved
             ctx.save_for_backward(weight, P, SIG)
             return kernel
         ctx.save_for_backward(weight, P)
-        return native.bilinear_forward(weight, P, sizes, layout, version)
+        return cpu.bilinear_forward(weight, P, sizes, layout, version)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -46,10 +46,10 @@ class _ConstructNative2d(torch.autograd.Function):
         grad_kernel = grad_kernel.contiguous()
         if ctx.version in VERSIONS_WITH_SIGMA:
             weight, P, SIG = ctx.saved_tensors
-            grads = native.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
+            grads = cpu.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
                                           SIGMA_FLOOR[ctx.version], ctx.version, ctx.saved)
             ctx.saved = None
             return (*grads, None, None, None)
         weight, P = ctx.saved_tensors
-        grads = native.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout, ctx.version)
+        grads = cpu.bilinear_backward(weight, P, grad_kernel, ctx.sizes, ctx.layout, ctx.version)
         return (*grads, None, None, None, None)

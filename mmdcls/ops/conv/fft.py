@@ -2,7 +2,7 @@
 
 Depthwise stride-1 2-D convs of float32 / float64 CPU tensors outside autocast
 (:func:`native_fft_applies`) run the C library's FFT convolution
-(:func:`mmdcls.ops.native.depthwise_fft_filter`: transforms vectorised across channels, any
+(:func:`mmdcls.ops.kernels.cpu.depthwise_fft_filter`: transforms vectorised across channels, any
 input layout, channels-last output for channels-last input), with the gradients of
 :class:`_NativeDepthwiseFFT`. Otherwise ``torch.fft.rfftn`` of input and kernel, a
 per-frequency product (a broadcast multiply when ``in_channels / groups == 1``, a complex
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import native
+from ..kernels import cpu
 from ..torch_compat import get_autocast_dtype, is_autocast_enabled
 from .direct import conv_direct, needs_grad
 
@@ -163,16 +163,16 @@ class _NativeDepthwiseFFT(torch.autograd.Function):
     """Depthwise stride-1 FFT convolution of :mod:`mmdcls.ops.native` (transforms vectorised
     across channels) with the gradients of :class:`_DepthwiseFFT`: d loss / d x from the same
     spectra (convolution instead of correlation), d loss / d kernel by
-    :func:`mmdcls.ops.native.depthwise_fft_grad_kernel`. Saves x and the kernel's spectra.
+    :func:`mmdcls.ops.kernels.cpu.depthwise_fft_grad_kernel`. Saves x and the kernel's spectra.
     x (N, C, H, W), kernel (C, 1, kh, kw), bias (C,) or None, float32 / float64."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, padding, lengths, full):
-        spectra = native.depthwise_fft_spectra(kernel, lengths)
+        spectra = cpu.depthwise_fft_spectra(kernel, lengths)
         ctx.save_for_backward(x, spectra)
         ctx.geometry = (padding, lengths, tuple(kernel.shape[2:]))
         ctx.has_bias = bias is not None
-        return native.depthwise_fft_filter(x, spectra, bias, padding, (0, 0), full, lengths)
+        return cpu.depthwise_fft_filter(x, spectra, bias, padding, (0, 0), full, lengths)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -181,10 +181,10 @@ class _NativeDepthwiseFFT(torch.autograd.Function):
         padding, lengths, ksize = ctx.geometry
         grad_x = grad_kernel = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = native.depthwise_fft_filter(
+            grad_x = cpu.depthwise_fft_filter(
                 grad_y, spectra, None, (0, 0), padding, x.shape[2:], lengths, conjugate=True)
         if ctx.needs_input_grad[1]:
-            grad_kernel = native.depthwise_fft_grad_kernel(x, grad_y, padding, ksize, lengths)
+            grad_kernel = cpu.depthwise_fft_grad_kernel(x, grad_y, padding, ksize, lengths)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_y.sum((0, 2, 3))
         return grad_x, grad_kernel, grad_bias, None, None, None
@@ -192,10 +192,10 @@ class _NativeDepthwiseFFT(torch.autograd.Function):
 
 def kernel_spectrum_for(kernel: Tensor, lengths: Sequence[int], native_form: bool) -> Tensor:
     """What :func:`conv_fft` multiplies by for ``kernel`` and transform ``lengths``: the
-    spectra of :func:`mmdcls.ops.native.depthwise_fft_spectra` when ``native_form`` (see
+    spectra of :func:`mmdcls.ops.kernels.cpu.depthwise_fft_spectra` when ``native_form`` (see
     :func:`native_fft_applies`), else :func:`fft_kernel_spectrum`."""
     if native_form:
-        return native.depthwise_fft_spectra(kernel, lengths)
+        return cpu.depthwise_fft_spectra(kernel, lengths)
     return fft_kernel_spectrum(kernel, lengths)
 
 
@@ -203,9 +203,9 @@ def native_fft_applies(input: Tensor, kernel: Tensor, bias: Optional[Tensor], st
                        groups: int) -> bool:
     """Whether :func:`conv_fft` runs the C library's FFT convolution (transforms vectorised
     across channels, ~3-4x faster than ``torch.fft`` on depthwise ConvNeXt shapes): the cases
-    of :func:`mmdcls.ops.native.depthwise_usable` (2-D depthwise stride 1, float32 / float64
+    of :func:`mmdcls.ops.kernels.cpu.depthwise_usable` (2-D depthwise stride 1, float32 / float64
     CPU, no autocast, eager)."""
-    return native.depthwise_usable(input, kernel, bias, stride, groups)
+    return cpu.depthwise_usable(input, kernel, bias, stride, groups)
 
 
 def conv_fft(input: Tensor,
@@ -234,8 +234,8 @@ def conv_fft(input: Tensor,
         if needs_grad(input, kernel, bias):
             return _NativeDepthwiseFFT.apply(input, kernel, bias, tuple(padding), lengths, full)
         if kernel_spectrum is None:
-            kernel_spectrum = native.depthwise_fft_spectra(kernel, lengths)
-        return native.depthwise_fft_filter(input, kernel_spectrum, bias, padding, (0, 0), full,
+            kernel_spectrum = cpu.depthwise_fft_spectra(kernel, lengths)
+        return cpu.depthwise_fft_filter(input, kernel_spectrum, bias, padding, (0, 0), full,
                                            lengths)
     out_dtype = _out_dtype(input, kernel)
     ndim = kernel.dim() - 2

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import Tensor
 
-from .. import native
+from ..kernels import cpu
 from ..torch_compat import get_autocast_dtype, is_autocast_enabled
 from .channels_last import conv_channels_last
 from .cost_model import heuristic_algo
@@ -148,7 +148,7 @@ def select_algo(input: Tensor,
     name = resolve_algo(algo)
     if name == 'auto':
         nonzero_taps = None
-        if native.depthwise_usable(input, kernel, bias, stride, groups):
+        if cpu.depthwise_usable(input, kernel, bias, stride, groups):
             nonzero_taps = _mean_nonzero_taps(kernel)
         channels_last = (
             input.dim() == 4 and not input.is_contiguous()

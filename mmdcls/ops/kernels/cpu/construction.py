@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..torch_compat import is_compiling
+from ...torch_compat import is_compiling
 from .loader import call, library, threads_for
 from .prototypes import REAL_TYPES
 

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..torch_compat import is_autocast_enabled, is_compiling
+from ...torch_compat import is_autocast_enabled, is_compiling
 from .loader import call, library, threads_for
 from .prototypes import REAL_TYPES
 

@@ -1,5 +1,5 @@
 """mmdcls's C library: fused CPU construction of 2-D DCLS kernels, a sparse direct and an FFT
-depthwise convolution, compiled on first use from ``mmdcls/ops/csrc``.
+depthwise convolution, compiled on first use from ``csrc/`` beside this package.
 
 * :mod:`.loader`: building (compiler, flags, cache directory and key), loading, the
   ``MMDCLS_NATIVE`` mode, and :func:`.loader.call`, the one checked path every call takes;
@@ -26,10 +26,3 @@ __all__ = [
     'depthwise_fft_grad_kernel'
 ]
 
-
-def __getattr__(name: str):
-    # ``native._failure`` / ``native._library`` of the single-module layout, read by callers
-    # outside mmdcls.ops (collect_env): the loader's current state, not a copy
-    if name in ('_failure', '_library'):
-        return getattr(loader, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

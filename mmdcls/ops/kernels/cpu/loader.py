@@ -30,7 +30,7 @@ CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
 MODES = ('auto', '0', '1')
 #: what the library holds, for messages
 CONTENTS = 'fused CPU kernel construction, sparse direct and FFT depthwise convolutions'
-_CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
+_CSRC = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc')
 SOURCE_PATHS = tuple(osp.join(_CSRC, name) for name in SOURCES)
 # included by the sources: part of the build's cache key
 HEADERS = tuple(osp.join(_CSRC, name) for name in ('real_vec.h', ))
