@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from mmdcls.ops import DclsLayer
 from mmdcls.ops.conv import LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d, check_algo
-from mmdcls.ops.dcls import _DclsLayer
 
 _STANDARD = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _LARGE_KERNEL = {1: LargeKernelConv1d, 2: LargeKernelConv2d, 3: LargeKernelConv3d}
@@ -21,7 +21,7 @@ def is_dcls_layer(module: nn.Module) -> bool:
     """True for the DCLS layers of ``mmdcls.ops`` (``Dcls1d/2d/3d``, ``Dcls2dK1d``, ``Dcls3_1d``
     and their subclasses, such as the registered ``DCLS2d`` of ``mmdcls.models.layers``):
     modules with ``construct_kernel()``."""
-    return isinstance(module, _DclsLayer) and callable(getattr(module, 'construct_kernel', None))
+    return isinstance(module, DclsLayer) and callable(getattr(module, 'construct_kernel', None))
 
 
 @torch.no_grad()

@@ -11,14 +11,15 @@ C library), ``csrc/`` (its sources); ``docs/architecture.md`` follows a forward 
 them."""
 from .construct import VERSIONS, VERSIONS_WITH_SIGMA, construct_kernel, position_axes
 from .conv import LargeKernelConv2d, LargeKernelDepthwiseConv2d, conv_nd
-from .dcls import (PADDING_MODES, Dcls1d, Dcls2d, Dcls3d, as_ntuple, dcls_conv1d, dcls_conv2d,
-                   dcls_conv3d, same_padding)
+from .dcls import (PADDING_MODES, Dcls1d, Dcls2d, Dcls3d, DclsLayer, as_ntuple, dcls_conv1d,
+                   dcls_conv2d, dcls_conv3d, same_padding)
 from .dcls2d_k1d import Dcls2dK1d
 from .dcls3_1d import Dcls3_1d
 
 __all__ = [
     'VERSIONS', 'VERSIONS_WITH_SIGMA', 'PADDING_MODES', 'construct_kernel', 'position_axes',
-    'conv_nd', 'LargeKernelConv2d', 'LargeKernelDepthwiseConv2d', 'Dcls1d', 'Dcls2d', 'Dcls3d',
+    'conv_nd', 'LargeKernelConv2d', 'LargeKernelDepthwiseConv2d', 'DclsLayer', 'Dcls1d', 'Dcls2d',
+    'Dcls3d',
     'Dcls2dK1d', 'Dcls3_1d', 'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding',
     'as_ntuple'
 ]

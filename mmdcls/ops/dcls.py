@@ -150,7 +150,7 @@ def dcls_conv3d(input,
                       version, padding_mode, conv_algo, 3)
 
 
-class _DclsLayer(CachedKernelMixin, nn.Module):
+class DclsLayer(CachedKernelMixin, nn.Module):
     """What every DCLS layer (:class:`_DclsNd`, and the one-axis layers of :mod:`.learned_axis`)
     does once its parameters exist: the forward pass (kernel construction, then
     :func:`conv_nd`), shape-checked state-dict loading and the repr.
@@ -248,7 +248,7 @@ class _DclsLayer(CachedKernelMixin, nn.Module):
         return s
 
 
-class _DclsNd(_DclsLayer):
+class _DclsNd(DclsLayer):
     """Shared body of :class:`Dcls1d`, :class:`Dcls2d`, :class:`Dcls3d`.
 
     Parameters (as ``dcls`` 0.1.1): ``weight`` (out, in / groups, kernel_count), ``P``

@@ -18,11 +18,11 @@ from torch.nn import init
 
 from .construct import VERSIONS, construct_kernel
 from .conv import check_algo
-from .dcls import (_DclsLayer, as_ntuple, check_layer_counts, check_padding_mode,
+from .dcls import (DclsLayer, as_ntuple, check_layer_counts, check_padding_mode,
                    checked_stride_and_padding)
 
 
-class _LearnedAxisDcls(_DclsLayer):
+class _LearnedAxisDcls(DclsLayer):
     """A DCLS conv of ``_conv_ndim`` spatial dims with learned positions on one kernel axis.
 
     Subclasses set ``_conv_ndim``, ``_versions`` (the versions ``dcls`` 0.1.1 implements for
