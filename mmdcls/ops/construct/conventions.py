@@ -12,6 +12,9 @@ VERSIONS_WITH_SIGMA = ('gauss', 'max')
 SIGMA_FLOOR = {'gauss': 0.27, 'max': 1.0}
 #: added to the sum of the interpolation weights that normalises ``v1``, ``gauss``, ``max``
 NORMALISATION_EPS = 1e-7
+#: floor of the Gaussian's exponent -(offset / sigma)**2 / 2: exp() below about -87 gives
+#: float32 denormals or zero, 15-40x slower on CPU; the tail is then 1.8e-35 instead of ~0
+GAUSS_EXPONENT_FLOOR = -80.0
 
 
 def check_version(version: str) -> None:
