@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import cpu
-from ..torch_compat import eager_under_old_dynamo, is_compiling
+from ..torch_compat import eager_under_old_dynamo, is_autocast_enabled, is_compiling
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
 from .fused_c import _ConstructNative2d
@@ -87,8 +87,9 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         dilated_kernel_size: ndim sizes of the dense kernel.
         version: one of ``VERSIONS``.
     Returns:
-        (out, in / groups, *dilated_kernel_size) kernel in the dtype of the parameters
-        (float32 when they are half precision: construction never runs under autocast).
+        (out, in / groups, *dilated_kernel_size) kernel in the dtype of the parameters.
+        Half-precision parameters are built in float32 and the kernel cast to their dtype;
+        under autocast the kernel stays float32 (the convolution casts it).
 
     Non-finite parameters (eager mode) are never dropped: a NaN or infinite weight, position
     or width makes its element's kernel entries, and so its output channel and the gradients
@@ -96,7 +97,9 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
     would map an infinite position or width to a finite kernel: :func:`_poison_non_finite`).
     On CPU, parameters with a non-finite value take the torch construction (whose arithmetic
     is ``dcls``'s operation by operation) rather than the C one, which is built for finite
-    values: one reduction per parameter checks that.
+    values: one reduction per parameter checks that. Other devices, JIT traces and
+    ``torch.compile`` never read values back to the host (no synchronisation, one graph):
+    there the NaN marking runs unconditionally.
     """
     check_version(version)
     sizes = tuple(int(s) for s in dilated_kernel_size)
@@ -118,31 +121,38 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         raise ValueError(f'version {version!r} takes no SIG (only {VERSIONS_WITH_SIGMA} do)')
     out_channels, in_per_group, kernel_count = weight.shape
     rows = out_channels * in_per_group
-    if version in ('v0', 'v1') and rows * math.prod(s + 1 for s in sizes) >= 2**31:
+    padded_entries = rows
+    for s in sizes:
+        padded_entries = padded_entries * (s + 1)
+    if version in ('v0', 'v1') and padded_entries >= 2**31:
         # the bilinear paths index the (padded) flat kernel with int32
         raise ValueError(f'kernel of {rows} x {sizes} entries is too large for the bilinear '
                          f'construction (out * in / groups * prod(dilated_kernel_size + 1) '
                          f'must be < 2**31)')
-    eager = not (torch.jit.is_tracing() or is_compiling())
-    finite = True
-    if eager and weight.device.type == 'cpu':
-        finite = _all_finite(weight, P, SIG)
+    # host reads (a finiteness check, the bilinear path's inside test) only in eager CPU calls:
+    # elsewhere they would synchronise the device or break a traced graph
+    host_reads = (weight.device.type == 'cpu' and not torch.jit.is_tracing() and not is_compiling())
+    finite = _all_finite(weight, P, SIG) if host_reads else False
     if (finite and P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
             and cpu.usable(weight, sizes)):
         # C code: autocast does not apply; float32 / float64 parameters as they are
         grad_needed = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (weight, P, SIG))
         return _ConstructNative2d.apply(weight, P, SIG, sizes, version, grad_needed)
-    if eager and (not finite or weight.device.type != 'cpu'):
-        # (other devices: unconditionally, rather than a device sync per call to check)
+    if not finite:
         weight = _poison_non_finite(weight, P, SIG)
-    with torch.autocast(device_type=weight.device.type, enabled=False):
+    device_type = weight.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
         dtype = torch.promote_types(weight.dtype, torch.float32)
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)
         flat_P = P.to(dtype).reshape(ndim, rows, kernel_count)
         flat_SIG = None if SIG is None else SIG.to(dtype).reshape(ndim, rows, kernel_count)
         if version in ('v0', 'v1'):
-            kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version)
+            kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version, host_reads)
         else:
             kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version)
-    return kernel.view(out_channels, in_per_group, *sizes)
+    kernel = kernel.view(out_channels, in_per_group, *sizes)
+    if kernel.dtype != weight.dtype and not is_autocast_enabled(device_type):
+        # half-precision parameters: built in float32, convolved in their own dtype
+        kernel = kernel.to(weight.dtype)
+    return kernel

@@ -98,9 +98,8 @@ class _Bilinear:
             grad_tap = grad_tap + (grad_normaliser * others).unsqueeze(-1)
         # d (1 - frac, frac) / d P = (-1, +1); v1's relu(1 - |x|) has zero subgradient there
         # when P sits exactly on a grid point (abs'(0) = relu'(0) = 0), v0's does not.
-        grad_frac = (grad_tap[..., 1] -
-                     grad_tap[..., 0]) if self.inside.all() else ((grad_tap * self.inside).diff(
-                         dim=-1).squeeze(-1))
+        # (the mask is all ones for positions inside the kernel; no host read to check that)
+        grad_frac = (grad_tap * self.inside).diff(dim=-1).squeeze(-1)
         if self.version == 'v1':
             grad_frac = grad_frac * (self.frac > 0)
         grad_P = torch.empty_like(grad_frac)
@@ -286,14 +285,14 @@ class _ConstructBilinear(torch.autograd.Function):
     :class:`_InsideBilinear`, others the masked :class:`_Bilinear`."""
 
     @staticmethod
-    def forward(ctx, weight, P, sizes, version):
+    def forward(ctx, weight, P, sizes, version, host_reads):
         rows, kernel_count = weight.shape
-        if torch.jit.is_tracing():
-            # the inside test reads values (.item()), which a JIT trace (flop counters,
-            # exporters) cannot follow: the masked path is data-independent
-            inside = strictly = False
-        else:
+        if host_reads:
             inside, strictly, consts = _InsideBilinear.inside(P, sizes, version)
+        else:
+            # the inside test reads values back to the host (a device synchronisation, a
+            # break in a traced graph): the masked path is data-independent
+            inside = strictly = False
         ctx.save_for_backward(weight, P)
         ctx.sizes, ctx.version, ctx.inside, ctx.strictly = sizes, version, inside, strictly
         if inside:
@@ -332,14 +331,14 @@ class _ConstructBilinear(torch.autograd.Function):
                 _InsideBilinear(P[:, part], ctx.sizes, ctx.version,
                                 consts).backward(weight[part], grad_flat, not ctx.strictly, start,
                                                  grad_weight[part], grad_P[:, part])
-            return grad_weight, grad_P, None, None
+            return grad_weight, grad_P, None, None, None
         grad_kernel = grad_kernel.contiguous()
         for start in range(0, weight.shape[0], ctx.chunk):
             part = slice(start, start + ctx.chunk)
             grad_weight[part], grad_P[:,
                                       part] = _Bilinear(P[:, part], ctx.sizes, ctx.version,
                                                         start).backward(weight[part], grad_kernel)
-        return grad_weight, grad_P, None, None
+        return grad_weight, grad_P, None, None, None
 
 
 def _outer_sum(terms: Sequence[Tensor]) -> Tensor:

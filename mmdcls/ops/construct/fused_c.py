@@ -32,8 +32,8 @@ class _ConstructNative2d(torch.autograd.Function):
             save = grad_needed and version == 'gauss' and cpu.saved_profiles_size(
                 sizes, weight.shape[-1], weight.dtype) <= (
                     cpu.SAVED_PROFILES_MAX_RATIO * sizes[0] * sizes[1])
-            kernel, saved = cpu.dense_forward(weight, P, SIG, sizes, layout,
-                                                 SIGMA_FLOOR[version], version, save)
+            kernel, saved = cpu.dense_forward(weight, P, SIG, sizes, layout, SIGMA_FLOOR[version],
+                                              version, save)
             ctx.saved = saved
             ctx.save_for_backward(weight, P, SIG)
             return kernel
@@ -47,7 +47,7 @@ class _ConstructNative2d(torch.autograd.Function):
         if ctx.version in VERSIONS_WITH_SIGMA:
             weight, P, SIG = ctx.saved_tensors
             grads = cpu.dense_backward(weight, P, SIG, grad_kernel, ctx.sizes, ctx.layout,
-                                          SIGMA_FLOOR[ctx.version], ctx.version, ctx.saved)
+                                       SIGMA_FLOOR[ctx.version], ctx.version, ctx.saved)
             ctx.saved = None
             return (*grads, None, None, None)
         weight, P = ctx.saved_tensors

@@ -13,7 +13,6 @@ from torch import Tensor
 from .conventions import GAUSS_EXPONENT_FLOOR, NORMALISATION_EPS, SIGMA_FLOOR, outer, position_axes
 
 
-
 def _axis_profile(offset: Tensor, sigma: Tensor, version: str, in_place: bool = False) -> Tensor:
     """``max`` / ``gauss`` weights on one kernel axis (``v0`` / ``v1``: :mod:`.bilinear`).
     offset ([ndim,] R, K, G): grid index minus position; sigma ([ndim,] R, K, 1): widths with

@@ -1,8 +1,13 @@
-"""Dcls modules: construction checks, clamping, state dicts, dtypes, autocast, torch.compile."""
+"""Dcls modules: construction checks, clamping, state dicts, dtypes (half-precision modules
+included), autocast, torch.compile (one graph) and JIT traces."""
+import copy
+
 import pytest
 import torch
 
-from mmdcls.ops import Dcls1d, Dcls2d, Dcls3d, construct_kernel, dcls_conv2d
+from mmdcls.ops import (Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, LargeKernelDepthwiseConv2d,
+                        construct_kernel, dcls_conv2d)
+from mmdcls.ops.torch_compat import DYNAMO_TRACES_OPS
 
 
 def small_layer(version='v0', **overrides):
@@ -67,20 +72,103 @@ def test_autocast_bfloat16_keeps_construction_float32(version):
     assert (y.float() - reference).abs().max() <= 0.05 * reference.abs().max()
 
 
-def test_torch_compile_matches_eager():
+LAYER_FACTORIES = {
+    'Dcls1d': (lambda: Dcls1d(4, 4, 3, dilated_kernel_size=7, padding=3, version='v1'), (11, )),
+    'Dcls2d-v0':
+    (lambda: Dcls2d(8, 8, 5, dilated_kernel_size=9, padding=4, groups=8, version='v0'), (12, 12)),
+    'Dcls2d-gauss':
+    (lambda: Dcls2d(4, 6, 5, dilated_kernel_size=(7, 5), padding=(3, 2), version='gauss'), (9, 8)),
+    'Dcls3d': (lambda: Dcls3d(2, 2, 3, dilated_kernel_size=3, padding=1, version='max'), (4, 5, 4)),
+    'Dcls3_1d':
+    (lambda: Dcls3_1d(2, 4, 3, dense_kernel_size=(3, 1), dilated_kernel_size=5, padding=(1, 0, 2)),
+     (4, 3, 7)),
+    'Dcls2dK1d':
+    (lambda: Dcls2dK1d(4, 4, 3, dilated_kernel_size=7, padding=(3, 0), groups=4, version='v0'),
+     (9, 6)),
+    'LargeKernelConv2d': (lambda: LargeKernelDepthwiseConv2d(4, 9), (12, 11)),
+}
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Each compile test starts from no compiled code (dynamo's per-function recompile limit
+    would otherwise be reached across the parametrised layers)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _outputs_and_grads(module, x, train):
+    """The output and, in train mode, the gradients of every parameter and of x."""
+    module.zero_grad()
+    x = x.clone().requires_grad_(train)
+    with torch.set_grad_enabled(train):
+        y = module(x)
+    if not train:
+        return [y]
+    y.square().sum().backward()
+    return [y, x.grad] + [p.grad.clone() for p in module.parameters()]
+
+
+@pytest.mark.usefixtures('fresh_dynamo')
+@pytest.mark.parametrize('name', list(LAYER_FACTORIES))
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('order', ['compiled_first', 'eager_first'])
+def test_torch_compile_fullgraph_matches_eager(name, mode, order):
+    """One graph (no break: no host reads, no C calls) for every DCLS layer and the large-kernel
+    conv, in train and eval mode, before and after an eager call (which fills the kernel
+    cache and the measured choices), with the eager outputs and gradients."""
+    if not DYNAMO_TRACES_OPS:
+        pytest.skip('torch.compile traces the DCLS layers from torch 2.4')
+    factory, spatial = LAYER_FACTORIES[name]
+    torch.manual_seed(0)
+    layer = factory()
+    layer.train(mode == 'train')
+    x = torch.randn(2, layer.in_channels, *spatial)
+    compiled = torch.compile(layer, fullgraph=True, backend='aot_eager')
+    if order == 'eager_first':
+        eager = _outputs_and_grads(layer, x, mode == 'train')
+        ours = _outputs_and_grads(compiled, x, mode == 'train')
+    else:
+        ours = _outputs_and_grads(compiled, x, mode == 'train')
+        eager = _outputs_and_grads(layer, x, mode == 'train')
+    for a, b in zip(ours, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.usefixtures('fresh_dynamo')
+def test_torch_compile_inductor_matches_eager():
+    if not DYNAMO_TRACES_OPS:
+        pytest.skip('torch.compile traces the DCLS layers from torch 2.4')
     torch.manual_seed(0)
     layer = small_layer('v0', in_channels=8, out_channels=8, groups=8)
     x = torch.randn(2, 8, 12, 12)
-    compiled = torch.compile(layer)
-    y = compiled(x)
-    y.square().sum().backward()
-    grads = [p.grad.clone() for p in layer.parameters()]
-    layer.zero_grad()
-    y_eager = layer(x)
-    y_eager.square().sum().backward()
-    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
-    for g, p in zip(grads, layer.parameters()):
-        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-5)
+    ours = _outputs_and_grads(torch.compile(layer, fullgraph=True), x, True)
+    for a, b in zip(ours, _outputs_and_grads(layer, x, True)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', list(LAYER_FACTORIES))
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_modules(name, dtype):
+    """A module in float16 / bfloat16 (``model.half()``, mmengine's fp16 conversion) runs in that
+    dtype, forward and backward, within the dtype's rounding of the float32 module."""
+    factory, spatial = LAYER_FACTORIES[name]
+    torch.manual_seed(0)
+    layer = factory()
+    x = torch.randn(2, layer.in_channels, *spatial)
+    reference = _outputs_and_grads(layer, x, True)
+    half = copy.deepcopy(layer).to(dtype)
+    ours = _outputs_and_grads(half, x.to(dtype), True)
+    tolerance = 2e-2 if dtype == torch.float16 else 6e-2
+    for what, a, b in zip(['output', 'input grad'] + [n for n, _ in layer.named_parameters()], ours,
+                          reference):
+        assert a.dtype == dtype, what
+        scale = b.abs().max().clamp_min(1e-6)
+        assert (a.float() - b).abs().max() <= tolerance * scale, what
+    half.eval()
+    with torch.no_grad():
+        assert half(x.to(dtype)).dtype == dtype
 
 
 @pytest.mark.parametrize('version', ['v0', 'v1', 'max', 'gauss'])
