@@ -71,6 +71,27 @@ def missing_by_design(error: BaseException):
 requires_mmcv_ops = pytest.mark.skipif(_absent('mmcv._ext'), reason=_OPTIONAL_STACK['mmcv._ext'])
 
 
+@pytest.fixture(params=['c', 'torch'])
+def construction_backend(request, monkeypatch):
+    """Runs a test once through the fused C construction (2-D CPU kernels; skipped where it
+    cannot be built) and once through the pure-torch one, which other machines fall back to.
+    """
+    from mmdcls.ops.kernels import cpu
+    if request.param == 'torch':
+        monkeypatch.setenv(cpu.ENV_VAR, '0')
+    else:
+        monkeypatch.setenv(cpu.ENV_VAR, 'auto')
+        if cpu.library() is None:
+            pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
+    return request.param
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'benchmark: wall-clock measurements; deselected by default (setup.cfg), run '
+        'by `make bench`')
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failure caused only by a module this lane lacks by design becomes a skip."""

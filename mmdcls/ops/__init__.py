@@ -19,7 +19,6 @@ from .dcls3_1d import Dcls3_1d
 __all__ = [
     'VERSIONS', 'VERSIONS_WITH_SIGMA', 'PADDING_MODES', 'construct_kernel', 'position_axes',
     'conv_nd', 'LargeKernelConv2d', 'LargeKernelDepthwiseConv2d', 'DclsLayer', 'Dcls1d', 'Dcls2d',
-    'Dcls3d',
-    'Dcls2dK1d', 'Dcls3_1d', 'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding',
+    'Dcls3d', 'Dcls2dK1d', 'Dcls3_1d', 'dcls_conv1d', 'dcls_conv2d', 'dcls_conv3d', 'same_padding',
     'as_ntuple'
 ]

@@ -80,19 +80,26 @@ def _check_input(input: Tensor, ndim: int, channels: int, owner: str) -> None:
                          f'{tuple(input.shape)}')
 
 
+def _apply_padding_mode(input: Tensor, padding: Tuple[int, ...],
+                        padding_mode: str) -> Tuple[Tensor, Tuple[int, ...]]:
+    """``(input, padding)`` for ``conv_nd``'s zero padding: a non-zero ``padding_mode`` pads
+    explicitly first (as ``nn.ConvNd`` does) and leaves no padding to the convolution."""
+    if padding_mode == 'zeros':
+        return input, padding
+    # F.pad takes the last axis first
+    input = F.pad(input, [p for p in reversed(padding) for _ in range(2)], mode=padding_mode)
+    return input, (0, ) * len(padding)
+
+
 def _dcls_conv(input: Tensor, weight: Tensor, P: Tensor, SIG: Optional[Tensor],
                bias: Optional[Tensor], stride, padding, dilated_kernel_size, groups: int,
                version: str, padding_mode: str, conv_algo: Optional[str], ndim: int) -> Tensor:
     sizes = as_ntuple(dilated_kernel_size, ndim, 'dilated_kernel_size')
-    stride = as_ntuple(stride, ndim, 'stride')
-    padding = same_padding(sizes) if padding == 'same' else as_ntuple(padding, ndim, 'padding')
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f'padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}')
+    stride, padding = checked_stride_and_padding(stride, padding, sizes)
+    check_padding_mode(padding_mode)
     _check_input(input, ndim, weight.shape[1] * groups, f'dcls_conv{ndim}d')
     kernel = construct_kernel(weight, P, SIG, sizes, version)
-    if padding_mode != 'zeros':
-        input = F.pad(input, [p for p in reversed(padding) for _ in range(2)], mode=padding_mode)
-        padding = (0, ) * ndim
+    input, padding = _apply_padding_mode(input, padding, padding_mode)
     return conv_nd(input, kernel, bias, stride, padding, groups, algo=conv_algo)
 
 
@@ -202,14 +209,9 @@ class DclsLayer(CachedKernelMixin, nn.Module):
         """Constructs the kernel (in eval / no-grad: reuses the one built for unchanged
         parameters, see :mod:`.kernel_cache`) and convolves with :func:`conv_nd`."""
         _check_input(input, self._conv_ndim, self.in_channels, type(self).__name__)
-        kernel, spectrum = self._forward_kernel((self.weight, self.P, self.SIG),
+        kernel, constant = self._forward_kernel((self.weight, self.P, self.SIG),
                                                 self.construct_kernel, self._kernel_cache_key())
-        padding = self.padding
-        if self.padding_mode != 'zeros':
-            # explicit pad, as nn.ConvNd does for non-zero modes; F.pad takes the last axis first
-            input = F.pad(
-                input, [p for p in reversed(padding) for _ in range(2)], mode=self.padding_mode)
-            padding = (0, ) * self._conv_ndim
+        input, padding = _apply_padding_mode(input, self.padding, self.padding_mode)
         return conv_nd(
             input,
             kernel,
@@ -218,11 +220,10 @@ class DclsLayer(CachedKernelMixin, nn.Module):
             padding,
             self.groups,
             algo=self.conv_algo,
-            kernel_spectrum=spectrum)
+            constant=constant)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        self._drop_kernel_cache()  # (copy_ bumps the versions anyway)
         for name, param in self.named_parameters(recurse=False):
             key = prefix + name
             if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
@@ -308,7 +309,6 @@ class _DclsNd(DclsLayer):
     @torch.no_grad()
     def clamp_parameters(self) -> None:
         """Clamps each position component into +- dilated_kernel_size[i] // 2, in place."""
-        self._drop_kernel_cache()  # (clamp_ bumps P's version anyway)
         for i, size in enumerate(self.dilated_kernel_size):
             self.P.select(0, i).clamp_(-(size // 2), size // 2)
 

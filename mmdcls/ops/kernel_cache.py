@@ -1,46 +1,44 @@
-"""Reuse of a DCLS layer's constructed kernel (and its FFT spectra) while nothing it depends on
-changed: what makes an unfolded model in eval mode (``tools/test.py``, validation during
-training) as fast as a folded one.
+"""Reuse of a layer's constructed kernel (and what the convolution algorithms prepare from it,
+e.g. FFT spectra) while the values it was built from are unchanged: what makes an unfolded
+model in eval mode (``tools/test.py``, validation during training) as fast as a folded one.
 
 A layer rebuilds its kernel on every forward pass that needs gradients (training). When no
 gradient is needed (``torch.no_grad()``, ``torch.inference_mode()``, or parameters with
-``requires_grad=False``), :class:`KernelCache` hands back the kernel built for the same
-parameters, recognised by:
+``requires_grad=False``), :class:`KernelCache` hands back the kernel built from parameters
+with the same values, and the :class:`~mmdcls.ops.conv.ConstantKernel` holding what the
+algorithms prepared from it.
 
-* identity: the same storage (``data_ptr``), shape, strides, dtype and device of every
-  parameter. The cache holds a reference to the parameters' storages, so a freed storage
-  cannot come back at the same address as a different tensor;
-* content: the tensors' in-place version counters (``_version``), which every in-place
-  change bumps: an optimizer step, ``load_state_dict`` (``copy_``), ``clamp_parameters``
-  (``clamp_``), ``with torch.no_grad(): p.add_(...)``;
-* the layer's construction settings (version, sizes), passed as ``extra``.
-
-The layers also drop the cache explicitly in ``_apply`` (``.to()``, ``.float()``, ``.cuda()``),
-``_load_from_state_dict`` and ``clamp_parameters``, so it never holds memory of a previous
-device or dtype. Parameters without version counters (inference tensors, created under
-``inference_mode``), JIT traces and ``torch.compile`` graphs bypass the cache.
-
-The FFT spectra (:func:`mmdcls.ops.conv.kernel_spectrum_for`) of a cached kernel are kept per
-(transform lengths, form): one entry per input size seen since the kernel was built, at most
-:data:`MAX_SPECTRA`.
+The cache is exact by construction: it keeps a copy of the parameters it built from (a few KB
+for a DCLS layer) and compares every element's bits against the current ones on each call, so
+every way of changing a parameter is seen: optimizer steps (fused ones included),
+``load_state_dict``, writes through ``.data`` or ``.numpy()``, mmengine's ``EMAHook`` swapping
+weights with ``p.data.copy_``, a teacher updated with ``p.data.mul_().add_()``, a storage
+reused at the same address. It serves CPU parameters only: on other devices the comparison
+would need the host to wait for the device (a synchronisation every forward), so there the
+kernel is built on every call (on CUDA a few fused launches). JIT traces and
+``torch.compile`` graphs bypass it.
 """
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .conv import kernel_spectrum_for
+from .conv.problem import ConstantKernel
 from .torch_compat import is_compiling
 
-#: spectra kept per kernel (input sizes of a multi-scale test are few; each is kernel-sized)
-MAX_SPECTRA = 4
+#: a kernel and, when it is cached, what is kept about it
+KernelAndFacts = Tuple[Tensor, Optional[ConstantKernel]]
+
+# integer dtype of the same width, to compare floating-point values bit for bit (NaN == NaN,
+# -0.0 != 0.0: a cached kernel is reused only for identical parameters)
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def _tensor_key(tensor: Optional[Tensor]):
-    if tensor is None:
-        return None
-    return (tensor.data_ptr(), tensor._version, tuple(tensor.shape), tensor.stride(), tensor.dtype,
-            tensor.device)
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    bits = _BITS[a.element_size()]
+    return torch.equal(a.view(bits), b.view(bits))
 
 
 class KernelCache:
@@ -51,11 +49,11 @@ class KernelCache:
         self.clear()
 
     def clear(self) -> None:
-        """Forgets the kernel, its spectra and the references to the parameters."""
-        self._key = None
-        self._held: Tuple[Tensor, ...] = ()
+        """Forgets the kernel, its prepared state and the parameter copies."""
+        self._extra = None
+        self._values: Tuple[Optional[Tensor], ...] = ()
         self._kernel: Optional[Tensor] = None
-        self._spectra: Dict[tuple, Tensor] = {}
+        self._constant: Optional[ConstantKernel] = None
 
     @property
     def kernel(self) -> Optional[Tensor]:
@@ -65,56 +63,51 @@ class KernelCache:
     @staticmethod
     def applies(params: Sequence[Optional[Tensor]]) -> bool:
         """Whether a forward pass with these parameters may use the cache: no gradient
-        needed, eager mode, every parameter with a version counter."""
-        if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
+        needed, CPU parameters, eager mode."""
+        present = [p for p in params if p is not None]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in present):
             return False
         if torch.jit.is_tracing() or torch.jit.is_scripting() or is_compiling():
             return False
-        return not any(p is not None and p.is_inference() for p in params)
+        return all(p.device.type == 'cpu' for p in present)
+
+    def _unchanged(self, params: Sequence[Optional[Tensor]], extra) -> bool:
+        if self._kernel is None or extra != self._extra or len(params) != len(self._values):
+            return False
+        for param, value in zip(params, self._values):
+            if (param is None) != (value is None):
+                return False
+            if param is not None and not _same_bits(param.detach(), value):
+                return False
+        return True
 
     def get(self, params: Sequence[Optional[Tensor]], build: Callable[[], Tensor],
-            extra=()) -> Tensor:
-        """The kernel of ``params``: the cached one if they (and ``extra``) are unchanged,
-        else ``build()`` (run under ``no_grad``), which is then cached. Call only where
-        :meth:`applies` holds."""
-        key = (tuple(_tensor_key(p) for p in params), tuple(extra))
-        if self._kernel is None or key != self._key:
+            extra=()) -> Tuple[Tensor, ConstantKernel]:
+        """``(kernel, constant)``: the cached kernel if ``params`` hold the same values (and
+        ``extra``, the layer's construction settings, is equal), else ``build()`` (run under
+        ``no_grad``), which is then cached. Call only where :meth:`applies` holds."""
+        extra = tuple(extra)
+        if not self._unchanged(params, extra):
             self.clear()
             # built as a normal tensor even under inference_mode, so that it serves later
-            # no_grad calls too and conv_nd can remember facts about it (its non-zero taps)
+            # no_grad calls too
             with torch.inference_mode(False), torch.no_grad():
+                values = tuple(None if p is None else p.detach().clone() for p in params)
                 kernel = build()
-                # the storages stay referenced (detached views: no autograd history) so that
-                # their addresses cannot be reused while the key names them
-                self._held = tuple(p.detach() for p in params if p is not None)
-            self._key, self._kernel = key, kernel
-        return self._kernel
-
-    def spectrum(self, lengths: Tuple[int, ...], native_form: bool) -> Tensor:
-        """:func:`kernel_spectrum_for` the cached kernel (``conv_nd``'s ``kernel_spectrum``
-        argument), computed once per (lengths, form)."""
-        if self._kernel is None:
-            raise RuntimeError('KernelCache.spectrum needs a cached kernel (call get() first)')
-        key = (tuple(lengths), bool(native_form))
-        spectrum = self._spectra.get(key)
-        if spectrum is None:
-            if len(self._spectra) >= MAX_SPECTRA:
-                self._spectra.pop(next(iter(self._spectra)))
-            with torch.inference_mode(False), torch.no_grad():
-                spectrum = kernel_spectrum_for(self._kernel, lengths, native_form)
-            self._spectra[key] = spectrum
-        return spectrum
+            self._extra, self._values, self._kernel = extra, values, kernel
+            self._constant = ConstantKernel()
+        return self._kernel, self._constant
 
 
 class CachedKernelMixin:
-    """For the DCLS ``nn.Module`` layers: :meth:`_forward_kernel` gives the kernel of a
-    forward pass (cached when no gradient is needed) and the ``kernel_spectrum`` argument for
-    ``conv_nd``; ``.to()`` and friends drop the cache. The layer calls
-    :meth:`_drop_kernel_cache` where it changes its parameters itself."""
+    """For ``nn.Module`` layers with a constructed (or constant) kernel: :meth:`_forward_kernel`
+    gives the kernel of a forward pass and, when it is cached, its
+    :class:`~mmdcls.ops.conv.ConstantKernel` for ``conv_nd``; ``.to()`` and friends drop the
+    cache (it never holds memory of a previous device or dtype)."""
 
     def _kernel_cache(self) -> KernelCache:
         cache = self.__dict__.get('_dcls_kernel_cache')
-        if cache is None:  # also for layers unpickled from before the cache existed
+        if cache is None:  # also for layers unpickled without one
             cache = KernelCache()
             self.__dict__['_dcls_kernel_cache'] = cache
         return cache
@@ -127,14 +120,13 @@ class CachedKernelMixin:
     def _forward_kernel(self,
                         params: Sequence[Optional[Tensor]],
                         build: Callable[[], Tensor],
-                        extra=()):
-        """``(kernel, kernel_spectrum)``: the cached kernel and its spectrum function when no
-        gradient is needed, else ``(build(), None)`` (and the cache is dropped: the
-        parameters are about to change)."""
-        cache = self._kernel_cache()
+                        extra: tuple = ()) -> KernelAndFacts:
+        """``(kernel, constant)``: the cached kernel and its facts where
+        :meth:`KernelCache.applies`, else ``(build(), None)``."""
         if KernelCache.applies(params):
-            return cache.get(params, build, extra), cache.spectrum
-        cache.clear()
+            return self._kernel_cache().get(params, build, extra)
+        if not (torch.jit.is_tracing() or is_compiling()):
+            self._drop_kernel_cache()  # frees the kernel while training
         return build(), None
 
     def _apply(self, *args, **kwargs):

@@ -93,7 +93,6 @@ class _LearnedAxisDcls(DclsLayer):
     @torch.no_grad()
     def clamp_parameters(self) -> None:
         """Clamps the positions into +- dilated_kernel_size // 2, in place."""
-        self._drop_kernel_cache()  # (clamp_ bumps P's version anyway)
         lim = self.dilated_kernel_size[0] // 2
         self.P.clamp_(-lim, lim)
 

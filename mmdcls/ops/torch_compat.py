@@ -13,7 +13,8 @@ import torch
 
 __all__ = [
     'is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
-    'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'profiler_event_start_ns'
+    'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'constant_under_compile',
+    'profiler_event_start_ns'
 ]
 
 _F = TypeVar('_F', bound=Callable)
@@ -92,6 +93,16 @@ def eager_under_old_dynamo(fn: _F) -> _F:
         return fn
     import torch._dynamo  # not imported by ``import torch`` on every version
     return torch._dynamo.disable(fn)
+
+
+def constant_under_compile(fn: _F) -> _F:
+    """``fn`` run for real while ``torch.compile`` traces its caller, its result baked into the
+    graph as a constant (``torch.compiler.assume_constant_result``); its arguments must be
+    plain Python values. Eager calls are unaffected. Where dynamo does not trace mmdcls's
+    operators (:data:`DYNAMO_TRACES_OPS`), ``fn`` itself."""
+    if not DYNAMO_TRACES_OPS:
+        return fn
+    return torch.compiler.assume_constant_result(fn)
 
 
 def profiler_event_start_ns(event) -> int:

@@ -1,5 +1,8 @@
 """The eval-mode kernel cache of the DCLS layers (mmdcls/ops/kernel_cache.py): reused while the
-parameters are unchanged and no gradient is needed, rebuilt after every kind of change."""
+parameters hold the same values and no gradient is needed; rebuilt after every kind of change,
+including those that bypass autograd's version counters (writes through ``.data`` or
+``.numpy()``, fused optimizers). mmengine's EMAHook and mmdet's MeanTeacherHook:
+tests/test_engine/test_weight_swapping_hooks.py."""
 import copy
 import io
 
@@ -113,6 +116,25 @@ def _changes():
     def data_swap(layer):
         layer.P.data = layer.P.data.clone().add_(0.5)
 
+    def data_in_place(layer):
+        layer.P.data.add_(0.5)  # .data has a version counter of its own
+
+    def weight_data_in_place(layer):
+        layer.weight.data.mul_(-2)
+
+    def numpy_write(layer):
+        layer.weight.detach().numpy()[...] *= -2
+
+    def fused_optimizer_step(layer):
+        try:
+            optimizer = torch.optim.AdamW(layer.parameters(), lr=0.5, fused=True)
+        except (RuntimeError, TypeError) as error:
+            pytest.skip(f'no fused AdamW on this torch / device: {error}')
+        layer.train()
+        layer(torch.randn(1, layer.in_channels, *[9] * len(layer.kernel_size))).sum().backward()
+        optimizer.step()
+        layer.eval()
+
     def clamp(layer):
         with torch.no_grad():
             layer.P.data = layer.P.data * 0 + 100  # beyond the kernel: clamping changes it
@@ -124,6 +146,10 @@ def _changes():
         load_state_dict=load_state_dict,
         in_place=in_place,
         data_swap=data_swap,
+        data_in_place=data_in_place,
+        weight_data_in_place=weight_data_in_place,
+        numpy_write=numpy_write,
+        fused_optimizer_step=fused_optimizer_step,
         clamp=clamp)
 
 
@@ -174,23 +200,47 @@ def test_shared_positions_invalidate_every_layer_using_them():
     assert first.builds == second.builds == 2
 
 
-def test_fft_spectra_cached_per_input_size():
+def test_prepared_spectra_kept_per_input_size():
     layer, x = make('Dcls2d-v0')
     layer.conv_algo = 'fft'
     layer.eval()
     cache = layer._kernel_cache()
+
+    def spectra():
+        return {
+            key: value
+            for key, value in cache._constant._values.items() if key[0] == 'prepared'
+        }
+
     with torch.no_grad():
         y = layer(x)
-        assert len(cache._spectra) == 1
-        spectrum = next(iter(cache._spectra.values()))
+        assert len(spectra()) == 1
+        spectrum = next(iter(spectra().values()))
         assert torch.equal(layer(x), y)
-        assert next(iter(cache._spectra.values())) is spectrum  # reused
+        assert next(iter(spectra().values())) is spectrum  # reused
         layer(torch.randn(1, 8, 20, 16))
-        assert len(cache._spectra) == 2
+        assert len(spectra()) == 2
         torch.testing.assert_close(y, fresh_output(layer, x), rtol=1e-5, atol=1e-5)
-        layer.weight.mul_(0.5)
+        layer.weight.data.mul_(0.5)
         layer(x)
-    assert len(cache._spectra) == 1 and layer.builds == 2
+    assert len(spectra()) == 1 and layer.builds == 2
+
+
+def test_identical_values_in_a_new_storage_reuse_the_kernel():
+    """Only values matter: a state dict of the same values (new storages, new versions) keeps
+    the kernel; one differing bit (-0.0 against 0.0) does not."""
+    layer, x = make('Dcls2d-v0')
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+        layer.load_state_dict({k: v.clone() for k, v in layer.state_dict().items()})
+        layer(x)
+        assert layer.builds == 1
+        layer.weight.data[0, 0, 0] = 0.0
+        layer(x)
+        layer.weight.data[0, 0, 0] = -0.0
+        layer(x)
+    assert layer.builds == 3
 
 
 def test_cache_is_not_copied_or_pickled():

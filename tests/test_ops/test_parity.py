@@ -5,7 +5,6 @@ import itertools
 
 import pytest
 import torch
-from construction_backends import construction_backend  # noqa: F401 (fixture)
 from DCLS.construct import modules as official
 
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, construct_kernel
@@ -409,15 +408,19 @@ def test_one_axis_layers_match_official_with_every_conv_algo(name, flat_dim, alg
 
 @pytest.mark.parametrize('name,flat_dim', [('Dcls3_1d', None), ('Dcls2dK1d', 0), ('Dcls2dK1d', 1)])
 def test_one_axis_sparse_direct_matches_official(name, flat_dim):
-    """'sparse_direct' (the C library's depthwise direct conv over non-zero taps, training and
-    inference; 'channels_last' where it does not apply: 3-D) with gradients, and under
-    no_grad (the eval kernel cache)."""
+    """'sparse_direct' (the C library's 2-D depthwise direct conv over non-zero taps, training
+    and inference) with gradients, and under no_grad (the eval kernel cache); a 3-D layer
+    asking for it is told why it cannot."""
     ours, reference = build_one_axis_pair(
         name,
         'v0' if name == 'Dcls2dK1d' else 'v1',
         flat_dim,
         'depthwise',
         conv_algo='sparse_direct')
+    if name == 'Dcls3_1d':
+        with pytest.raises(ValueError, match='2-D depthwise convolutions only'):
+            ours(torch.randn(2, ours.in_channels, *ONE_AXIS_INPUT[name]))
+        return
     check_one_axis(ours, reference, name)
     x = torch.randn(2, ours.in_channels, *ONE_AXIS_INPUT[name])
     with torch.no_grad():

@@ -1,22 +1,24 @@
 """``nn.Conv{1,2,3}d`` subclasses computed by :func:`mmdcls.ops.conv.conv_nd`: the same
 arguments, parameters and state dict, exported as one standard Conv, for plain large-kernel
 convs and for DCLS layers folded for deployment (:func:`mmdcls.deploy.fold_dcls`)."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernel_cache import CachedKernelMixin
 from ..torch_compat import is_compiling
 from .dispatch import conv_nd
-from .fft import kernel_spectrum_for
 from .selection import check_algo
 
 
-class _LargeKernelConvMixin:
+class _LargeKernelConvMixin(CachedKernelMixin):
     """Forward of :class:`LargeKernelConv1d` / ``2d`` / ``3d``: ``conv_nd`` with the module's
-    ``conv_algo`` in eager mode; plain ``F.conv`` while tracing / exporting (one standard Conv
-    node in ONNX)."""
+    ``conv_algo`` in eager mode (in inference with the weight as a constant kernel: what the
+    algorithm prepares from it, e.g. its FFT spectra, is kept while its values are unchanged;
+    see :mod:`mmdcls.ops.kernel_cache`); plain ``F.conv`` while tracing / exporting (one
+    standard Conv node in ONNX)."""
 
     def _check_large_kernel_args(self) -> None:
         check_algo(self.conv_algo, 'conv_algo')
@@ -34,32 +36,18 @@ class _LargeKernelConvMixin:
             mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
             padding = (0, ) * len(self.kernel_size)
+        weight, constant = self._forward_kernel((self.weight, ), self.weight.detach)
+        if constant is None:
+            weight = self.weight
         return conv_nd(
             input,
-            self.weight,
+            weight,
             self.bias,
             self.stride,
             padding,
             self.groups,
             algo=self.conv_algo,
-            kernel_spectrum=self._kernel_spectrum)
-
-    def _kernel_spectrum(self, lengths: Tuple[int, ...], native_form: bool) -> Tensor:
-        """:func:`kernel_spectrum_for` the weight, cached while the weight is unchanged (same
-        tensor, same in-place version) and the lengths and form are the same (one entry: the
-        input size of the last inference call). Not in the state dict."""
-        weight = self.weight
-        try:
-            version = weight._version
-        except RuntimeError:  # inference tensors have no version counter: no cache
-            return kernel_spectrum_for(weight, lengths, native_form)
-        key = (weight.data_ptr(), version, weight.dtype, weight.device, lengths, native_form)
-        cached = getattr(self, '_spectrum_cache', None)
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = (key, kernel_spectrum_for(weight, lengths, native_form))
-            self._spectrum_cache = cached
-        return cached[1]
+            constant=constant)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -68,7 +56,7 @@ class _LargeKernelConvMixin:
 
 class LargeKernelConv1d(_LargeKernelConvMixin, nn.Conv1d):
     """``nn.Conv1d`` (same arguments, parameters, state dict; dilation 1) computed by
-    :func:`conv_nd`. Keyword ``conv_algo``: one of :data:`.selection.ALGOS` or None."""
+    :func:`conv_nd`. Keyword ``conv_algo``: one of :func:`.selection.algo_choices` or None."""
 
     def __init__(self, *args, conv_algo: Optional[str] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -1,161 +1,157 @@
-"""Which algorithm :func:`mmdcls.ops.conv.conv_nd` runs: the names, their aliases, the
-``MMDCLS_CONV_ALGO`` environment variable, ``'auto'`` (the cost model of :mod:`.cost_model`) and
-``'benchmark'`` (timed once per key, cached for the process).
+"""Which algorithm :func:`~mmdcls.ops.conv.conv_nd` runs.
 
-Selection (first that applies): the call's ``algo`` (a DCLS module's ``conv_algo``), the
-``MMDCLS_CONV_ALGO`` environment variable, then ``'auto'``.
+The request is the call's ``algo`` (a layer's ``conv_algo``), else ``$MMDCLS_CONV_ALGO``, else
+``'auto'``:
+
+* an algorithm's name (:data:`~mmdcls.ops.conv.algorithms.ALGORITHMS`): that algorithm, which
+  must apply to the call (otherwise ValueError saying why; nothing else is substituted);
+* ``'auto'``: the cheapest applicable algorithm by the costs fitted for the device; where an
+  applicable algorithm has no fitted cost for the device (CUDA), the fastest by measurement,
+  as ``'benchmark'``;
+* ``'benchmark'``: the applicable algorithms timed once per problem key (device, dtypes,
+  autocast, shapes, stride, padding, groups, gradients, layout) and the fastest kept for the
+  process (as ``torch.backends.cudnn.benchmark``). Under ``torch.compile`` the timing runs
+  while the graph is traced, on random tensors of the call's shapes.
 """
 import math
 import os
 import time
-from typing import Callable, Dict, Optional
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..kernels import cpu
-from ..torch_compat import get_autocast_dtype, is_autocast_enabled
-from .channels_last import conv_channels_last
-from .cost_model import heuristic_algo
-from .direct import conv_direct, needs_grad
-from .fft import conv_fft
-from .sparse_direct import conv_sparse_direct
+from ..torch_compat import constant_under_compile
+from .algorithm import ConvAlgorithm
+from .algorithms import ALGORITHMS
+from .execute import execute
+from .problem import CHANNELS_LAST_FORMATS, ConvProblem
 
-#: the concrete algorithms
-ALGORITHMS = ('direct', 'channels_last', 'fft', 'sparse_direct')
-#: earlier names, accepted wherever an algorithm name is: ``'native'`` was the sparse direct
-#: conv's name while it was the only C convolution (the FFT is C code too)
-ALIASES = {'native': 'sparse_direct'}
-#: every value ``algo`` / ``conv_algo`` / ``MMDCLS_CONV_ALGO`` accepts
-ALGOS = ('auto', 'benchmark') + ALGORITHMS + tuple(ALIASES)
 ENV_VAR = 'MMDCLS_CONV_ALGO'
-#: each concrete algorithm's function, all with the arguments
-#: ``(input, kernel, bias, stride, padding, groups)``
-ALGORITHM_FNS: Dict[str, Callable] = {
-    'direct': conv_direct,
-    'channels_last': conv_channels_last,
-    'fft': conv_fft,
-    'sparse_direct': conv_sparse_direct,
-}
+AUTO, BENCHMARK = 'auto', 'benchmark'
+
+
+def algo_choices() -> Tuple[str, ...]:
+    """Every value ``algo`` / ``conv_algo`` / ``$MMDCLS_CONV_ALGO`` accepts."""
+    return (AUTO, BENCHMARK) + tuple(ALGORITHMS)
 
 
 def check_algo(algo: Optional[str], name: str = 'algo') -> None:
-    """Raises ValueError unless ``algo`` is None or one of :data:`ALGOS`."""
-    if algo is not None and algo not in ALGOS:
-        raise ValueError(f'{name} must be one of {ALGOS} (or None), got {algo!r}')
+    """Raises ValueError unless ``algo`` is None or one of :func:`algo_choices`."""
+    if algo is not None and algo not in algo_choices():
+        raise ValueError(f'{name} must be one of {algo_choices()} (or None), got {algo!r}')
 
 
 def resolve_algo(algo: Optional[str] = None) -> str:
-    """The requested algorithm name: ``algo``, else ``$MMDCLS_CONV_ALGO``, else ``'auto'``;
-    aliases (:data:`ALIASES`) replaced by the name they stand for."""
+    """The requested name: ``algo``, else ``$MMDCLS_CONV_ALGO``, else ``'auto'``."""
     check_algo(algo)
     if algo is not None:
-        return ALIASES.get(algo, algo)
-    env = os.environ.get(ENV_VAR)
-    if env is None or env == '':
-        return 'auto'
+        return algo
+    env = os.environ.get(ENV_VAR) or AUTO
     check_algo(env, f'environment variable {ENV_VAR}')
-    return ALIASES.get(env, env)
+    return env
 
 
-# key (see _benchmark_key) -> fastest algorithm, for the process
-_BENCHMARK_CACHE: Dict[tuple, str] = {}
+def select_algorithm(problem: ConvProblem,
+                     algo: Optional[str] = None,
+                     kernel: Optional[Tensor] = None) -> ConvAlgorithm:
+    """The algorithm that computes ``problem`` for the request ``algo`` (see the module
+    docstring). ``kernel``: the call's kernel, timed as it is by a measured choice (zero taps
+    matter to some algorithms); random values of its shape otherwise."""
+    name = resolve_algo(algo)
+    if name not in (AUTO, BENCHMARK):
+        algorithm = ALGORITHMS[name]
+        reason = algorithm.why_not(problem)
+        if reason is not None:
+            raise ValueError(f'conv algorithm {name!r} cannot compute this convolution '
+                             f'({_summary(problem)}): {reason}')
+        return algorithm
+    candidates = [a for a in ALGORITHMS.values() if a.applies(problem)]
+    if name == AUTO:
+        costs = [a.cost(problem) for a in candidates]
+        if all(c is not None for c in costs):
+            return candidates[costs.index(min(costs))]
+    return ALGORITHMS[_measured_choice(problem, [a.name for a in candidates], kernel)]
+
+
+def _summary(problem: ConvProblem) -> str:
+    return (f'input {problem.input_shape} {problem.dtype} on {problem.device_type}, kernel '
+            f'{problem.kernel_shape} {problem.kernel_dtype}, stride {problem.stride}, groups '
+            f'{problem.groups}' +
+            (f', autocast {problem.autocast_dtype}' if problem.autocast_dtype is not None else ''))
+
+
+# (problem key, candidate names) -> fastest name, for the process
+_MEASURED: Dict[tuple, str] = {}
 
 
 def clear_benchmark_cache() -> None:
-    """Forgets the timings of ``algo='benchmark'``."""
-    _BENCHMARK_CACHE.clear()
+    """Forgets every measured choice."""
+    _MEASURED.clear()
 
 
-def _benchmark_key(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
-                   groups) -> tuple:
-    device_type = input.device.type
-    autocast = (get_autocast_dtype(device_type) if is_autocast_enabled(device_type) else None)
-    return (str(input.device), input.dtype, kernel.dtype, autocast, tuple(input.shape),
-            tuple(kernel.shape), bias is not None, stride, padding, groups, torch.is_grad_enabled()
-            and (input.requires_grad or kernel.requires_grad))
+def _measured_choice(problem: ConvProblem, names: List[str], kernel: Optional[Tensor]) -> str:
+    key = (problem.key(), tuple(names))
+    name = _MEASURED.get(key)
+    if name is None:
+        if len(names) == 1:
+            name = names[0]
+        elif problem.compiling:
+            name = _fastest_while_compiling(*key)
+        else:
+            name = _fastest(problem.key(), names, kernel)
+        _MEASURED[key] = name
+    return name
 
 
-def _time_algorithm(name: str,
-                    input: Tensor,
-                    kernel: Tensor,
-                    bias: Optional[Tensor],
-                    stride,
-                    padding,
-                    groups,
-                    backward: bool,
-                    repeats: int = 2) -> float:
-    fn = ALGORITHM_FNS[name]
-    x = torch.randn_like(input).requires_grad_(backward)
-    # the real kernel, not a random one: 'sparse_direct' skips its zero taps
-    k = kernel.detach().clone().requires_grad_(backward)
-    b = None if bias is None else torch.randn_like(bias).requires_grad_(backward)
-    sync = torch.cuda.synchronize if input.is_cuda else (lambda: None)
+@constant_under_compile
+def _fastest_while_compiling(problem_key: tuple, names: Tuple[str, ...]) -> str:
+    return _fastest(problem_key, names, None)
+
+
+def _fastest(problem_key: tuple, names: Sequence[str], kernel: Optional[Tensor]) -> str:
+    """The name of the fastest of ``names`` on tensors of ``problem_key``'s shapes (forward,
+    plus backward when it needs gradients), best of a few calls after one warm-up."""
+    (device, dtype, kernel_dtype, autocast_dtype, input_shape, kernel_shape, has_bias, stride,
+     padding, groups, needs_grad, channels_last) = problem_key
+    device = torch.device(device)
+    x = torch.randn(input_shape, dtype=dtype, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=CHANNELS_LAST_FORMATS[len(input_shape) - 2])
+    if kernel is None:
+        k = torch.randn(kernel_shape, dtype=kernel_dtype, device=device)
+    else:
+        k = kernel.detach().clone()
+    b = torch.randn(kernel_shape[0], dtype=kernel_dtype, device=device) if has_bias else None
+    for t in (x, k, b):
+        if t is not None:
+            t.requires_grad_(needs_grad)
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None else nullcontext())
+    times = {}
+    with torch.enable_grad() if needs_grad else torch.no_grad(), autocast:
+        problem = ConvProblem.describe(x, k, b, stride, padding, groups)
+        for name in names:
+            times[name] = _time(ALGORITHMS[name], x, k, b, problem)
+    return min(times, key=times.get)
+
+
+def _time(algorithm: ConvAlgorithm,
+          x: Tensor,
+          k: Tensor,
+          b: Optional[Tensor],
+          problem: ConvProblem,
+          repeats: int = 2) -> float:
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     best = math.inf
-    for _ in range(repeats + 1):  # first call warms up
+    for _ in range(repeats + 1):  # the first call warms up
         sync()
         start = time.perf_counter()
-        y = fn(x, k, b, stride, padding, groups)
-        if backward:
+        y = execute(algorithm, x, k, b, problem)
+        if problem.needs_grad:
             y.backward(torch.ones_like(y))
         sync()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def benchmark_algo(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride, padding,
-                   groups) -> str:
-    """``'benchmark'``'s choice: the fastest algorithm for this key, timed once and cached."""
-    key = _benchmark_key(input, kernel, bias, stride, padding, groups)
-    name = _BENCHMARK_CACHE.get(key)
-    if name is None:
-        backward = key[-1]
-        with torch.enable_grad() if backward else torch.no_grad():
-            times = {
-                a:
-                _time_algorithm(a, input.detach(), kernel.detach(),
-                                None if bias is None else bias.detach(), stride, padding, groups,
-                                backward)
-                for a in ALGORITHMS
-            }
-        name = _BENCHMARK_CACHE[key] = min(times, key=times.get)
-    return name
-
-
-def _mean_nonzero_taps(kernel: Tensor) -> float:
-    """Mean non-zero taps per output channel; remembered on weights (leaf tensors: folded
-    layers count a ~0.2 ms pass once instead of every call) until modified in place."""
-    if not kernel.is_leaf or kernel.is_inference():
-        return int(torch.count_nonzero(kernel)) / kernel.shape[0]
-    cached = getattr(kernel, '_mmdcls_nonzero_taps', None)
-    if cached is None or cached[0] != kernel._version:
-        cached = (kernel._version, int(torch.count_nonzero(kernel)) / kernel.shape[0])
-        kernel._mmdcls_nonzero_taps = cached
-    return cached[1]
-
-
-def select_algo(input: Tensor,
-                kernel: Tensor,
-                bias: Optional[Tensor],
-                stride,
-                padding,
-                groups,
-                algo: Optional[str] = None,
-                kernel_spectrum_cached: bool = False) -> str:
-    """The concrete algorithm (one of :data:`ALGORITHMS`) ``conv_nd`` runs for these arguments
-    (see the module docstring). ``kernel_spectrum_cached``: ``'auto'`` counts the kernel's
-    transform as free (a cached spectrum of a constant kernel)."""
-    name = resolve_algo(algo)
-    if name == 'auto':
-        nonzero_taps = None
-        if cpu.depthwise_usable(input, kernel, bias, stride, groups):
-            nonzero_taps = _mean_nonzero_taps(kernel)
-        channels_last = (
-            input.dim() == 4 and not input.is_contiguous()
-            and input.is_contiguous(memory_format=torch.channels_last))
-        return heuristic_algo(input.shape, kernel.shape, stride, padding, groups, input.device.type,
-                              needs_grad(input, kernel, bias), kernel_spectrum_cached, nonzero_taps,
-                              channels_last)
-    if name == 'benchmark':
-        return benchmark_algo(input, kernel, bias, stride, padding, groups)
-    return name

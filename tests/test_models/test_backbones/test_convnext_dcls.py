@@ -457,7 +457,7 @@ def test_outputs_are_nchw_contiguous_for_mmcv_ops(small_arch, monkeypatch, algo)
 
 
 @pytest.mark.parametrize('version,size,count', [('v0', 17, 12), ('gauss', 23, 9)])
-@pytest.mark.parametrize('algo', ['fft', 'native', 'channels_last'])
+@pytest.mark.parametrize('algo', ['fft', 'c_fft', 'sparse_direct', 'channels_last'])
 def test_every_conv_algorithm_trains_the_same_network(small_arch, monkeypatch, algo, version, size,
                                                       count):
     """A whole backbone in training (channels-last block inputs, output gradients in whatever

@@ -114,9 +114,9 @@ def test_float64_no_bias_and_gradcheck(ran, name, device):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', NAMES)
-@pytest.mark.parametrize('needs', [(True, False, False), (False, True, False),
-                                   (False, False, True)],
-                         ids=['input', 'kernel', 'bias'])
+@pytest.mark.parametrize(
+    'needs', [(True, False, False), (False, True, False), (False, False, True)],
+    ids=['input', 'kernel', 'bias'])
 def test_partial_gradients(name, device, needs):
     """Only the tensors that require a gradient get one, equal to F.conv's."""
     torch.manual_seed(3)
@@ -126,8 +126,8 @@ def test_partial_gradients(name, device, needs):
     if why_not(name, x, k, b, (1, 1), (4, 4), 4) is not None:
         pytest.skip(f'{name} does not apply')
     inputs = [t for t in (x, k, b) if t.requires_grad]
-    ours = torch.autograd.grad(conv_nd(x, k, b, (1, 1), (4, 4), 4, algo=name).square().sum(),
-                               inputs)
+    ours = torch.autograd.grad(
+        conv_nd(x, k, b, (1, 1), (4, 4), 4, algo=name).square().sum(), inputs)
     refs = torch.autograd.grad(F.conv2d(x, k, b, 1, 4, 1, 4).square().sum(), inputs)
     for a, r in zip(ours, refs):
         assert rel_err(a, r) < 1e-4
@@ -199,8 +199,6 @@ def test_argument_errors():
     with pytest.raises(ValueError, match='larger than the padded input'):
         conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 9, 9), None, (1, 1), (0, 0), 2)
     with pytest.raises(ValueError, match='bias must have shape'):
-        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 3, 3), torch.randn(3), (1, 1), (1, 1),
-                2)
+        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 3, 3), torch.randn(3), (1, 1), (1, 1), 2)
     with pytest.raises(TypeError, match='same dtype outside autocast'):
-        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 3, 3).double(), None, (1, 1), (1, 1),
-                2)
+        conv_nd(torch.randn(1, 2, 4, 4), torch.randn(2, 1, 3, 3).double(), None, (1, 1), (1, 1), 2)

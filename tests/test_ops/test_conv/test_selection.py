@@ -105,8 +105,10 @@ def test_benchmark_times_the_applicable_algorithms_once_per_key():
     assert len(selection._MEASURED) == 1
     select_algorithm(describe(x[:, :, :12], k, padding=(5, 5)), 'benchmark')
     (key, names), = [k for k in selection._MEASURED if k[0][4][2] == 12]
-    assert set(names) == {a.name for a in ALGORITHMS.values() if a.applies(
-        describe(x[:, :, :12], k, padding=(5, 5)))}
+    assert set(names) == {
+        a.name
+        for a in ALGORITHMS.values() if a.applies(describe(x[:, :, :12], k, padding=(5, 5)))
+    }
     clear_benchmark_cache()
 
 
@@ -115,8 +117,8 @@ def test_the_measured_choice_works_while_compiling():
     call's shapes): one graph, the same values."""
     clear_benchmark_cache()
     x, k = torch.randn(1, 3, 16, 16), torch.randn(3, 1, 11, 11)
-    fn = torch.compile(lambda x, k: conv_nd(x, k, None, (1, 1), (5, 5), 3, algo='benchmark'),
-                       fullgraph=True)
+    fn = torch.compile(
+        lambda x, k: conv_nd(x, k, None, (1, 1), (5, 5), 3, algo='benchmark'), fullgraph=True)
     torch.testing.assert_close(fn(x, k), F.conv2d(x, k, None, 1, 5, 1, 3), rtol=1e-4, atol=1e-4)
     assert len(selection._MEASURED) == 1
     clear_benchmark_cache()
@@ -135,8 +137,10 @@ def test_auto_is_the_cheapest_applicable_algorithm():
     """On the CPU every algorithm has fitted costs: 'auto' is the applicable one of least cost
     (ties to the first in the table), a dense algorithm for small kernels, never one that does
     not apply, for every shape, gradient mode, layout and sparsity."""
-    for (xs, ks, stride, padding, groups), grad, layout, sparse in itertools.product(
-            SHAPES, (True, False), ('nchw', 'channels_last'), (False, True)):
+    for (xs, ks, stride, padding,
+         groups), grad, layout, sparse in itertools.product(SHAPES, (True, False),
+                                                            ('nchw', 'channels_last'),
+                                                            (False, True)):
         x, k = torch.randn(xs), torch.randn(ks)
         if sparse:
             k[k.abs() < 1.5] = 0

@@ -11,7 +11,6 @@ depthwise convolution, compiled on first use from ``csrc/`` beside this package.
 ``MMDCLS_NATIVE`` selects: unset / ``auto``: use it when it builds (one warning otherwise);
 ``0``: never (pure torch); ``1``: always, raising if it cannot be built.
 """
-from . import loader
 from .construction import (SAVED_PROFILES_MAX_RATIO, bilinear_backward, bilinear_forward,
                            dense_backward, dense_forward, saved_profiles_size, usable)
 from .depthwise import depthwise_conv2d, depthwise_grad_kernel, depthwise_usable
@@ -25,4 +24,3 @@ __all__ = [
     'depthwise_grad_kernel', 'depthwise_fft_spectra', 'depthwise_fft_filter',
     'depthwise_fft_grad_kernel'
 ]
-

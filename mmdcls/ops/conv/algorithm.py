@@ -1,0 +1,74 @@
+"""``ConvAlgorithm``: what every convolution algorithm of :data:`mmdcls.ops.conv.ALGORITHMS`
+declares. Adding an algorithm is one module defining a subclass and one entry in
+:mod:`.algorithms`."""
+from typing import Any, Optional, Tuple
+
+from torch import Tensor
+
+from .problem import ConvProblem
+
+
+class ConvAlgorithm:
+    """One exact way of computing ``F.conv{1,2,3}d(input, kernel, bias, stride, padding, 1,
+    groups)``, differentiable in input, kernel and bias.
+
+    A subclass sets :attr:`name` and :attr:`devices` and implements :meth:`why_not`,
+    :meth:`cost` and :meth:`run`; optionally :meth:`prepare` (state reusable for a constant
+    kernel, e.g. its FFT spectra) and :attr:`propagates_non_finite`.
+    """
+    #: the name ``conv_algo=`` / ``$MMDCLS_CONV_ALGO`` select it by
+    name: str = ''
+    #: device types (``torch.device.type``) it runs on
+    devices: Tuple[str, ...] = ()
+    #: whether a NaN / inf input reaches exactly the outputs whose window covers it, as in
+    #: ``F.conv`` (algorithms that skip zero taps or mix a whole plane, like an FFT, do not;
+    #: ``conv_nd`` then restores ``F.conv``'s semantics around them)
+    propagates_non_finite: bool = True
+
+    def why_not(self, problem: ConvProblem) -> Optional[str]:
+        """None when the algorithm computes ``problem``, else why not (one phrase). The base
+        checks the device; subclasses add their own conditions."""
+        if problem.device_type not in self.devices:
+            return f'it runs on {"/".join(self.devices)} tensors, not {problem.device_type}'
+        return None
+
+    def applies(self, problem: ConvProblem) -> bool:
+        return self.why_not(problem) is None
+
+    def cost(self, problem: ConvProblem) -> Optional[float]:
+        """Predicted cost of ``problem`` on its device, in multiply-adds per element of one
+        (sample, output channel) input-sized map (comparable across algorithms on a device);
+        None where no constants were fitted for the device (``'auto'`` then measures)."""
+        return None
+
+    def prepare(self, kernel: Tensor, problem: ConvProblem) -> Any:
+        """State derived from ``kernel`` alone that :meth:`run` can take as ``prepared`` for
+        every call with the same kernel and an equal :meth:`prepare_key`; None: nothing."""
+        return None
+
+    def prepare_key(self, problem: ConvProblem) -> Optional[tuple]:
+        """What :meth:`prepare`'s result depends on besides the kernel; None: it prepares
+        nothing for ``problem``."""
+        return None
+
+    def run(self,
+            input: Tensor,
+            kernel: Tensor,
+            bias: Optional[Tensor],
+            problem: ConvProblem,
+            prepared: Any = None) -> Tensor:
+        """The convolution: (N, C_out, *out_size) of ``problem``; ``prepared``: this
+        algorithm's :meth:`prepare` of ``kernel``, when known."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self.name!r}, devices={self.devices})'
+
+
+def cast_as_autocast(problem: ConvProblem, input: Tensor, kernel: Tensor,
+                     bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """input, kernel and bias in the dtype ``F.conv`` computes in (``problem.compute_dtype``):
+    autocast does not cast what reaches a custom autograd Function or kernel, so algorithms
+    running one under autocast cast as ``F.conv`` would (and then run with autocast off)."""
+    dtype = problem.compute_dtype
+    return (input.to(dtype), kernel.to(dtype), None if bias is None else bias.to(dtype))
