@@ -259,6 +259,7 @@ def _check_dcls_layer_arguments(backbone: dict) -> None:
     if kernel_count is None and size is None:
         return  # the arch's and the class's defaults
     import torch
+
     from mmdcls.ops import Dcls2d
     kernel_count = 1 if kernel_count is None else kernel_count
     with torch.device('meta'):
