@@ -11,7 +11,9 @@ folder. ``--show-dir``: painted predictions under ``work_dir/<timestamp>/<show-d
 ``work_dir/<show-dir>/vis_data/vis_image`` (mmseg) or ``work_dir/<show-dir>`` (mmpretrain).
 
 Exit status: 0 after the evaluation, 2 when the run cannot start (config, checkpoint or toolkit
-missing, config check failed: one line naming what to fix), 1 on any other error (traceback).
+missing, a checkpoint that is not a readable torch file, ``--out`` the same file as the config
+or the checkpoint, config check failed: one line naming what to fix), 1 on any other error
+(traceback).
 """
 import argparse
 import os
@@ -24,14 +26,14 @@ from mmengine.config import ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdcls.models.utils import check_checkpoint_file
 from mmdcls.utils.config_checks import ConfigCheckError, check_config
-from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,
-                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
+from mmdcls.utils.safe_output import check_outputs
+from mmdcls.utils.tool_errors import SETUP_ERRORS, report_tool_error
+from mmdcls.utils.tool_setup import (apply_toolkit_defaults, load_tool_config,
+                                     prepare_cpu_distributed, select_toolkit)
 
 import mmdcls  # noqa: F401,E402  isort:skip  (safe globals for torch.load, registrations)
-
-#: the errors that mean the run cannot start as configured: reported in one line, exit 2
-SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
 
 
 def parse_args(argv=None):
@@ -157,8 +159,11 @@ def setup_tta(cfg, scope: str):
 
 def setup_cfg(args):
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
+    if '://' not in args.checkpoint:
+        if not osp.isfile(args.checkpoint):
+            raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found')
+        check_checkpoint_file(args.checkpoint)
+    check_outputs({'--out': args.out}, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint})
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -166,7 +171,8 @@ def setup_cfg(args):
 
 
 def prepare(args):
-    """``(cfg, scope)`` ready to build, or a setup error (:data:`SETUP_ERRORS`)."""
+    """``(cfg, scope)`` ready to build, or a setup error
+    (:data:`~mmdcls.utils.tool_errors.SETUP_ERRORS`)."""
     cfg = setup_cfg(args)
     scope = select_toolkit(cfg)
     if not args.no_validate_config:
@@ -205,8 +211,7 @@ def main(argv=None) -> int:
     try:
         cfg, scope = prepare(args)
     except SETUP_ERRORS as err:
-        print(f'tools/test.py: error: {err}', file=sys.stderr)
-        return 2
+        return report_tool_error('tools/test.py', err)
     run(cfg, scope, args.out)
     return 0
 

@@ -11,8 +11,9 @@ one line saying what to install). Before anything is built the config is checked
 (:mod:`mmdcls.utils.config_checks`: dataset paths, annotation files, the backbone's arguments,
 checkpoint path), so a wrong path stops the run with the key and file to fix.
 
-Exit status: 0 after training, 2 when the run cannot start (config or toolkit missing, config
-check failed: one line naming what to fix), 1 on any other error (traceback).
+Exit status: 0 after training, 2 when the run cannot start (config or toolkit missing, a
+``--resume`` checkpoint that is not a readable torch file, config check failed: one line naming
+what to fix), 1 on any other error (traceback).
 """
 import argparse
 import logging
@@ -25,16 +26,15 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdcls.models.utils import check_checkpoint_file
 from mmdcls.utils.config_checks import ConfigCheckError, check_config
-from mmdcls.utils.tool_setup import (ToolkitNotInstalledError, apply_toolkit_defaults,
-                                     load_tool_config, prepare_cpu_distributed, select_toolkit)
+from mmdcls.utils.tool_errors import SETUP_ERRORS, report_tool_error
+from mmdcls.utils.tool_setup import (apply_toolkit_defaults, load_tool_config,
+                                     prepare_cpu_distributed, select_toolkit)
 
 # mmdcls first: it allow-lists mmengine's checkpoint types for torch's weights_only torch.load
 # (resume) and registers the mmdcls modules.
 import mmdcls  # noqa: F401,E402  isort:skip
-
-#: the errors that mean the run cannot start as configured: reported in one line, exit 2
-SETUP_ERRORS = (ConfigCheckError, FileNotFoundError, ToolkitNotInstalledError)
 
 
 def parse_args(argv=None):
@@ -143,13 +143,15 @@ def setup_cfg(args):
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume!r}: checkpoint not found')
+        check_checkpoint_file(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
 def prepare(args):
-    """The config ready to build, or a setup error (:data:`SETUP_ERRORS`)."""
+    """The config ready to build, or a setup error
+    (:data:`~mmdcls.utils.tool_errors.SETUP_ERRORS`)."""
     cfg = setup_cfg(args)
     scope = select_toolkit(cfg)
     if not args.no_validate_config:
@@ -164,8 +166,7 @@ def main(argv=None) -> int:
     try:
         cfg, scope = prepare(args)
     except SETUP_ERRORS as err:
-        print(f'tools/train.py: error: {err}', file=sys.stderr)
-        return 2
+        return report_tool_error('tools/train.py', err)
     if scope == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()

@@ -1,5 +1,8 @@
 """Checks ``tools/train.py`` / ``tools/test.py`` run on a config before building anything.
 
+The tools check the config they will run: the file with ``--cfg-options`` merged in
+(:func:`mmdcls.utils.tool_setup.load_tool_config`), values included.
+
 Only checks: loading the config, picking its toolkit and the distributed setup are
 :mod:`mmdcls.utils.tool_setup`.
 
@@ -12,9 +15,10 @@ What is checked:
 * ``default_scope`` is one of :data:`TOOLKITS` (:func:`check_default_scope`);
 * an mmdcls backbone (``mmdcls.ConvNeXtDCLS`` and the other ConvNeXt-DCLS classes) passes the
   class's own argument checks (``check_config``: arch, version, kernel settings, out_indices,
-  frozen_stages, init_cfg, unknown keys) and its ``init_cfg`` checkpoint file exists (its
-  tensor shapes are checked by the backbone when it loads the file, before the first
-  iteration);
+  frozen_stages, init_cfg, unknown keys), the values it passes on to its DCLS layers pass the
+  layer's checks (``kernel_count``, ``dilated_kernel_size``) and its ``init_cfg`` checkpoint
+  file exists (its tensor shapes are checked by the backbone when it loads the file, before
+  the first iteration);
 * every dataset a phase uses (nested ``dataset`` / ``datasets`` wrappers included): its
   ``data_root``, ``ann_file`` and ``data_prefix`` folders exist;
 * COCO-style annotation files parse and have the COCO structure; the config's
@@ -34,9 +38,6 @@ __all__ = [
 
 #: supported values of a config's ``default_scope``: the toolkit the tools run it in
 TOOLKITS = ('mmdet', 'mmseg', 'mmpretrain')
-#: names that moved to :mod:`mmdcls.utils.tool_setup`, still importable from here for scripts
-#: written against the old layout
-_MOVED_TO_TOOL_SETUP = ('select_toolkit', 'load_tool_config', 'prepare_cpu_distributed')
 #: COCO annotation files above this size are only checked for existence and their first byte
 #: (parsing COCO's 450 MB train json twice would add a minute; the toolkit parses it anyway).
 MAX_PARSED_ANNOTATION_BYTES = 64 * 2**20
@@ -59,13 +60,6 @@ def check_default_scope(cfg) -> str:
             f'{cfg.filename}: default_scope must be one of {TOOLKITS} (it selects the '
             f'toolkit), got {scope!r}')
     return scope
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_TOOL_SETUP:
-        from . import tool_setup
-        return getattr(tool_setup, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _is_remote(path: str) -> bool:
@@ -250,6 +244,28 @@ def _backbone_class(type_name):
     return cls if isinstance(cls, type) and issubclass(cls, ConvNeXtDCLSTrunk) else None
 
 
+def _check_dcls_layer_arguments(backbone: dict) -> None:
+    """The values a ConvNeXt-DCLS backbone hands on to its depthwise DCLS layers
+    (``kernel_count``, also as ``arch.kernel_count``, and ``dilated_kernel_size``), checked by
+    the layer's own constructor: one single-channel ``Dcls2d`` on the meta device, so nothing is
+    allocated. Without ``dwconv_cfg`` only (another layer type is checked when built)."""
+    if backbone.get('dwconv_cfg') is not None:
+        return
+    arch = backbone.get('arch')
+    kernel_count = backbone.get('kernel_count')
+    if kernel_count is None and isinstance(arch, dict):
+        kernel_count = arch.get('kernel_count')
+    size = backbone.get('dilated_kernel_size')
+    if kernel_count is None and size is None:
+        return  # the arch's and the class's defaults
+    import torch
+
+    from mmdcls.ops import Dcls2d
+    kernel_count = 1 if kernel_count is None else kernel_count
+    with torch.device('meta'):
+        Dcls2d(1, 1, kernel_count, dilated_kernel_size=1 if size is None else size)
+
+
 def _check_backbone(cfg) -> None:
     backbone = dict((cfg.get('model') or {}).get('backbone') or {})
     cls = _backbone_class(backbone.pop('type', None))
@@ -257,6 +273,7 @@ def _check_backbone(cfg) -> None:
         return
     try:
         cls.check_config(backbone)  # the class's own argument checks, nothing built
+        _check_dcls_layer_arguments(backbone)
     except (TypeError, ValueError) as err:
         raise ConfigCheckError(f'{cfg.filename}: model.backbone ({cls.__name__}): {err}') from err
     init_cfg = backbone.get('init_cfg') or {}

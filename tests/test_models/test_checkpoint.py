@@ -1,12 +1,14 @@
 """Released checkpoints load through init_cfg; wrong ones fail with clear messages."""
 import argparse
 import pickle
+import re
 
 import pytest
 import torch
 
 from mmdcls.models import ConvNeXtDCLS, ConvNeXtDCLSClassifier
-from mmdcls.models.utils import (checkpoint_filter_fn, detect_layout, extract_state_dict,
+from mmdcls.models.utils import (UnreadableCheckpointError, check_checkpoint_file,
+                                 checkpoint_filter_fn, detect_layout, extract_state_dict,
                                  load_checkpoint_file)
 from mmdcls.utils.compat import TORCH_ALLOW_LIST
 
@@ -260,3 +262,67 @@ def test_whole_model_keys_that_collide_are_refused(release_model, small_arch):
     whole['stages.0.0.gamma'] = torch.zeros(8)  # outside backbone. but a backbone name
     with pytest.raises(ValueError, match=r"collide with backbone names \['stages.0.0.gamma'\]"):
         checkpoint_filter_fn(whole, backbone(small_arch))
+
+
+def _broken_files(tmp_path):
+    """``{name: (path, what the message says)}``: files torch cannot read."""
+    good = tmp_path / 'good.pth'
+    torch.save({'model': {'w': torch.randn(64, 64)}, 'meta': {'epoch': 3}}, good)
+    data = good.read_bytes()
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'model': {'w': torch.randn(8)}}, legacy, _use_new_zipfile_serialization=False)
+    files = {
+        'empty': (b'', 'the file is empty'),
+        'truncated': (data[:len(data) // 2], 'truncated: a zip archive'),
+        'truncated_end': (data[:-10], 'truncated: a zip archive'),
+        'truncated_head': (data[:100], 'truncated: a zip archive'),
+        'truncated_magic': (data[:3], r'truncated: the first 3 byte\(s\) of a zip archive'),
+        'html': (b'<!DOCTYPE html><html>404</html>', "not a zip archive.*b'<!DOCTYPE html><'"),
+        'legacy_truncated': (legacy.read_bytes()[:40], 'truncated: a legacy'),
+    }
+    paths = {}
+    for name, (content, message) in files.items():
+        path = tmp_path / f'{name}.pth'
+        path.write_bytes(content)
+        paths[name] = (str(path), message)
+    return paths
+
+
+def test_unreadable_files_are_named_with_the_reason(tmp_path, no_global_allow_list):
+    for name, (path, message) in _broken_files(tmp_path).items():
+        with pytest.raises(UnreadableCheckpointError) as info:
+            load_checkpoint_file(path)
+        text = str(info.value)
+        assert text.startswith(f'{path}: not a readable torch checkpoint: '), (name, text)
+        assert re.search(message, text), (name, text)
+        assert '\n' not in text, name
+        assert info.value.__cause__ is not None, name  # torch's own error, chained
+        if name != 'legacy_truncated':  # the cheap check reads no pickle: sound as a file
+            with pytest.raises(UnreadableCheckpointError, match=re.escape(path)):
+                check_checkpoint_file(path)
+    good = str(tmp_path / 'good.pth')
+    check_checkpoint_file(good)
+    assert load_checkpoint_file(good)['meta'] == {'epoch': 3}
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        check_checkpoint_file(str(tmp_path / 'nowhere.pth'))
+
+
+class _RunsCode:
+    """What a malicious checkpoint pickles: a call of an arbitrary function on load."""
+
+    def __reduce__(self):
+        return (print, ('unpickling ran code', ))
+
+
+@pytest.mark.parametrize('protocol', [0, 2, 5])
+def test_bare_pickles_are_still_refused(tmp_path, capsys, protocol):
+    """A malicious pickle that is not a zip archive (as torch.save writes): refused as not a
+    checkpoint (protocol 0) or as an unpickling of a disallowed global (protocol 2+, which
+    starts like torch's legacy format); its code never runs."""
+    path = tmp_path / 'evil.pth'
+    path.write_bytes(pickle.dumps({'model': {}, 'x': _RunsCode()}, protocol=protocol))
+    error = UnreadableCheckpointError if protocol == 0 else RuntimeError
+    with pytest.raises(
+            error, match='not a zip archive' if protocol == 0 else 'refuses to unpickle'):
+        load_checkpoint_file(str(path))
+    assert 'unpickling ran code' not in capsys.readouterr().out

@@ -75,8 +75,13 @@ def seg_data_options(tiny_data, val_images=4):
 
 
 def tool_env(**extra):
+    """The environment of a tool run: single-threaded, and this checkout's ``mmdcls`` first on
+    ``PYTHONPATH`` (a script's own folder is ``sys.path[0]``, so an installed mmdcls, e.g. an
+    editable install of another checkout, would otherwise be the one tested)."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore', **extra)
+    paths = [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]
+    env['PYTHONPATH'] = os.pathsep.join([REPO] + paths)
     return env
 
 

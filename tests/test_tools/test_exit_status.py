@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO, SEG_CONFIG, run_tool, tool_env
 
 CLS_CONFIG = "_base_ = 'mmpretrain::_base_/default_runtime.py'\nmodel = dict(type='X')\n"
@@ -37,6 +38,34 @@ def test_test_tool_exit_status_when_the_run_cannot_start(tmp_path):
                     check=False,
                     timeout=120)
     _one_line_error(proc, 'tools/test.py: error: checkpoint', 'none.pth', 'not found')
+
+
+@pytest.mark.parametrize('tool,option,message', [
+    ('train', 'model.backbone.kernel_count=-3', 'kernel_count must be a positive int, got -3'),
+    ('test', 'model.backbone.kernel_count=-3', 'kernel_count must be a positive int, got -3'),
+    ('train', 'model.backbone.dilated_kernel_size=0',
+     'dilated_kernel_size must be positive, got (0, 0)'),
+    ('test', 'model.backbone.version=v9', "version must be one of ('v0', 'v1', 'gauss', 'max'), "
+     "got 'v9'"),
+    ('analysis/get_flops', 'model.backbone.dilated_kernel_size=0',
+     'dilated_kernel_size must be positive, got (0, 0)'),
+])
+def test_cfg_options_values_are_checked_before_building(tmp_path, tool, option, message):
+    """The config the tools check is the one they run: --cfg-options merged in."""
+    ckpt = tmp_path / 'weights.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    args = {
+        'train': [SEG_CONFIG, '--work-dir', tmp_path / 'w'],
+        'test': [SEG_CONFIG, ckpt, '--work-dir', tmp_path / 'w'],
+        'analysis/get_flops': [SEG_CONFIG, '--shape', '64'],
+    }[tool]
+    proc = run_tool(
+        [f'tools/{tool}.py'] + args + ['--cfg-options', option], check=False, timeout=180)
+    _one_line_error(proc)
+    assert [line for line in proc.stdout.splitlines() if 'error:' in line] == [
+        f'tools/{tool}.py: error: {SEG_CONFIG}: model.backbone (ConvNeXtDCLS): {message}'
+    ]
+    assert not (tmp_path / 'w').exists()  # stopped before the runner made its work dir
 
 
 @pytest.mark.parametrize('tool', ['train', 'test'])

@@ -29,6 +29,16 @@ def test_work_dir_from_command_line_else_config_name():
         load_tool_config(osp.join(REPO, 'nope.py'))
 
 
+def test_cfg_options_are_merged_before_the_checks():
+    """The tools check the config they run: --cfg-options values included."""
+    cfg = load_tool_config(SEG_CONFIG, 'none', {'model.backbone.arch.kernel_count': 0})
+    with pytest.raises(
+            config_checks.ConfigCheckError,
+            match=r'model.backbone \(ConvNeXtDCLS\): kernel_count must be a positive '
+            'int, got 0'):
+        config_checks.check_config(cfg, phases=())
+
+
 def test_nccl_becomes_gloo_without_cuda_for_any_launcher():
     cfg = load_tool_config(SEG_CONFIG, 'slurm')
     cfg.env_cfg.dist_cfg = dict(backend='nccl')
@@ -42,13 +52,11 @@ def test_nccl_becomes_gloo_without_cuda_for_any_launcher():
     assert cfg.env_cfg.dist_cfg['backend'] == 'nccl'  # not distributed: left as written
 
 
-def test_moved_names_still_importable_from_config_checks():
-    """Scripts written when config_checks also set tools up keep working."""
-    from mmdcls.utils.config_checks import load_tool_config as old_name
-    assert old_name is load_tool_config
-    assert config_checks.select_toolkit is select_toolkit
-    with pytest.raises(AttributeError, match='no attribute'):
-        config_checks.no_such_name
+def test_tool_setup_names_live_in_tool_setup_only():
+    """config_checks only checks: the setup functions have one home."""
+    for name in ('select_toolkit', 'load_tool_config', 'prepare_cpu_distributed'):
+        assert callable(getattr(tool_setup, name))
+        assert not hasattr(config_checks, name), name
 
 
 # ---------------------------------------------------------------------- the config's toolkit

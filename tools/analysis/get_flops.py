@@ -19,7 +19,11 @@ Counting follows mmengine.analysis (fvcore): one fused multiply-add = 1 FLOP, tr
 
 Construction does not depend on the batch or image size, so its share shrinks with the input.
 
-Exit status: 0 after printing the counts, 2 for bad arguments, 1 on any other error.
+The config (with ``--cfg-options`` merged in) is checked before the model is built: its
+toolkit, and the backbone's arguments (:mod:`mmdcls.utils.config_checks`).
+
+Exit status: 0 after printing the counts, 2 for bad arguments (a bad ``--shape``, a config that
+is missing or fails the checks: one line naming what to fix), 1 on any other error.
 """
 import argparse
 import math
@@ -29,9 +33,11 @@ from collections import Counter
 from typing import List
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from mmdcls.utils.tool_setup import select_toolkit  # noqa: E402
+from mmdcls.utils.config_checks import check_config  # noqa: E402
+from mmdcls.utils.tool_errors import SETUP_ERRORS, report_tool_error  # noqa: E402
+from mmdcls.utils.tool_setup import load_tool_config, select_toolkit  # noqa: E402
 
 import mmdcls  # noqa: F401  isort:skip
 
@@ -149,16 +155,18 @@ def main(argv=None) -> int:
     elif len(args.shape) == 2:
         shape = tuple(args.shape)
     else:
-        print(f'get_flops.py: error: --shape takes H or H W, got {args.shape}', file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = select_toolkit(cfg)
+        return report_tool_error('tools/analysis/get_flops.py',
+                                 f'--shape takes H or H W, got {args.shape}')
+    try:
+        cfg = load_tool_config(args.config, cfg_options=args.cfg_options)
+        scope = select_toolkit(cfg)
+        # No pretrained weights needed to count: drop init_cfg so no file is read.
+        cfg.model.get('backbone', {}).pop('init_cfg', None)
+        check_config(cfg, phases=())  # the model only: no dataset is read
+    except SETUP_ERRORS as err:
+        return report_tool_error('tools/analysis/get_flops.py', err)
     from mmengine.registry import MODELS
 
-    # No pretrained weights needed to count: drop init_cfg so no file is read.
-    cfg.model.get('backbone', {}).pop('init_cfg', None)
     model = MODELS.build(cfg.model).eval()
     x = torch.zeros(1, 3, *shape)
     target = model.backbone if args.backbone_only else _TensorForward(model, scope, shape)

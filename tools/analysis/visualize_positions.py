@@ -13,9 +13,13 @@ all its blocks use; the kernels shown are those of the stage's first block.
 The dilated kernel size and version come from ``--dilated-kernel-size`` / ``--version``, else
 from ``--config``, else from the config mmengine stored in the checkpoint's ``meta``, else the
 release's defaults (17, ``'v0'``).
+
+The PNG is written through a temporary file renamed onto ``--out``, never onto CHECKPOINT or
+``--config``. Exit status: 0 after writing it, 2 when the inputs cannot be used (a missing
+file, a checkpoint that is not a readable torch file, ``--out`` the same file as an input: one
+line naming them), 1 on any other error.
 """
 import argparse
-import os.path as osp
 import re
 import sys
 from collections import OrderedDict
@@ -27,8 +31,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import mmdcls  # noqa: F401,E402  registers mmdcls's types before any config is read
+from mmdcls.models.utils import load_checkpoint_file  # noqa: E402
 from mmdcls.ops import construct_kernel, position_axes  # noqa: E402
-from mmdcls.utils.compat import load_weights_only  # noqa: E402
+from mmdcls.utils.safe_output import check_outputs, safe_output  # noqa: E402
+from mmdcls.utils.tool_errors import INPUT_ERRORS, report_tool_error  # noqa: E402
 
 _P_KEY = re.compile(r'^(?P<layer>(?P<stage>.*?stages\.(?P<i>\d+))\.(?P<j>\d+)\.dwconv)\.P$')
 DEFAULTS = dict(dilated_kernel_size=17, version='v0')
@@ -37,9 +43,7 @@ DEFAULTS = dict(dilated_kernel_size=17, version='v0')
 def load_state_dict(path):
     """The parameter dict of an mmengine (``state_dict``) or release (``model``) checkpoint,
     and the checkpoint's ``meta`` (or {})."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} not found')
-    ckpt = load_weights_only(path, map_location='cpu')  # weights-only on every torch
+    ckpt = load_checkpoint_file(path, map_location='cpu')  # weights-only on every torch
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path}: expected a dict checkpoint, got {type(ckpt).__name__}')
     for key in ('state_dict', 'model'):
@@ -144,7 +148,8 @@ def plot(stages, out, dilated_kernel_size, version, channels=4):
             ax.set_title(f'{s["layer"].split(".", 1)[-1]} ch {c}', fontsize=7)
     fig.suptitle(f'DCLS positions and kernels ({version}, dilated {size[0]}x{size[1]})')
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    with safe_output(out) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return out
 
@@ -161,11 +166,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Writes the figure; returns the exit status."""
     args = parse_args(argv)
-    state_dict, meta = load_state_dict(args.checkpoint)
+    try:
+        check_outputs({'--out': args.out}, {'CHECKPOINT': args.checkpoint, '--config': args.config})
+        state_dict, meta = load_state_dict(args.checkpoint)
+        config_settings = backbone_settings(meta, args.config)
+    except INPUT_ERRORS as err:
+        return report_tool_error('tools/analysis/visualize_positions.py', err)
     settings = dict(DEFAULTS)
-    settings.update(backbone_settings(meta, args.config))
+    settings.update(config_settings)
     if args.dilated_kernel_size is not None:
         settings['dilated_kernel_size'] = args.dilated_kernel_size
     if args.version is not None:
@@ -175,9 +186,8 @@ def main(argv=None):
                args.channels)
     print(f'wrote {out} ({len(stages)} stage(s), dilated_kernel_size '
           f'{settings["dilated_kernel_size"]}, version {settings["version"]})')
-    return out
+    return 0
 
 
 if __name__ == '__main__':
-    main()
-    sys.exit(0)
+    sys.exit(main())

@@ -16,11 +16,22 @@ with ``torch.save``:
 
     python tools/deploy/fold.py CONFIG CHECKPOINT OUT [--save-model M.pt] [--onnx M.onnx]
         [--shape 1 3 224 224]
+
+Each output is written through a temporary file renamed onto it, so an interrupted run leaves
+the previous file (or none); no output may be the same file as CONFIG, CHECKPOINT or another
+output.
+
+Exit status: 0 after saving, 2 when the inputs cannot be used (a missing file, a checkpoint
+that is not a readable torch file, an output that is the same file as an input: one line
+naming them), 1 when the folded outputs differ or on any other error.
 """
 import argparse
 import sys
 
 import torch
+
+from mmdcls.utils.safe_output import check_outputs, safe_output
+from mmdcls.utils.tool_errors import INPUT_ERRORS, report_tool_error
 
 
 def parse_args(argv=None):
@@ -87,14 +98,30 @@ class TensorMode(torch.nn.Module):
         return tuple(flatten(self._fn(x)))
 
 
+def read_weights(checkpoint: str) -> dict:
+    """The state dict of the file ``checkpoint`` (``state_dict`` / ``model`` entry, or a bare
+    one), through mmdcls's weights-only loader: an empty, truncated or foreign file raises
+    :class:`~mmdcls.models.utils.UnreadableCheckpointError` naming it."""
+    from mmdcls.models.utils import extract_state_dict, load_checkpoint_file
+    return extract_state_dict(load_checkpoint_file(checkpoint), checkpoint)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmengine.runner import load_checkpoint
+    try:
+        outputs = {'OUT': args.out, '--save-model': args.save_model, '--onnx': args.onnx}
+        check_outputs(outputs, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint})
+        state_dict = read_weights(args.checkpoint)
+        model = build_model(args.config)
+    except INPUT_ERRORS as err:
+        return report_tool_error('tools/deploy/fold.py', err)
+    from mmengine.runner import load_state_dict
 
     from mmdcls.deploy import fold_dcls, is_dcls_layer
 
-    model = build_model(args.config)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    # strict: a RuntimeError lists the keys of the checkpoint and the model that do not match
+    load_state_dict(model, state_dict, strict=True)
+
     count = sum(is_dcls_layer(m) for m in model.modules())
     if count == 0:
         raise ValueError(f'{args.config}: the model has no DCLS layer to fold')
@@ -108,18 +135,22 @@ def main(argv=None) -> int:
     if worst > 1e-4:
         print('error: folded outputs differ from the DCLS model', file=sys.stderr)
         return 1
-    torch.save(
-        {
-            'state_dict': folded.state_dict(),
-            'meta': dict(config=args.config, checkpoint=args.checkpoint, folded_dcls_layers=count)
-        }, args.out)
+    with safe_output(args.out) as tmp:
+        torch.save(
+            {
+                'state_dict': folded.state_dict(),
+                'meta': dict(
+                    config=args.config, checkpoint=args.checkpoint, folded_dcls_layers=count)
+            }, tmp)
     print(f'saved folded checkpoint to {args.out}')
     if args.save_model:
-        torch.save(folded, args.save_model)
+        with safe_output(args.save_model) as tmp:
+            torch.save(folded, tmp)
         print(f'saved folded model to {args.save_model}')
     if args.onnx:
-        torch.onnx.export(
-            TensorMode(folded), (x, ), args.onnx, opset_version=args.opset, dynamo=False)
+        with safe_output(args.onnx) as tmp:
+            torch.onnx.export(
+                TensorMode(folded), (x, ), tmp, opset_version=args.opset, dynamo=False)
         print(f'exported ONNX to {args.onnx}')
     return 0
 

@@ -156,7 +156,8 @@ def run_worker(task, work_dir, amount, pretrained=None):
         train_and_eval_s=time.time() - start,
         checkpoint=checkpoint,
         pretrained=pretrained)
-    with open(osp.join(work_dir, 'metrics.json'), 'w') as f:
+    from mmdcls.utils.safe_output import safe_output
+    with safe_output(osp.join(work_dir, 'metrics.json')) as tmp, open(tmp, 'w') as f:
         json.dump(result, f, indent=1, default=float)  # metrics may be numpy scalars
 
 

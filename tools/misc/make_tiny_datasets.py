@@ -15,7 +15,9 @@
   :data:`TEXTURE_CLASSES` (balanced), for the demo's pretraining stage.
 
 Everything comes from one ``numpy.random.Generator`` per split, so the same seed gives byte-
-identical files. Takes a few seconds.
+identical files. Each file is written through a temporary file renamed onto it, so an
+interrupted run leaves no half-written file (the next run sees the datasets incomplete and
+regenerates them). Takes a few seconds.
 """
 import argparse
 import json
@@ -26,6 +28,8 @@ import sys
 
 import cv2
 import numpy as np
+
+from mmdcls.utils.safe_output import safe_output
 
 #: instance classes of tiny_coco (category ids 1..3)
 COCO_CLASSES = ('circle', 'square', 'triangle')
@@ -108,10 +112,16 @@ def paint(img, rng, shapes):
     return img
 
 
+def save_image(path, image, params=()):
+    """``cv2.imwrite`` (the format from the extension of ``path``) through a temporary file."""
+    with safe_output(path) as tmp:
+        if not cv2.imwrite(tmp, image, list(params)):
+            raise OSError(f'could not write {path}')
+
+
 def save_jpg(path, rgb):
     # cv2 writes BGR; the dataset loaders read BGR and the configs convert (bgr_to_rgb=True).
-    if not cv2.imwrite(path, rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-        raise OSError(f'could not write {path}')
+    save_image(path, rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
 
 
 def make_coco(root, seed=DEFAULT_SEED, size=IMAGE_SIZE, splits=SPLITS):
@@ -149,8 +159,9 @@ def make_coco(root, seed=DEFAULT_SEED, size=IMAGE_SIZE, splits=SPLITS):
             categories=[
                 dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(COCO_CLASSES)
             ])
-        with open(osp.join(root, 'annotations', f'instances_{split}2017.json'), 'w') as f:
-            json.dump(coco, f)
+        with safe_output(osp.join(root, 'annotations', f'instances_{split}2017.json')) as tmp:
+            with open(tmp, 'w') as f:
+                json.dump(coco, f)
         counts[split] = len(annotations)
     return counts
 
@@ -189,8 +200,7 @@ def make_ade(root, seed=DEFAULT_SEED, size=IMAGE_SIZE, splits=ADE_SPLITS):
             for cls, _, mask in shapes:
                 label[mask.astype(bool)] = 1 + ADE_CLASSES.index(COCO_CLASSES[cls])
             save_jpg(osp.join(img_dir, name + '.jpg'), img)
-            if not cv2.imwrite(osp.join(ann_dir, name + '.png'), label):
-                raise OSError(f'could not write {osp.join(ann_dir, name + ".png")}')
+            save_image(osp.join(ann_dir, name + '.png'), label)
         counts[split] = num_images
     return counts
 

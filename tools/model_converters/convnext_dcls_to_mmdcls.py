@@ -21,9 +21,15 @@ What changes between the toolkit generations for these models:
   state (``optimizer``, ``amp``, ``epoch``, ``iter``, ``hook_msgs``) is dropped, so the result is
   a weights file for ``tools/test.py`` or ``load_from``, never a ``--resume`` point.
 
+DST is written only once the conversion succeeded (through a temporary file renamed onto it)
+and never onto SRC.
+
 Usage::
 
     python tools/model_converters/convnext_dcls_to_mmdcls.py SRC.pth DST.pth [--toolkit mmdet]
+
+Exit status: 0 after writing DST, 2 when SRC is missing or not a readable checkpoint or DST is
+the same file as SRC (one line naming them), 1 on any other error.
 """
 import argparse
 import os.path as osp
@@ -34,8 +40,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmdcls.models.utils import load_checkpoint_file
 from mmdcls.models.utils.checkpoint_filter import BACKBONE_PREFIX, STEM_KEY, detect_layout
-from mmdcls.utils.compat import load_weights_only
+from mmdcls.utils.safe_output import check_outputs, safe_output
+from mmdcls.utils.tool_errors import INPUT_ERRORS, report_tool_error
 
 _BN = r'(bn|gn)\.(weight|bias|running_mean|running_var|num_batches_tracked)'
 _CONV_MODULE = rf'(conv\.(weight|bias)|{_BN})'
@@ -154,11 +162,12 @@ def convert(checkpoint: dict,
 
 def load_old_checkpoint(path: str) -> dict:
     """Weights-only ``torch.load`` on every torch mmdcls admits
-    (:func:`mmdcls.utils.compat.load_weights_only`). Its allow-list has what mmcv 1.x meta data
-    and the release's ``args`` hold: numpy arrays / scalars / dtypes under either numpy's
+    (:func:`mmdcls.models.utils.load_checkpoint_file`). Its allow-list has what mmcv 1.x meta
+    data and the release's ``args`` hold: numpy arrays / scalars / dtypes under either numpy's
     spelling (``numpy.core`` from numpy 1.x, ``numpy._core`` from 2.x) and
-    ``argparse.Namespace``."""
-    return load_weights_only(path, map_location='cpu')
+    ``argparse.Namespace``. An empty, truncated or foreign file raises
+    :class:`~mmdcls.models.utils.UnreadableCheckpointError` naming it."""
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 def main(argv=None) -> int:
@@ -170,10 +179,14 @@ def main(argv=None) -> int:
         choices=sorted(RENAMES),
         help='default: detected from the meta data / head names')
     args = parser.parse_args(argv)
-    if osp.abspath(args.src) == osp.abspath(args.dst):
-        parser.error('dst must differ from src')
-    new, dropped = convert(load_old_checkpoint(args.src), args.toolkit, args.src)
-    torch.save(new, args.dst)
+    try:
+        check_outputs({'DST': args.dst}, {'SRC': args.src})
+        old = load_old_checkpoint(args.src)
+    except INPUT_ERRORS as err:
+        return report_tool_error('tools/model_converters/convnext_dcls_to_mmdcls.py', err)
+    new, dropped = convert(old, args.toolkit, args.src)
+    with safe_output(args.dst) as tmp:
+        torch.save(new, tmp)
     toolkit = new['meta']['converted_from']['toolkit']
     print(f'{args.src} -> {args.dst}: {len(new["state_dict"])} tensors ({toolkit}); dropped '
           f'training state {dropped or "none"}; classes: '

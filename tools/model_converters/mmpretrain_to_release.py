@@ -14,13 +14,17 @@ stops the conversion, and the tool prints how many keys each rule took. Training
 (``optimizer``, ``message_hub``, ``ema_state_dict``, the release's ``args``) is not carried
 over: the result is a weights file, not a resume point.
 
+DST is written only once the conversion succeeded (through a temporary file renamed onto it)
+and never onto SRC.
+
 Usage::
 
     python tools/model_converters/mmpretrain_to_release.py SRC.pth DST.pth [--to release]
+
+Exit status: 0 after writing DST, 2 when SRC is missing or not a readable checkpoint or DST is
+the same file as SRC (one line naming them), 1 on any other error.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 from collections import Counter
 
@@ -29,6 +33,8 @@ import torch
 from mmdcls.models.utils import extract_state_dict, load_checkpoint_file
 from mmdcls.models.utils.cls_checkpoint import (detect_layout, mmpretrain_to_release,
                                                 release_to_mmpretrain)
+from mmdcls.utils.safe_output import check_outputs, safe_output
+from mmdcls.utils.tool_errors import INPUT_ERRORS, report_tool_error
 
 LAYOUTS = ('release', 'mmpretrain')
 
@@ -45,6 +51,7 @@ def _rule_counts(keys):
 
 def convert(src: str, dst: str, to: str = None) -> dict:
     """Converts the file ``src`` to ``dst``; returns ``{'from', 'to', 'keys', 'groups'}``."""
+    check_outputs({'DST': dst}, {'SRC': src})
     state_dict = extract_state_dict(load_checkpoint_file(src), src)
     source = detect_layout(state_dict)
     target = to or ('release' if source == 'mmpretrain' else 'mmpretrain')
@@ -60,8 +67,8 @@ def convert(src: str, dst: str, to: str = None) -> dict:
         converted = out['state_dict']
     if len(converted) != len(state_dict):  # the mapping is one to one; guard it anyway
         raise RuntimeError(f'{len(state_dict)} keys in, {len(converted)} out')
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save(out, dst)
+    with safe_output(dst) as tmp:
+        torch.save(out, tmp)
     return {'from': source, 'to': target, 'keys': len(converted), 'groups': _rule_counts(converted)}
 
 
@@ -76,7 +83,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    result = convert(args.src, args.dst, args.to)
+    try:
+        result = convert(args.src, args.dst, args.to)
+    except INPUT_ERRORS as err:
+        return report_tool_error('tools/model_converters/mmpretrain_to_release.py', err)
     print(f'{args.src} ({result["from"]}) -> {args.dst} ({result["to"]}): {result["keys"]} '
           f'keys, every one mapped: {result["groups"]}')
     return 0

@@ -1,7 +1,8 @@
 """Model utilities: channels-first LayerNorm (``LN2d``), the DCLS parameter names, checkpoint
 loading and the checkpoint layouts."""
-from .checkpoint import (RELEASE_SAFE_GLOBALS, check_shared_positions, extract_state_dict,
-                         load_checkpoint_file, load_state_dict_checked)
+from .checkpoint import (RELEASE_SAFE_GLOBALS, UnreadableCheckpointError, check_checkpoint_file,
+                         check_shared_positions, extract_state_dict, load_checkpoint_file,
+                         load_state_dict_checked, unreadable_reason)
 from .checkpoint_filter import FilteredCheckpoint, checkpoint_filter_fn, detect_layout
 from .dcls_params import (DEFAULT_POSITION_LR_MULT, DEFAULT_SIGMA_LR_MULT, POSITION_PARAM,
                           SHARED_PARAM_NAMES, SIGMA_PARAM)
@@ -9,7 +10,8 @@ from .norm import LayerNorm2d, build_norm
 
 __all__ = [
     'LayerNorm2d', 'build_norm', 'RELEASE_SAFE_GLOBALS', 'load_checkpoint_file',
-    'extract_state_dict', 'check_shared_positions', 'load_state_dict_checked', 'FilteredCheckpoint',
+    'check_checkpoint_file', 'UnreadableCheckpointError', 'unreadable_reason', 'extract_state_dict',
+    'check_shared_positions', 'load_state_dict_checked', 'FilteredCheckpoint',
     'checkpoint_filter_fn', 'detect_layout', 'POSITION_PARAM', 'SIGMA_PARAM', 'SHARED_PARAM_NAMES',
     'DEFAULT_POSITION_LR_MULT', 'DEFAULT_SIGMA_LR_MULT'
 ]

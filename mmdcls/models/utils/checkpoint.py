@@ -4,10 +4,14 @@ The released ImageNet files are ``{'model': state_dict, 'args': argparse.Namespa
 Instead of unpickling them unrestricted, :func:`load_checkpoint_file` allows exactly the extra
 types these files contain (``argparse.Namespace``) for the duration of one load, on every torch
 mmdcls admits (:func:`mmdcls.utils.compat.load_weights_only`: torch's weights-only unpickler
-from torch 2.6, a restricted unpickler before it).
+from torch 2.6, a restricted unpickler before it). A file torch cannot read (empty, truncated,
+another format) raises :class:`UnreadableCheckpointError` naming the file and what is wrong with
+it (:func:`unreadable_reason`); the tools report it in one line.
 """
 import argparse
+import os
 import re
+import zipfile
 from collections import OrderedDict, defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -16,6 +20,10 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmdcls.utils.compat import TORCH_ALLOW_LIST, allowed_for_this_load, load_weights_only
+
+#: the first bytes of a zip archive (torch.save's format) and of a pickle of protocol 2 or
+#: later (the legacy format of ``torch.save(..., _use_new_zipfile_serialization=False)``)
+ZIP_MAGIC, PICKLE_MAGIC = b'PK\x03\x04', b'\x80'
 
 #: globals the released training scripts pickle next to the weights
 RELEASE_SAFE_GLOBALS = (argparse.Namespace, )
@@ -38,6 +46,56 @@ def _load_remote(filename: str, map_location, safe_globals: Sequence) -> dict:
         return load_weights_only(local_path, map_location, safe_globals)
 
 
+class UnreadableCheckpointError(ValueError):
+    """A file that is not a readable torch checkpoint: empty, truncated, or another format."""
+
+
+def _unreadable(filename: str, reason: str) -> UnreadableCheckpointError:
+    return UnreadableCheckpointError(f'{filename}: not a readable torch checkpoint: {reason}')
+
+
+def unreadable_reason(filename: str, error: Optional[BaseException] = None) -> Optional[str]:
+    """Why the local file ``filename`` cannot be a readable torch checkpoint, from its size and
+    first and last bytes (nothing is unpickled); None when they look sound.
+
+    ``error``, the exception a load raised, tells a damaged archive or a legacy file that ends
+    early (torch's stream-reader and end-of-file errors) from other failures, which are not the
+    file's fault (a refused global, a missing CUDA device) and give None.
+    """
+    size = os.path.getsize(filename)
+    if size == 0:
+        return 'the file is empty (0 bytes)'
+    with open(filename, 'rb') as f:
+        head = f.read(16)
+    if size < len(ZIP_MAGIC) and ZIP_MAGIC.startswith(head):
+        return f'truncated: the first {size} byte(s) of a zip archive'
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(filename):
+            return (f'truncated: a zip archive of {size} bytes without its end record (an '
+                    'interrupted save or copy?)')
+        if isinstance(error, RuntimeError) and ('PytorchStreamReader' in str(error)
+                                                or 'inline_container' in str(error)):
+            return f'a damaged zip archive, or a zip archive torch did not write ({size} bytes)'
+        return None
+    if head.startswith(PICKLE_MAGIC):  # the legacy format: one pickle stream after another
+        if isinstance(error, EOFError) or 'truncated' in str(error):
+            return f'truncated: a legacy (non-zip) torch file that ends early ({size} bytes)'
+        return None
+    return (f'not a zip archive, the format torch.save writes (it starts with {head!r}; a '
+            'download error page or another format?)')
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Raises ``FileNotFoundError`` or :class:`UnreadableCheckpointError` for a local file that
+    cannot be a torch checkpoint, judged by :func:`unreadable_reason` (its size, first and last
+    bytes): cheap enough for a tool to run before building anything."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    reason = unreadable_reason(filename)
+    if reason is not None:
+        raise _unreadable(filename, reason)
+
+
 def load_checkpoint_file(filename: str,
                          map_location='cpu',
                          safe_globals: Sequence = RELEASE_SAFE_GLOBALS) -> dict:
@@ -47,6 +105,13 @@ def load_checkpoint_file(filename: str,
     (mmengine's checkpoint contents) are allowed. Remote paths (``http(s)://`` etc.) go through
     mmengine under the same allow-list. An unpickling error names the offending global and how
     to allow it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnreadableCheckpointError: the file is empty, truncated or not a torch checkpoint
+            (:func:`unreadable_reason`); the message names the file and why, the load's own
+            error is chained.
+        RuntimeError: the file pickles an object outside the allowed types.
     """
     if not isinstance(filename, str):
         raise TypeError(f'checkpoint must be a path string, got {type(filename).__name__}')
@@ -57,6 +122,9 @@ def load_checkpoint_file(filename: str,
     except FileNotFoundError:
         raise FileNotFoundError(f'checkpoint file not found: {filename}') from None
     except Exception as err:  # noqa: BLE001 - re-raised with context, never swallowed
+        reason = None if '://' in filename else unreadable_reason(filename, err)
+        if reason is not None:
+            raise _unreadable(filename, reason) from err
         if 'weights_only' in str(err) or 'Unsupported global' in str(err):
             raise RuntimeError(
                 f'{filename}: refuses to unpickle an object outside the allowed types '
