@@ -31,7 +31,7 @@ def _fast_len(n: int) -> int:
     m = max(n, 1)
     while True:
         r = m
-        for p in (2, 3, 5):
+        for p in cpu.FFT_RADICES:
             while r % p == 0:
                 r //= p
         if r == 1 and (m == 1 or m % 2 == 0):
