@@ -53,7 +53,8 @@ static void *alloc_vectors(size_t count) {
 }
 
 /* Profiles of all K elements of row r on both axes, their sums and scale = w / normaliser.
- * axis1_given: prof1 / sum1 already hold the row's axis-1 profiles (saved by the forward). */
+ * axis1_given: prof1 / sum1 already hold the row's axis-1 profiles (saved by the forward).
+ * Defined beside the row loops so that the compiler can inline it into them. */
 static void row_profiles(const REAL *weight, const REAL *P, const REAL *SIG, int64_t R,
                          int comp0, int comp1, REAL half0, REAL half1, REAL sig_floor, REAL eps,
                          REAL exponent_floor, int version, int64_t r, int axis1_given,
