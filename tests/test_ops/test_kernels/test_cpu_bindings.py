@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmdcls.ops.construct.conventions import GAUSS_EXPONENT_FLOOR, NORMALISATION_EPS
 from mmdcls.ops.conv import conv_nd, fft_lengths
 from mmdcls.ops.kernels import cpu
 
@@ -28,20 +29,24 @@ def test_construction_bindings_read_non_contiguous_tensors(version):
     SIG = torch.rand(2, 6, 1, 4) if version in ('gauss', 'max') else None
     grad_kernel = torch.randn(6, 1, *sizes)
     floor = {'gauss': 0.27, 'max': 1.0}.get(version)
+    eps = dict(eps=NORMALISATION_EPS)
+    constants = dict(eps=NORMALISATION_EPS, exponent_floor=GAUSS_EXPONENT_FLOOR)
     if SIG is None:
-        expected = cpu.bilinear_forward(weight, P, sizes, layout, version)
-        got = cpu.bilinear_forward(_strided(weight), _strided(P), sizes, layout, version)
-        grads = cpu.bilinear_backward(weight, P, grad_kernel, sizes, layout, version)
+        expected = cpu.bilinear_forward(weight, P, sizes, layout, version, **eps)
+        got = cpu.bilinear_forward(_strided(weight), _strided(P), sizes, layout, version, **eps)
+        grads = cpu.bilinear_backward(weight, P, grad_kernel, sizes, layout, version, **eps)
         got_grads = cpu.bilinear_backward(
-            _strided(weight), _strided(P), _strided(grad_kernel), sizes, layout, version)
+            _strided(weight), _strided(P), _strided(grad_kernel), sizes, layout, version, **eps)
     else:
-        expected, _ = cpu.dense_forward(weight, P, SIG, sizes, layout, floor, version)
+        expected, _ = cpu.dense_forward(weight, P, SIG, sizes, layout, floor, version, **constants)
         got, _ = cpu.dense_forward(
-            _strided(weight), _strided(P), _strided(SIG), sizes, layout, floor, version)
-        grads = cpu.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor, version)
+            _strided(weight), _strided(P), _strided(SIG), sizes, layout, floor, version,
+            **constants)
+        grads = cpu.dense_backward(weight, P, SIG, grad_kernel, sizes, layout, floor, version,
+                                   **constants)
         got_grads = cpu.dense_backward(
             _strided(weight), _strided(P), _strided(SIG), _strided(grad_kernel), sizes, layout,
-            floor, version)
+            floor, version, **constants)
     assert torch.equal(got, expected)
     for g, e in zip(got_grads, grads):
         assert torch.equal(g, e)
@@ -50,12 +55,13 @@ def test_construction_bindings_read_non_contiguous_tensors(version):
 @needs_c
 def test_construction_bindings_reject_mismatched_tensors():
     weight, P = torch.randn(6, 1, 4), torch.randn(2, 6, 1, 4)
+    eps = NORMALISATION_EPS
     with pytest.raises(TypeError, match='float32 CPU tensors'):
-        cpu.bilinear_forward(weight, P.double(), (5, 5), [0, 1], 'v0')
+        cpu.bilinear_forward(weight, P.double(), (5, 5), [0, 1], 'v0', eps=eps)
     with pytest.raises(ValueError, match=r'P must have shape \(2, 6, 1, 4\)'):
-        cpu.bilinear_forward(weight, P[:, :3], (5, 5), [0, 1], 'v0')
+        cpu.bilinear_forward(weight, P[:, :3], (5, 5), [0, 1], 'v0', eps=eps)
     with pytest.raises(ValueError, match='grad_kernel must have shape'):
-        cpu.bilinear_backward(weight, P, torch.randn(6, 1, 5, 4), (5, 5), [0, 1], 'v0')
+        cpu.bilinear_backward(weight, P, torch.randn(6, 1, 5, 4), (5, 5), [0, 1], 'v0', eps=eps)
 
 
 @needs_c

@@ -17,20 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...kernels.cpu.constants import FFT_RADICES
 from ..algorithm import ConvAlgorithm
 from ..problem import ConvProblem
 from .direct import SMALL_KERNEL_TAPS
 
-#: prime factors of the transform lengths (fast for pocketfft / MKL / cuFFT and the C FFT)
-FFT_RADICES = (2, 3, 5)
 #: cost of one real transform per point and log2(points), by needs_grad; fitted on CPU to
 #: the per-layer fastest of ConvNeXt-DCLS-T (docs/cost_model.md, "torch FFT")
 _CPU_PER_POINT: Dict[bool, float] = {True: 3.5, False: 6.0}
 
 
 def _smooth_lengths(limit: int) -> Tuple[int, ...]:
-    """Sorted 1 and the even integers <= ``limit`` with no prime factor outside
-    :data:`FFT_RADICES`."""
+    """Sorted 1 and the even integers <= ``limit`` with no prime factor outside ``FFT_RADICES``
+    (the C FFT's radices; pocketfft, MKL and cuFFT are fast on them too)."""
     found = {1}
     frontier = [1]
     while frontier:
@@ -46,7 +45,7 @@ _FAST_LENGTHS = _smooth_lengths(1 << 24)
 
 
 def _fast_len(n: int) -> int:
-    """Smallest integer >= n with no prime factor outside :data:`FFT_RADICES`, even when > 1."""
+    """Smallest integer >= n with no prime factor outside ``FFT_RADICES``, even when > 1."""
     if n > _FAST_LENGTHS[-1]:
         raise ValueError(f'FFT length {n} exceeds {_FAST_LENGTHS[-1]}')
     low, high = 0, len(_FAST_LENGTHS) - 1  # a binary search in Python: torch.compile traces it

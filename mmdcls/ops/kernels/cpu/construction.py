@@ -1,28 +1,35 @@
-"""Bindings of ``csrc/construct_2d.c``: the fused CPU construction of 2-D DCLS kernels.
+"""Bindings of the fused CPU construction of 2-D DCLS kernels: ``csrc/construct_profiles_2d.c``
+(``gauss``, ``max``) and ``csrc/construct_bilinear_2d.c`` (``v0``, ``v1``).
 
 The torch construction (:mod:`mmdcls.ops.construct`) is exact but memory-bound: every
 ``max`` / ``gauss`` step is a pass over (rows, kernel_count, size) profile tensors, and the
-bilinear scatter goes through index tensors. ``csrc/construct_2d.c`` does the same arithmetic
-row by row in a work buffer that stays in cache, for float32 and float64 CPU tensors and
-2-D kernels (the ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT
-traces and ``torch.compile`` graphs use the torch path. Autograd:
-:class:`mmdcls.ops.construct.fused_c._ConstructNative2d`.
+bilinear scatter goes through index tensors. The C code does the same arithmetic row by row in
+a work buffer that stays in cache, for float32 and float64 CPU tensors and 2-D kernels (the
+ConvNeXt / ResNet case); 1-D / 3-D kernels, other devices and dtypes, JIT traces and
+``torch.compile`` graphs use the torch path. Autograd:
+:class:`mmdcls.ops.construct.fused_c._ConstructNative2d`, which passes the conventions of
+:mod:`mmdcls.ops.construct.conventions` (width floor ``sig_floor``, normalisation ``eps``,
+Gaussian ``exponent_floor``) as arguments.
 
 The bindings take tensors of any layout (made contiguous, and held in locals while the C code
 runs) and check their dtype and device: the C code reads raw pointers.
 """
-from typing import Optional, Sequence, Tuple
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ...torch_compat import is_compiling
+from .constants import BILINEAR_VERSIONS, PROFILE_VERSIONS, VECTOR_BYTES, lanes
 from .loader import call, library, threads_for
 from .prototypes import REAL_TYPES
 
-_VERSION_CODES = {'gauss': 0, 'max': 1, 'v0': 0, 'v1': 1}
 # rows per thread below which splitting a call over threads costs more than it saves
 _MIN_ROWS_PER_THREAD = 16
+# exponent floors the float32 Gaussian profiles handle: their inline exp is accurate on
+# [-87, 0] (2**n stays a normal float; csrc/construct_gauss_f32.c)
+_EXPONENT_FLOOR_RANGE = (-87.0, 0.0)
 _NEEDED_BY = 'the fused kernel construction'
 
 
@@ -68,6 +75,24 @@ def _check_shapes(weight: Tensor,
                          f'{tuple(grad_kernel.shape)}')
 
 
+def _version_code(version: str, codes: Dict[str, int]) -> int:
+    """The C code of ``version``; ValueError naming the versions of the entry point."""
+    if version not in codes:
+        raise ValueError(f'version must be one of {tuple(codes)}, got {version!r}')
+    return codes[version]
+
+
+def _check_constants(eps: float, exponent_floor: Optional[float] = None) -> None:
+    """ValueError unless ``eps`` is positive and finite and ``exponent_floor`` (if given) is in
+    the range the C exp handles."""
+    if not (isinstance(eps, (int, float)) and 0 < eps < math.inf):
+        raise ValueError(f'eps must be a positive finite float, got {eps!r}')
+    low, high = _EXPONENT_FLOOR_RANGE
+    if exponent_floor is not None and not (isinstance(exponent_floor, (int, float))
+                                           and low <= exponent_floor <= high):
+        raise ValueError(f'exponent_floor must be in [{low}, {high}], got {exponent_floor!r}')
+
+
 def _run(entry: str, dtype: torch.dtype, rows: int, args: list) -> None:
     """Calls construction entry point ``entry`` over all rows on up to
     ``torch.get_num_threads()`` threads."""
@@ -92,15 +117,15 @@ def _layout(P: Tensor, sizes: Tuple[int, int], component_of_axis: Sequence[int])
 
 
 # Saved axis-1 profiles (see dense_forward) at most this many kernel sizes: bounds the memory
-# a layer holds between forward and backward (1.2x for the release's gauss 23x23 / 26).
+# a layer holds between forward and backward.
 SAVED_PROFILES_MAX_RATIO = 1.5
 
 
 def saved_profiles_size(sizes: Tuple[int, int], kernel_count: int, dtype: torch.dtype) -> int:
     """Scalars per kernel row of the axis-1 profiles dense_forward can save: padded profiles
-    (whole 32-byte vectors) and their sums."""
-    lanes = 32 // dtype.itemsize
-    return kernel_count * (-(-sizes[1] // lanes) * lanes + 1)
+    (whole vectors of the C code) and their sums."""
+    per_vector = lanes(dtype)
+    return kernel_count * (-(-sizes[1] // per_vector) * per_vector + 1)
 
 
 def dense_forward(weight: Tensor,
@@ -110,11 +135,17 @@ def dense_forward(weight: Tensor,
                   component_of_axis: Sequence[int],
                   sig_floor: float,
                   version: str,
-                  save_profiles: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                  save_profiles: bool = False,
+                  *,
+                  eps: float,
+                  exponent_floor: float) -> Tuple[Tensor, Optional[Tensor]]:
     """``max`` / ``gauss`` kernel (*rows, S0, S1) from weight (*rows, K), P and SIG
-    (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``.
-    ``save_profiles``: also return the axis-1 profiles for :func:`dense_backward` (which then
-    evaluates only axis 0's), else None."""
+    (2, *rows, K); ``component_of_axis[a]``: the P component giving kernel axis ``a``;
+    ``sig_floor``, ``eps``, ``exponent_floor``: the width floor, normalisation epsilon and
+    Gaussian exponent floor. ``save_profiles``: also return the axis-1 profiles for
+    :func:`dense_backward` (which then evaluates only axis 0's), else None."""
+    code = _version_code(version, PROFILE_VERSIONS)
+    _check_constants(eps, exponent_floor)
     _check_shapes(weight, P, SIG, sizes)
     weight, P, SIG = _for_c(weight.dtype, weight, P, SIG)
     rows = weight.numel() // weight.shape[-1]
@@ -122,16 +153,18 @@ def dense_forward(weight: Tensor,
     saved = None
     if save_profiles:
         saved = weight.new_empty(rows * saved_profiles_size(sizes, weight.shape[-1], weight.dtype))
-        if saved.data_ptr() % 32:  # the C code reads it as 32-byte vectors
+        if saved.data_ptr() % VECTOR_BYTES:  # the C code reads it as whole vectors
             raise RuntimeError(f'mmdcls: profile buffer at {saved.data_ptr():#x} is not '
-                               f'32-byte aligned')
+                               f'{VECTOR_BYTES}-byte aligned')
     _run('dense_forward', weight.dtype, rows, [
         weight.data_ptr(),
         P.data_ptr(),
         SIG.data_ptr(),
         kernel.data_ptr(), None if saved is None else saved.data_ptr(),
         *_layout(P, sizes, component_of_axis),
-        float(sig_floor), _VERSION_CODES[version]
+        float(sig_floor),
+        float(eps),
+        float(exponent_floor), code
     ])
     return kernel, saved
 
@@ -144,9 +177,14 @@ def dense_backward(weight: Tensor,
                    component_of_axis: Sequence[int],
                    sig_floor: float,
                    version: str,
-                   saved: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients (weight, P, SIG) of :func:`dense_forward` from d loss / d kernel;
-    ``saved``: the profiles it returned, if any."""
+                   saved: Optional[Tensor] = None,
+                   *,
+                   eps: float,
+                   exponent_floor: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (weight, P, SIG) of :func:`dense_forward` (with the same constants) from
+    d loss / d kernel; ``saved``: the profiles it returned, if any."""
+    code = _version_code(version, PROFILE_VERSIONS)
+    _check_constants(eps, exponent_floor)
     _check_shapes(weight, P, SIG, sizes, grad_kernel)
     weight, P, SIG, grad_kernel, saved = _for_c(weight.dtype, weight, P, SIG, grad_kernel, saved)
     grads = [torch.empty_like(t) for t in (weight, P, SIG)]
@@ -157,15 +195,19 @@ def dense_backward(weight: Tensor,
              SIG.data_ptr(),
              grad_kernel.data_ptr(), None if saved is None else saved.data_ptr(),
              *(g.data_ptr() for g in grads), *_layout(P, sizes, component_of_axis),
-             float(sig_floor), _VERSION_CODES[version]
+             float(sig_floor),
+             float(eps),
+             float(exponent_floor), code
          ])
     return tuple(grads)
 
 
 def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
-                     component_of_axis: Sequence[int], version: str) -> Tensor:
-    """``v0`` / ``v1`` kernel (*rows, S0, S1) from weight (*rows, K) and P
-    (2, *rows, K)."""
+                     component_of_axis: Sequence[int], version: str, *, eps: float) -> Tensor:
+    """``v0`` / ``v1`` kernel (*rows, S0, S1) from weight (*rows, K) and P (2, *rows, K);
+    ``eps``: the normalisation epsilon of ``v1``."""
+    code = _version_code(version, BILINEAR_VERSIONS)
+    _check_constants(eps)
     _check_shapes(weight, P, None, sizes)
     weight, P = _for_c(weight.dtype, weight, P)
     rows = weight.numel() // weight.shape[-1]
@@ -173,14 +215,19 @@ def bilinear_forward(weight: Tensor, P: Tensor, sizes: Tuple[int, int],
     _run('bilinear_forward', weight.dtype, rows, [
         weight.data_ptr(),
         P.data_ptr(),
-        kernel.data_ptr(), *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]
+        kernel.data_ptr(), *_layout(P, sizes, component_of_axis),
+        float(eps), code
     ])
     return kernel
 
 
 def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tuple[int, int],
-                      component_of_axis: Sequence[int], version: str) -> Tuple[Tensor, Tensor]:
-    """Gradients (weight, P) of :func:`bilinear_forward` from d loss / d kernel."""
+                      component_of_axis: Sequence[int], version: str, *,
+                      eps: float) -> Tuple[Tensor, Tensor]:
+    """Gradients (weight, P) of :func:`bilinear_forward` (with the same ``eps``) from
+    d loss / d kernel."""
+    code = _version_code(version, BILINEAR_VERSIONS)
+    _check_constants(eps)
     _check_shapes(weight, P, None, sizes, grad_kernel)
     weight, P, grad_kernel = _for_c(weight.dtype, weight, P, grad_kernel)
     grads = [torch.empty_like(t) for t in (weight, P)]
@@ -188,7 +235,8 @@ def bilinear_backward(weight: Tensor, P: Tensor, grad_kernel: Tensor, sizes: Tup
          weight.numel() // weight.shape[-1], [
              weight.data_ptr(),
              P.data_ptr(),
-             grad_kernel.data_ptr(), *(g.data_ptr() for g in grads),
-             *_layout(P, sizes, component_of_axis), _VERSION_CODES[version]
+             grad_kernel.data_ptr(), *(g.data_ptr()
+                                       for g in grads), *_layout(P, sizes, component_of_axis),
+             float(eps), code
          ])
     return tuple(grads)

@@ -21,7 +21,7 @@ _NEEDED_BY = 'the sparse direct depthwise convolution'
 def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
                      groups: int) -> bool:
     """Whether the direct (:func:`depthwise_conv2d`, :func:`depthwise_grad_kernel`) and FFT
-    (:func:`mmdcls.ops.native.depthwise_fft_filter`, ...) depthwise convolutions handle this
+    (:func:`mmdcls.ops.kernels.cpu.depthwise_fft_filter`, ...) depthwise convolutions handle this
     convolution: 2-D, depthwise (C_out == C_in == groups), stride 1, float32 / float64 CPU
     tensors of one dtype, outside autocast (F.conv would compute in the autocast dtype), eager
     mode, library available."""

@@ -3,55 +3,63 @@
 2-D transforms vectorised across channels: :func:`depthwise_fft_spectra` of a kernel, then
 :func:`depthwise_fft_filter` (forward, and with ``conjugate`` the input gradient) and
 :func:`depthwise_fft_grad_kernel`. The ``'fft'`` algorithm of :mod:`mmdcls.ops.conv.fft` runs
-them where :func:`mmdcls.ops.native.depthwise_usable` holds.
+them where :func:`mmdcls.ops.kernels.cpu.depthwise_usable` holds.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
+from .constants import FFT_RADICES, VECTOR_BYTES, lanes
 from .loader import call, threads_for
 from .prototypes import strides
 
 _NEEDED_BY = 'the FFT depthwise convolution'
 
 
-def _fft_group(dtype: torch.dtype) -> int:
-    """Channels per complex transform of csrc/depthwise_fft_2d.c: two 32-byte vectors."""
-    return 2 * 32 // dtype.itemsize
+def _groups(channels: int, dtype: torch.dtype) -> int:
+    """Complex transforms for ``channels``: each carries two vectors of channels (one in the
+    real part, one in the imaginary part)."""
+    return -(-channels // (2 * lanes(dtype)))
+
+
+def _spectra_shape(channels: int, lengths: Tuple[int, int], dtype: torch.dtype) -> tuple:
+    """Shape of the spectra of :func:`depthwise_fft_spectra`: per transform group and frequency
+    (L0, L1 // 2 + 1), the two complex vectors P and M (csrc/depthwise_fft_2d.c)."""
+    return (_groups(channels, dtype), lengths[0], lengths[1] // 2 + 1, 2, 2, lanes(dtype))
 
 
 def _check_lengths(lengths: Sequence[int]) -> Tuple[int, int]:
-    """The transform lengths (L0, L1): positive, with no prime factor but 2, 3 and 5 (the
-    radices of csrc/depthwise_fft_2d.c; :func:`mmdcls.ops.conv.fft.fft_lengths` gives such)."""
+    """The transform lengths (L0, L1): positive, with no prime factor outside
+    :data:`.constants.FFT_RADICES` (:func:`mmdcls.ops.conv.fft.fft_lengths` gives such)."""
     lengths = tuple(lengths)
     for length in lengths:
         rest = length if isinstance(length, int) and length > 0 else 0
-        for p in (2, 3, 5):
+        for p in FFT_RADICES:
             while rest and rest % p == 0:
                 rest //= p
         if len(lengths) != 2 or rest != 1:
             raise ValueError(f'lengths must be two positive ints with no prime factor other '
-                             f'than 2, 3 and 5, got {lengths}')
+                             f'than {", ".join(map(str, FFT_RADICES))}, got {lengths}')
     return lengths
 
 
 def _aligned(tensor: Tensor, what: str) -> Tensor:
-    if tensor.data_ptr() % 32:  # the C code reads it as 32-byte vectors
-        raise RuntimeError(f'mmdcls: {what} at {tensor.data_ptr():#x} is not 32-byte aligned')
+    if tensor.data_ptr() % VECTOR_BYTES:  # the C code reads it as whole vectors
+        raise RuntimeError(f'mmdcls: {what} at {tensor.data_ptr():#x} is not '
+                           f'{VECTOR_BYTES}-byte aligned')
     return tensor
 
 
 def depthwise_fft_spectra(kernel: Tensor, lengths: Sequence[int]) -> Tensor:
     """The spectra of depthwise ``kernel`` (C, 1, kh, kw) for :func:`depthwise_fft_filter`
-    with transform ``lengths`` (L0, L1) (2-3-5-smooth): an opaque float tensor
+    with transform ``lengths`` (L0, L1) (see :func:`_check_lengths`): an opaque float tensor
     (ceil(C / group), L0, L1 // 2 + 1, 2, 2, lanes) of the kernel's dtype."""
     kernel = kernel.contiguous()
     c, _, kh, kw = kernel.shape
     L0, L1 = lengths = _check_lengths(lengths)
-    lanes = 32 // kernel.element_size()
-    groups = -(-c // _fft_group(kernel.dtype))
-    spectra = _aligned(kernel.new_empty((groups, L0, L1 // 2 + 1, 2, 2, lanes)), 'spectra')
+    spectra = _aligned(kernel.new_empty(_spectra_shape(c, lengths, kernel.dtype)), 'spectra')
+    groups = spectra.shape[0]
     call(
         'depthwise_fft_spectra',
         kernel.dtype,
@@ -93,8 +101,8 @@ def depthwise_fft_filter(input: Tensor,
     (N, C, *out_size), channels-last if input is. No autograd."""
     n, c, h, w = input.shape
     lengths = _check_lengths(lengths)
-    groups = -(-c // _fft_group(input.dtype))
-    expected = (groups, lengths[0], lengths[1] // 2 + 1, 2, 2, 32 // input.element_size())
+    expected = _spectra_shape(c, lengths, input.dtype)
+    groups = expected[0]
     if (tuple(spectra.shape) != expected or spectra.dtype != input.dtype
             or not spectra.is_contiguous()):
         raise ValueError(f'spectra must be depthwise_fft_spectra of a ({c}, 1, kh, kw) '
@@ -144,7 +152,7 @@ def depthwise_fft_grad_kernel(input: Tensor, grad: Tensor, in_offset: Sequence[i
                          f'{tuple(input.shape)}, got {grad.dtype} {tuple(grad.shape)} on '
                          f'{grad.device}')
     grad_kernel = input.new_empty((c, 1, kh, kw))
-    groups = -(-c // _fft_group(input.dtype))
+    groups = _groups(c, input.dtype)
     call(
         'depthwise_fft_grad_kernel',
         input.dtype,

@@ -1,10 +1,10 @@
 """Building, loading and calling mmdcls's C library (``csrc/*.c``).
 
 It needs only a C compiler (``$CC``, else ``cc``), no torch headers: the library is built in
-about a second into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
-sources, flags, compiler and CPU, and loaded with ctypes; :mod:`.prototypes` declares its entry
-points. Calls are split over ``torch.get_num_threads()`` OpenMP threads where the compiler has
-OpenMP.
+a few seconds into ``$MMDCLS_CACHE_DIR`` (default ``~/.cache/mmdcls``), keyed by a hash of the
+sources, the generated header (:mod:`.generated_header`), flags, compiler and CPU, and loaded
+with ctypes; :mod:`.prototypes` declares its entry points. Calls are split over
+``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP.
 
 ``MMDCLS_NATIVE`` selects: unset / ``auto``: use it when it builds (one warning otherwise);
 ``0``: never (pure torch); ``1``: always, raising if it cannot be built.
@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .prototypes import REAL_TYPES, SOURCES, declare
+from .generated_header import HEADER_NAME, header_text
+from .prototypes import REAL_TYPES, declare
 
 ENV_VAR = 'MMDCLS_NATIVE'
 CACHE_ENV_VAR = 'MMDCLS_CACHE_DIR'
@@ -31,9 +32,11 @@ MODES = ('auto', '0', '1')
 #: what the library holds, for messages
 CONTENTS = 'fused CPU kernel construction, sparse direct and FFT depthwise convolutions'
 _CSRC = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc')
+#: the C sources, each compiled once per variant of :data:`.prototypes.REAL_TYPES`
+SOURCES = tuple(sorted(name for name in os.listdir(_CSRC) if name.endswith('.c')))
 SOURCE_PATHS = tuple(osp.join(_CSRC, name) for name in SOURCES)
 # included by the sources: part of the build's cache key
-HEADERS = tuple(osp.join(_CSRC, name) for name in ('real_vec.h', ))
+HEADERS = tuple(osp.join(_CSRC, name) for name in sorted(os.listdir(_CSRC)) if name.endswith('.h'))
 # the built library's file name in the cache directory: f'{_LIBRARY_NAME}-{key}.so'
 _LIBRARY_NAME = 'mmdcls_native'
 # Build configurations, tried in order. -ffast-math lets the compiler vectorise expf (through
@@ -46,6 +49,10 @@ _CONFIGS = (
     (('-O3', '-ffast-math', '-fopenmp'), ('-fopenmp', '-lmvec', '-lm')),
     (('-O3', ), ('-lm', )),
 )
+# Given in every configuration: a function with external linkage must have a prototype, so
+# every entry point is checked against its generated declaration (and no other is exported
+# unnoticed).
+_CHECKS = ('-Werror=missing-prototypes', )
 
 _lock = threading.Lock()
 _library = None  # ctypes.CDLL once built
@@ -74,13 +81,18 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str], target: str) -> None:
+def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str], header: str,
+             target: str) -> None:
     with tempfile.TemporaryDirectory(dir=osp.dirname(target)) as tmp:
+        with open(osp.join(tmp, HEADER_NAME), 'w') as f:
+            f.write(header)
         objects = []
         for source in SOURCE_PATHS:
-            for suffix, defines, _ in REAL_TYPES.values():
-                obj = osp.join(tmp, osp.basename(source)[:-2] + suffix + '.o')
-                subprocess.run([compiler, *flags, '-fPIC', *defines, '-c', source, '-o', obj],
+            for variant in REAL_TYPES.values():
+                obj = osp.join(tmp, osp.basename(source)[:-2] + variant.suffix + '.o')
+                defines = [f'-D{variant.define}'] if variant.define else []
+                command = [compiler, *flags, *_CHECKS, '-fPIC', *defines, '-I', tmp]
+                subprocess.run([*command, '-c', source, '-o', obj],
                                check=True,
                                capture_output=True,
                                text=True)
@@ -93,11 +105,18 @@ def _compile(compiler: str, flags: Sequence[str], libraries: Sequence[str], targ
         os.replace(library, target)  # atomic: concurrent builders never see a partial file
 
 
+def _summary(output: str) -> str:
+    """What a failed build reports: the compiler's first error lines, else its output's end."""
+    errors = [line.strip()[:300] for line in output.splitlines() if 'error' in line]
+    return '\n  '.join(errors[:3]) if errors else output.strip()[-500:]
+
+
 def _build() -> ctypes.CDLL:
     compiler = os.environ.get('CC') or 'cc'
     if shutil.which(compiler) is None:
         raise RuntimeError(f'no C compiler: {compiler!r} not found (set $CC)')
-    source = b''
+    header = header_text()
+    source = header.encode()
     for path in SOURCE_PATHS + HEADERS:
         with open(path, 'rb') as f:
             source += f.read()
@@ -105,7 +124,7 @@ def _build() -> ctypes.CDLL:
     errors = []
     for flags, libraries in _CONFIGS:
         key = hashlib.sha256(b'\0'.join([
-            source, ' '.join(flags + libraries).encode(),
+            source, ' '.join(flags + _CHECKS + libraries).encode(),
             version.encode(),
             platform.machine().encode(),
             _cpu_signature().encode()
@@ -114,11 +133,11 @@ def _build() -> ctypes.CDLL:
         try:
             os.makedirs(_cache_dir(), exist_ok=True)
             if not osp.exists(target):
-                _compile(compiler, flags, libraries, target)
+                _compile(compiler, flags, libraries, header, target)
             library = ctypes.CDLL(target)
         except (subprocess.CalledProcessError, OSError) as error:
-            detail = getattr(error, 'stderr', '') or str(error)
-            errors.append(f'{" ".join(flags)}: {detail.strip()[-500:]}')
+            errors.append(
+                f'{" ".join(flags)}: {_summary(getattr(error, "stderr", "") or str(error))}')
             continue
         declare(library)
         return library
@@ -168,5 +187,5 @@ def call(entry: str, dtype: torch.dtype, *args, threads: int, needed_by: str) ->
     if lib is None:
         raise RuntimeError(f'{needed_by} is unavailable: the C library is '
                            f'{"disabled (" + ENV_VAR + "=0)" if mode() == "0" else _failure}')
-    if getattr(lib, entry + REAL_TYPES[dtype][0])(*args, threads):
+    if getattr(lib, entry + REAL_TYPES[dtype].suffix)(*args, threads):
         raise MemoryError(f'mmdcls: {entry} could not allocate its work buffer')

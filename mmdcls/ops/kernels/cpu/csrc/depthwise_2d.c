@@ -1,17 +1,14 @@
 /* Sparse direct depthwise 2-D convolution (stride 1, zero padding) over the kernel's non-zero
  * taps, and its kernel gradient, for training and inference: the 'sparse_direct' algorithm
  * (alias 'native') of mmdcls/ops/conv/sparse_direct.py; bindings in
- * mmdcls/ops/native/depthwise.py.
+ * mmdcls/ops/kernels/cpu/depthwise.py.
  *
- * Compiled twice like construct_2d.c (REAL = float, and double with -DREAL_IS_DOUBLE). Per
- * (sample, channel) map: the input is copied once into a zero-padded plane, the kernel's
+ * Per (sample, channel) map: the input is copied once into a zero-padded plane, the kernel's
  * non-zero taps are listed (a folded DCLS v0 kernel has at most 4 per element: ~100 of 289),
- * and each output row is computed in blocks of up to four 32-byte vectors held in registers,
- * one FMA per tap and vector: no stores in the tap loop, no masks, no im2col. Taps alternate
- * between two accumulator sets so that eight independent FMA chains hide the FMA latency.
- * On the project CPU that is ~1.2 cycles per vector FMA, several times oneDNN's depthwise
- * kernel for 17x17 and faster than FFT for sparse kernels and small maps. Maps are split
- * over OpenMP threads.
+ * and each output row is computed in blocks of up to four vectors held in registers, one FMA
+ * per tap and vector: no stores in the tap loop, no masks, no im2col. Taps alternate between
+ * two accumulator sets so that eight independent FMA chains hide the FMA latency. Maps are
+ * split over OpenMP threads.
  */
 #include "real_vec.h"
 
@@ -75,8 +72,7 @@ int FN(depthwise_forward)(const REAL *x, const REAL *kernel, const REAL *bias, R
                 /* this channel's non-zero taps, as offsets into the padded plane */
                 const REAL *kc = kernel + (int64_t)c * kh * kw;
                 /* built branch-free (every tap written, the count advanced for non-zero ones):
-                 * a sparse pattern mispredicts about every other branch, which on 12x12 maps
-                 * cost as much as the convolution itself */
+                 * a sparse pattern mispredicts about every other branch */
                 int ntaps = 0;
                 for (int i = 0; i < kh; ++i)
                     for (int j = 0; j < kw; ++j) {
@@ -155,7 +151,8 @@ int FN(depthwise_grad_kernel)(const REAL *x, const REAL *gy, REAL *gk, int64_t N
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
         REAL *plane = (REAL *)malloc(sizeof(REAL) * (size_t)Hp * Wp);
-        REAL *grad = (REAL *)aligned_alloc(32, sizeof(REAL) * (size_t)OH * OWr + 32);
+        const size_t grad_bytes = sizeof(REAL) * (size_t)OH * OWr + sizeof(vec);
+        REAL *grad = (REAL *)aligned_alloc(sizeof(vec), grad_bytes);
         if (!plane || !grad) {
             failed = 1;
         } else {

@@ -1,11 +1,10 @@
 /* Depthwise 2-D convolution through FFTs vectorised across channels (bindings:
- * mmdcls/ops/native/depthwise_fft.py; the 'fft' algorithm of mmdcls/ops/conv/fft.py).
+ * mmdcls/ops/kernels/cpu/depthwise_fft.py; the 'fft' algorithm of mmdcls/ops/conv/fft.py).
  *
- * Compiled twice like construct_2d.c (REAL = float, and double with -DREAL_IS_DOUBLE). A
- * depthwise conv transforms every (sample, channel) map separately: many small 2-D FFTs, which
- * a general FFT library runs one at a time at a fraction of the CPU's vector width. Here a
- * 32-byte vector holds one value of LANES channels, so every butterfly is plain vector
- * arithmetic with no shuffles, and two channel sets ride in one complex transform: channels
+ * A depthwise conv transforms every (sample, channel) map separately: many small 2-D FFTs,
+ * which a general FFT library runs one at a time at a fraction of the CPU's vector width. Here
+ * a vector holds one value of LANES channels, so every butterfly is plain vector arithmetic
+ * with no shuffles (fft_1d.c), and two channel sets ride in one complex transform: channels
  * A in the real part, B in the imaginary part (the "two real FFTs for one complex" identity).
  * With Z = F(a + i b), the spectra of a and b are (Z + Z~) / 2 and (Z - Z~) / 2i where
  * Z~[k] = conj(Z[-k]), so the output spectrum Y = C_A F(a) + i C_B F(b) is
@@ -13,201 +12,19 @@
  * and one inverse complex transform returns y_A + i y_B. P and M are Hermitian (spectra of
  * real kernels), so only columns 0 .. L1 / 2 are stored ("spectra" below).
  *
- * Conventions (the same as the torch FFT path of mmdcls/ops/conv/fft.py): transforms of length (L0, L1);
- * correlation y[o] = sum_t k[t] x_p[o + t], x_p = x placed at (pad0, pad1) in a zero plane, so
- * F(y) = conj(F(k)) F(x_p); the input gradient is F(g) F(k) (no conjugate) read at the
- * padding offset, the kernel gradient conj(F(g)) F(x_p) read at rows / columns 0 .. k - 1.
+ * Conventions (the same as the torch FFT path of mmdcls/ops/conv/fft.py): transforms of
+ * length (L0, L1); correlation y[o] = sum_t k[t] x_p[o + t], x_p = x placed at (pad0, pad1)
+ * in a zero plane, so F(y) = conj(F(k)) F(x_p); the input gradient is F(g) F(k) (no
+ * conjugate) read at the padding offset, the kernel gradient conj(F(g)) F(x_p) read at rows /
+ * columns 0 .. k - 1.
  *
- * Complex transforms: mixed-radix (4, 2, 3, 5) Stockham autosort, out of place between two
- * buffers; rows in place in the plane, columns gathered into a contiguous buffer in pairs
- * (k, -k) since Z~ pairs them. OpenMP threads take (sample, channel group) pairs; the kernel
+ * Rows are transformed in place in the plane, columns gathered into a contiguous buffer in
+ * pairs (k, -k) since Z~ pairs them. OpenMP threads take (sample, channel group) pairs; the kernel
  * gradient, a sum over samples, takes channel groups.
  */
-#include <math.h>
-
-#include "real_vec.h"
+#include "fft_1d.h"
 
 #define GROUP (2 * LANES) /* channels per complex transform */
-#define MAX_FACTORS 32
-
-typedef struct {
-    vec re, im;
-} cvec;
-
-/* ------------------------------------------------------------------ 1-D transforms */
-
-typedef struct {
-    int n, nf;
-    int factor[MAX_FACTORS];
-    REAL *tw; /* per stage s, q = 1 .. p - 1, j < span: (cos, sin) of -2 pi j q / (span p) */
-    int tw_offset[MAX_FACTORS];
-} plan;
-
-/* 0 on success; 1 if n has a prime factor other than 2, 3, 5 or allocation fails. */
-static int plan_init(plan *pl, int n) {
-    pl->n = n;
-    pl->nf = 0;
-    pl->tw = NULL;
-    int m = n;
-    while (m % 4 == 0) pl->factor[pl->nf++] = 4, m /= 4;
-    while (m % 2 == 0) pl->factor[pl->nf++] = 2, m /= 2;
-    while (m % 3 == 0) pl->factor[pl->nf++] = 3, m /= 3;
-    while (m % 5 == 0) pl->factor[pl->nf++] = 5, m /= 5;
-    if (m != 1 || pl->nf > MAX_FACTORS) return 1;
-    size_t total = 0;
-    int span = 1;
-    for (int s = 0; s < pl->nf; ++s) {
-        pl->tw_offset[s] = (int)total;
-        total += (size_t)2 * span * (pl->factor[s] - 1);
-        span *= pl->factor[s];
-    }
-    pl->tw = (REAL *)malloc(sizeof(REAL) * (total + 1));
-    if (!pl->tw) return 1;
-    span = 1;
-    for (int s = 0; s < pl->nf; ++s) {
-        int p = pl->factor[s];
-        REAL *t = pl->tw + pl->tw_offset[s];
-        for (int j = 0; j < span; ++j)
-            for (int q = 1; q < p; ++q) {
-                double angle = -2.0 * M_PI * (double)j * q / ((double)span * p);
-                t[2 * (j * (p - 1) + q - 1)] = (REAL)cos(angle);
-                t[2 * (j * (p - 1) + q - 1) + 1] = (REAL)sin(angle);
-            }
-        span *= p;
-    }
-    return 0;
-}
-
-static inline __attribute__((always_inline)) cvec cadd(cvec a, cvec b) {
-    return (cvec){a.re + b.re, a.im + b.im};
-}
-static inline __attribute__((always_inline)) cvec csub(cvec a, cvec b) {
-    return (cvec){a.re - b.re, a.im - b.im};
-}
-/* a times the scalar (c, s) */
-static inline __attribute__((always_inline)) cvec cmul_s(cvec a, REAL c, REAL s) {
-    return (cvec){a.re * c - a.im * s, a.re * s + a.im * c};
-}
-/* a times i * s (s = +-1 or a real factor) */
-static inline __attribute__((always_inline)) cvec cmul_i(cvec a, REAL s) {
-    return (cvec){-a.im * s, a.re * s};
-}
-static inline __attribute__((always_inline)) cvec cmul(cvec a, cvec b) {
-    return (cvec){a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-}
-static inline __attribute__((always_inline)) cvec cconj(cvec a) {
-    return (cvec){a.re, -a.im};
-}
-
-/* One radix-p Stockham stage: src indexed [j][q][c] (j < span, q < p, c < rest), dst
- * [u][j][c] with u < p: dst = DFT_p over q of twiddle(j, q) src. sign: -1 forward, +1
- * inverse (the conjugate twiddles). */
-static inline __attribute__((always_inline)) void stage(const cvec *restrict src,
-                                                        cvec *restrict dst, int p, int span,
-                                                        int rest, const REAL *tw,
-                                                        const REAL sign) {
-    const REAL c3 = (REAL)-0.5, s3 = (REAL)0.86602540378443864676 * sign;
-    const REAL c51 = (REAL)0.30901699437494742410, c52 = (REAL)-0.80901699437494742410;
-    const REAL s51 = (REAL)0.95105651629515357212 * sign,
-               s52 = (REAL)0.58778525229247312917 * sign;
-    const int stride = span * rest; /* between outputs u and u + 1 */
-    for (int j = 0; j < span; ++j) {
-        const cvec *in = src + (size_t)j * p * rest;
-        cvec *out = dst + (size_t)j * rest;
-        const REAL *w = tw + 2 * j * (p - 1);
-        for (int c = 0; c < rest; ++c) {
-            cvec a[5];
-            a[0] = in[c];
-            for (int q = 1; q < p; ++q)
-                a[q] = j ? cmul_s(in[q * rest + c], w[2 * (q - 1)], -sign * w[2 * (q - 1) + 1])
-                         : in[q * rest + c];
-            switch (p) {
-            case 2:
-                out[c] = cadd(a[0], a[1]);
-                out[stride + c] = csub(a[0], a[1]);
-                break;
-            case 4: {
-                cvec t0 = cadd(a[0], a[2]), t1 = csub(a[0], a[2]);
-                cvec t2 = cadd(a[1], a[3]), t3 = cmul_i(csub(a[1], a[3]), sign);
-                out[c] = cadd(t0, t2);
-                out[stride + c] = cadd(t1, t3);
-                out[2 * stride + c] = csub(t0, t2);
-                out[3 * stride + c] = csub(t1, t3);
-                break;
-            }
-            case 3: {
-                cvec t1 = cadd(a[1], a[2]), t2 = csub(a[1], a[2]);
-                cvec m = {a[0].re + c3 * t1.re, a[0].im + c3 * t1.im};
-                cvec n = cmul_i(t2, s3);
-                out[c] = cadd(a[0], t1);
-                out[stride + c] = cadd(m, n);
-                out[2 * stride + c] = csub(m, n);
-                break;
-            }
-            case 5: {
-                cvec t1 = cadd(a[1], a[4]), t2 = cadd(a[2], a[3]);
-                cvec t3 = csub(a[1], a[4]), t4 = csub(a[2], a[3]);
-                cvec m1 = {a[0].re + c51 * t1.re + c52 * t2.re, a[0].im + c51 * t1.im + c52 * t2.im};
-                cvec m2 = {a[0].re + c52 * t1.re + c51 * t2.re, a[0].im + c52 * t1.im + c51 * t2.im};
-                cvec n1 = {-(s51 * t3.im + s52 * t4.im), s51 * t3.re + s52 * t4.re};
-                cvec n2 = {-(s52 * t3.im - s51 * t4.im), s52 * t3.re - s51 * t4.re};
-                out[c] = cadd(a[0], cadd(t1, t2));
-                out[stride + c] = cadd(m1, n1);
-                out[4 * stride + c] = csub(m1, n1);
-                out[2 * stride + c] = cadd(m2, n2);
-                out[3 * stride + c] = csub(m2, n2);
-                break;
-            }
-            }
-        }
-    }
-}
-
-/* In-place transform of data (n values); scratch holds n. sign -1: forward (no scaling). */
-static void fft(cvec *data, cvec *scratch, const plan *pl, const REAL sign) {
-    cvec *src = data, *dst = scratch;
-    int span = 1;
-    for (int s = 0; s < pl->nf; ++s) {
-        int p = pl->factor[s], rest = pl->n / (span * p);
-        const REAL *tw = pl->tw + pl->tw_offset[s];
-        if (sign < 0) {
-            switch (p) { /* constant radix: the butterfly's switch folds away */
-            case 4: stage(src, dst, 4, span, rest, tw, -1); break;
-            case 2: stage(src, dst, 2, span, rest, tw, -1); break;
-            case 3: stage(src, dst, 3, span, rest, tw, -1); break;
-            default: stage(src, dst, 5, span, rest, tw, -1); break;
-            }
-        } else {
-            switch (p) {
-            case 4: stage(src, dst, 4, span, rest, tw, 1); break;
-            case 2: stage(src, dst, 2, span, rest, tw, 1); break;
-            case 3: stage(src, dst, 3, span, rest, tw, 1); break;
-            default: stage(src, dst, 5, span, rest, tw, 1); break;
-            }
-        }
-        cvec *t = src;
-        src = dst;
-        dst = t;
-        span *= p;
-    }
-    if (src != data) memcpy(data, src, sizeof(cvec) * pl->n);
-}
-
-/* (n - i) mod n for 0 <= i < n, without the integer division of `%` (it sat in the
- * per-frequency loops, one division per frequency). */
-static inline __attribute__((always_inline)) int mirror_index(int i, int n) {
-    return i ? n - i : 0;
-}
-
-/* Plans of both axes; 0, or 1 with nothing left allocated. */
-static int plans_init(plan *p0, int L0, plan *p1, int L1) {
-    if (plan_init(p0, L0) | plan_init(p1, L1)) { /* both run: both tw pointers are set */
-        free(p0->tw);
-        free(p1->tw);
-        return 1;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------ planes */
 
@@ -219,7 +36,7 @@ typedef struct {
 static int work_init(work *wk, int L0, int L1, int two_planes) {
     size_t line = (size_t)(L0 > L1 ? L0 : L1);
     size_t total = (size_t)L0 * L1 * (two_planes ? 2 : 1) + 5 * line;
-    cvec *buf = (cvec *)aligned_alloc(64, sizeof(cvec) * total);
+    cvec *buf = (cvec *)aligned_alloc(sizeof(cvec), sizeof(cvec) * total);
     wk->plane = buf;
     if (!buf) return 1;
     wk->plane2 = two_planes ? buf + (size_t)L0 * L1 : NULL;
@@ -255,7 +72,7 @@ static void load_row(cvec *line, const REAL *src, strides st, int64_t C, int64_t
                 for (int x = 0; x < w; ++x) line[off + x].im[l - LANES] = sl[x * st.w];
         }
     }
-    fft(line, scratch, p1, -1);
+    FN(fft)(line, scratch, p1, -1);
 }
 
 /* Writes columns off .. off + w - 1 of an inverse-transformed line, times scale, plus bias
@@ -287,17 +104,18 @@ static void load_column(cvec *col, const cvec *plane, int k, int r0, int r1, int
                         const plan *p0, cvec *scratch) {
     for (int r = 0; r < L0; ++r)
         col[r] = (r >= r0 && r < r1) ? plane[(size_t)r * L1 + k] : (cvec){{0}, {0}};
-    fft(col, scratch, p0, -1);
+    FN(fft)(col, scratch, p0, -1);
 }
 
 /* ------------------------------------------------------------------ entry points */
 
 /* Spectra (G, L0, L1 / 2 + 1, 2) cvec of kernel (C, 1, kh, kw), G = ceil(C / GROUP): P and M
  * of the header, for the correlation (conj of the kernel's transform). 0 or 1 (failure). */
-int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int kh, int kw,
-                              int L0, int L1, int nthreads) {
+int FN(depthwise_fft_spectra)(const REAL *kernel, REAL *spectra_data, int64_t C, int kh,
+                              int kw, int L0, int L1, int nthreads) {
+    cvec *spectra = (cvec *)spectra_data;
     plan p0, p1;
-    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    if (FN(plans_init)(&p0, L0, &p1, L1)) return 1;
     int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
@@ -345,13 +163,14 @@ int FN(depthwise_fft_spectra)(const REAL *kernel, cvec *spectra, int64_t C, int 
  * zero (L0, L1) plane by the spectra, read at (out0, out1), plus bias (C,) or NULL.
  * conjugate = 0: the correlation with the kernel (forward); 1: the convolution (input
  * gradient). 0 or 1 (failure). */
-int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cvec *spectra,
-                             const REAL *bias, REAL *out, const int64_t *out_strides,
-                             int64_t N, int64_t C, int ih, int iw, int in0, int in1, int oh,
-                             int ow, int out0, int out1, int L0, int L1, int conjugate,
-                             int nthreads) {
+int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides,
+                             const REAL *spectra_data, const REAL *bias, REAL *out,
+                             const int64_t *out_strides, int64_t N, int64_t C, int ih, int iw,
+                             int in0, int in1, int oh, int ow, int out0, int out1, int L0,
+                             int L1, int conjugate, int nthreads) {
+    const cvec *spectra = (const cvec *)spectra_data;
     plan p0, p1;
-    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    if (FN(plans_init)(&p0, L0, &p1, L1)) return 1;
     int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
@@ -387,20 +206,22 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
                         M.im *= csign;
                         ya[r] = cadd(cmul(P, za[r]), cmul(M, cconj(zb[rm])));
                         if (pair) {
-                            cvec Pm = {sm[0].re, -csign * sm[0].im}, Mm = {sm[1].re, -csign * sm[1].im};
+                            cvec Pm = {sm[0].re, -csign * sm[0].im};
+                            cvec Mm = {sm[1].re, -csign * sm[1].im};
                             yb[r] = cadd(cmul(Pm, zb[r]), cmul(Mm, cconj(za[rm])));
                         }
                     }
-                    fft(ya, wk.scratch, &p0, 1);
+                    FN(fft)(ya, wk.scratch, &p0, 1);
                     for (int r = out0; r < out0 + oh; ++r) wk.plane[(size_t)r * L1 + k] = ya[r];
                     if (pair) {
-                        fft(yb, wk.scratch, &p0, 1);
-                        for (int r = out0; r < out0 + oh; ++r) wk.plane[(size_t)r * L1 + km] = yb[r];
+                        FN(fft)(yb, wk.scratch, &p0, 1);
+                        for (int r = out0; r < out0 + oh; ++r)
+                            wk.plane[(size_t)r * L1 + km] = yb[r];
                     }
                 }
                 for (int r = 0; r < oh; ++r) {
                     cvec *line = wk.plane + (size_t)(out0 + r) * L1;
-                    fft(line, wk.scratch, &p1, 1);
+                    FN(fft)(line, wk.scratch, &p1, 1);
                     store_row(line, out + n * os.n, os, C, c0, r, ow, out1, scale, bias);
                 }
             }
@@ -416,10 +237,11 @@ int FN(depthwise_fft_filter)(const REAL *in, const int64_t *in_strides, const cv
  * (0, 0) with in (N, C, ih, iw) placed at (in0, in1), read at rows / columns 0 .. k - 1:
  * conj(F(g)) F(x_p) per channel, both channel sets in one spectrum S = S_A + i S_B. */
 int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, const REAL *grad,
-                                  const int64_t *grad_strides, REAL *grad_kernel, int64_t N, int64_t C, int ih, int iw, int in0, int in1, int gh,
-                                  int gw, int kh, int kw, int L0, int L1, int nthreads) {
+                                  const int64_t *grad_strides, REAL *grad_kernel, int64_t N,
+                                  int64_t C, int ih, int iw, int in0, int in1, int gh, int gw,
+                                  int kh, int kw, int L0, int L1, int nthreads) {
     plan p0, p1;
-    if (plans_init(&p0, L0, &p1, L1)) return 1;
+    if (FN(plans_init)(&p0, L0, &p1, L1)) return 1;
     int failed = 0;
     const int64_t G = (C + GROUP - 1) / GROUP;
     const int H1 = L1 / 2 + 1;
@@ -431,7 +253,7 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
         work wk = {0};
         cvec *S = NULL;
         if (work_init(&wk, L0, L1, 1) ||
-            !(S = (cvec *)aligned_alloc(64, sizeof(cvec) * (size_t)L0 * L1))) {
+            !(S = (cvec *)aligned_alloc(sizeof(cvec), sizeof(cvec) * (size_t)L0 * L1))) {
             failed = 1;
         } else {
 #pragma omp for schedule(static)
@@ -479,13 +301,13 @@ int FN(depthwise_fft_grad_kernel)(const REAL *in, const int64_t *in_strides, con
                 for (int k = 0; k < L1; ++k) {
                     cvec *col = wk.col[0];
                     for (int r = 0; r < L0; ++r) col[r] = S[(size_t)r * L1 + k];
-                    fft(col, wk.scratch, &p0, 1);
+                    FN(fft)(col, wk.scratch, &p0, 1);
                     for (int r = 0; r < kh; ++r) S[(size_t)r * L1 + k] = col[r];
                 }
                 const strides ks = {0, (int64_t)kh * kw, kw, 1};
                 for (int r = 0; r < kh; ++r) {
                     cvec *line = S + (size_t)r * L1;
-                    fft(line, wk.scratch, &p1, 1);
+                    FN(fft)(line, wk.scratch, &p1, 1);
                     store_row(line, grad_kernel, ks, C, c0, r, kw, 0, scale, NULL);
                 }
             }

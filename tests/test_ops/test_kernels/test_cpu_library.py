@@ -1,13 +1,17 @@
-"""The C library of mmdcls.ops.native: built here, selected by MMDCLS_NATIVE, its construction
-identical to the pure-torch one and its FFT depthwise conv to F.conv2d, and a clear fallback /
-error when unbuildable."""
+"""The C library of mmdcls.ops.kernels.cpu: built here, selected by MMDCLS_NATIVE, compiled
+against the declarations and constants of its Python side (a mismatch does not build), its
+construction identical to the pure-torch one and its FFT depthwise conv to F.conv2d, and a clear
+fallback / error when unbuildable."""
+import os.path as osp
 import shutil
 
 import pytest
 import torch
 
 from mmdcls.ops import construct_kernel
+from mmdcls.ops.construct.conventions import GAUSS_EXPONENT_FLOOR, NORMALISATION_EPS
 from mmdcls.ops.kernels import cpu
+from mmdcls.ops.kernels.cpu import constants, generated_header, prototypes
 
 # gauss (5, 7) / 30: more profile memory than the kernel, so the backward recomputes all
 # profiles; the other gauss settings reuse the forward's axis-1 profiles
@@ -126,6 +130,106 @@ def test_other_cases_use_the_torch_path(monkeypatch):
     assert not cpu.usable(weight.half(), (5, 5))
     monkeypatch.setenv(cpu.ENV_VAR, '0')
     assert not cpu.usable(weight, (5, 5))
+
+
+def test_each_entry_point_is_defined_in_its_source():
+    for name, (source, _) in prototypes.ENTRY_POINTS.items():
+        with open(osp.join(osp.dirname(cpu.loader.SOURCE_PATHS[0]), source)) as f:
+            assert f'int FN({name})(' in f.read(), f'{name} is not defined in {source}'
+
+
+def test_generated_header_defines_the_python_constants():
+    text = generated_header.header_text()
+    radices = ', '.join(map(str, constants.FFT_RADICES))
+    assert f'#define VECTOR_BYTES {constants.VECTOR_BYTES}\n' in text
+    assert f'#define FFT_RADICES {radices}\n' in text
+    for name, code in {**constants.PROFILE_VERSIONS, **constants.BILINEAR_VERSIONS}.items():
+        assert f'#define VERSION_{name.upper()} {code}\n' in text
+    for variant in prototypes.REAL_TYPES.values():
+        assert f'#define REAL {variant.c_type}\n' in text
+        for name in prototypes.ENTRY_POINTS:
+            assert f'int {name}{variant.suffix}(' in text
+
+
+def _differ_in_argument_type(monkeypatch):
+    source, arguments = prototypes.ENTRY_POINTS['bilinear_forward']
+    changed = tuple((name, 'int64_t' if name == 'K' else kind) for name, kind in arguments)
+    monkeypatch.setitem(prototypes.ENTRY_POINTS, 'bilinear_forward', (source, changed))
+
+
+@pytest.mark.parametrize(
+    'change,error',
+    [(_differ_in_argument_type, 'conflicting types'),
+     (lambda m: m.delitem(prototypes.ENTRY_POINTS, 'bilinear_forward'), 'no previous prototype'),
+     (lambda m: m.setattr(constants, 'FFT_RADICES', (2, 3, 7)), 'FFT_RADICES')])
+def test_c_code_differing_from_its_python_declaration_does_not_build(monkeypatch, fresh_library,
+                                                                     change, error):
+    """A ctypes argument list that differs from the C definition, a C entry point Python does
+    not declare, an FFT radix without a C butterfly: each fails the build, naming why."""
+    if shutil.which('cc') is None:
+        pytest.skip('no C compiler on this machine')
+    monkeypatch.setattr(cpu.loader, '_CONFIGS', ((('-O0', ), ('-lm', )), ))  # quick to fail
+    change(monkeypatch)
+    monkeypatch.setenv(cpu.ENV_VAR, '1')
+    with pytest.raises(RuntimeError, match=error):
+        cpu.library()
+    assert not list(fresh_library.iterdir())
+
+
+def test_c_fft_accepts_exactly_the_lengths_python_allows():
+    """The C FFT plan and the Python length rule (``_check_lengths``, behind ``fft_lengths``)
+    take their radices from one place: both accept the 5-smooth lengths, and only those."""
+    if cpu.library() is None:
+        pytest.skip(f'native library unavailable: {cpu.failure_reason()}')
+    from mmdcls.ops.kernels.cpu.depthwise_fft import _check_lengths
+    smooth = {1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 15, 16, 18, 20, 24, 25, 27, 30, 32, 36, 40}
+    kernel = torch.ones(1, 1, 1, 1)
+    for length in range(1, 41):
+        spectra = torch.empty(1, length, 1, 2, 2, constants.lanes(torch.float32))
+        try:
+            cpu.loader.call(
+                'depthwise_fft_spectra',
+                torch.float32,
+                kernel.data_ptr(),
+                spectra.data_ptr(),
+                1,
+                1,
+                1,
+                length,
+                1,
+                threads=1,
+                needed_by='test')
+            c_accepts = True
+        except MemoryError:  # the plan's non-zero return
+            c_accepts = False
+        try:
+            python_accepts = _check_lengths((length, 1)) is not None
+        except ValueError:
+            python_accepts = False
+        assert c_accepts == python_accepts == (length in smooth), length
+
+
+def test_construction_bindings_reject_bad_constants_and_versions():
+    if cpu.library() is None:
+        pytest.skip(f'fused construction unavailable: {cpu.failure_reason()}')
+    weight, P, SIG = parameters('gauss', (5, 5), 3, torch.float32, rows=4)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r'exponent_floor must be in \[-87.0, 0.0\]'):
+            cpu.dense_forward(
+                weight, P, SIG, (5, 5), [1, 0], 0.27, 'gauss', eps=1e-7, exponent_floor=-100.0)
+        with pytest.raises(ValueError, match='eps must be a positive finite float'):
+            cpu.bilinear_forward(weight, P, (5, 5), [0, 1], 'v1', eps=0.0)
+        with pytest.raises(ValueError, match=r"version must be one of \('gauss', 'max'\)"):
+            cpu.dense_forward(
+                weight,
+                P,
+                SIG, (5, 5), [1, 0],
+                0.27,
+                'v0',
+                eps=NORMALISATION_EPS,
+                exponent_floor=GAUSS_EXPONENT_FLOOR)
+        with pytest.raises(ValueError, match=r"version must be one of \('v0', 'v1'\)"):
+            cpu.bilinear_forward(weight, P, (5, 5), [0, 1], 'max', eps=NORMALISATION_EPS)
 
 
 def test_bad_mode_names_the_variable(monkeypatch):
