@@ -285,6 +285,14 @@ def test_operators_registered():
             assert hasattr(getattr(torch.ops, namespace), op)
 
 
+def test_autograd_function_without_custom_ops(monkeypatch):
+    """The path of torch without ``torch.library.custom_op``: an autograd Function."""
+    from mmdcls.ops.kernels.triton import ops
+    monkeypatch.setattr(ops, 'HAS_CUSTOM_OP', False)
+    x, k, b = make_inputs((1, 3, 5, 4), (3, 2), torch.float32, torch.channels_last)
+    check_against_reference(x, k, b, (1, 2), torch.channels_last)
+
+
 @pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='torch < 2.4 has no torch.library.custom_op')
 def test_torch_compile_fullgraph_matches_eager():
     x, k, b = make_inputs((1, 3, 5, 6), (3, 4), torch.float32)

@@ -29,8 +29,8 @@ _NOMINAL_BLOCK_C = 32
 
 # (BLOCK_C, BLOCK_H, BLOCK_W, num_warps), as in depthwise_conv: channels-last tiles span
 # channels, NCHW tiles span a row
-_CHANNELS_LAST_TILES = ((32, 4, 8, 4), (64, 2, 8, 4), (16, 8, 16, 4), (32, 8, 8, 8), (64, 4, 8, 8))
-_NCHW_TILES = ((1, 8, 64, 4), (2, 8, 32, 4), (4, 4, 32, 4), (1, 16, 64, 8))
+_CHANNELS_LAST_TILES = ((32, 4, 8, 4), (16, 8, 16, 4), (32, 8, 8, 8), (64, 4, 8, 8), (64, 2, 8, 8))
+_NCHW_TILES = ((1, 8, 64, 4), (4, 4, 32, 4), (1, 16, 64, 8), (2, 8, 32, 8))
 
 
 @triton.jit
