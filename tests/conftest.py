@@ -10,6 +10,7 @@ one of those is not installed is reported as skipped, naming what is missing, li
 installed, nothing changes.
 """
 import importlib.util
+import os
 import random
 import re
 
@@ -18,6 +19,9 @@ import pytest
 import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# no GPU: triton's interpreter runs the Triton kernels on CPU (set before anything imports triton)
+if not torch.cuda.is_available():
+    os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 @pytest.fixture(autouse=True)
