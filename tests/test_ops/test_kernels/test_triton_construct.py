@@ -216,6 +216,35 @@ def test_compiled_graph_holds_one_opaque_op():
         assert_close(actual, wanted, f'{name}, compiled')
 
 
+def test_autograd_function_without_custom_ops(monkeypatch):
+    """Torch without ``torch.library.custom_op`` (< 2.4) runs the same kernels through an
+    autograd Function."""
+    sizes, version = (5, 9), 'max'
+    weight, P, SIG = parameters('outside', sizes, version)
+    grad = torch.randn(OUT, IN, *sizes, device=DEVICE)
+    expected = kernel_and_grads(reference_builders(sizes, version)['torch'], weight, P, SIG, grad)
+    monkeypatch.setattr(triton_construct, '_FORWARD_OP', None)
+    ours = kernel_and_grads(lambda w, P, SIG: construct_kernel_triton(w, P, SIG, sizes, version),
+                            weight, P, SIG, grad)
+    assert ours[0].grad_fn.next_functions[0][0].name() == '_ConstructTritonBackward'
+    for name, actual, wanted in zip(('kernel', 'weight', 'P', 'SIG'), ours, expected):
+        assert_close(actual, wanted, f'{name}, autograd Function')
+
+
+@pytest.mark.skipif(DEVICE != 'cuda', reason='host synchronisation is a GPU matter')
+@pytest.mark.parametrize('version', VERSIONS)
+def test_no_host_synchronisation(version):
+    weight, P, SIG = parameters('outside', (17, 17), version)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        kernel = construct_kernel_triton(weight, P, SIG, (17, 17), version)
+        params = [t for t in (weight, P, SIG) if t is not None]
+        torch.autograd.grad(kernel, params, torch.ones_like(kernel))
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+
+
 def test_rejects_what_it_cannot_build():
     weight, P, SIG = (t.detach() for t in parameters('inside', (5, 5), 'gauss'))
     with pytest.raises(ValueError, match='version must be one of'):
