@@ -13,7 +13,7 @@ import torch
 
 __all__ = [
     'is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
-    'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'constant_under_compile',
+    'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'DYNAMO_CONSTANT_MARK', 'constant_under_compile',
     'profiler_event_start_ns'
 ]
 
@@ -95,14 +95,19 @@ def eager_under_old_dynamo(fn: _F) -> _F:
     return torch._dynamo.disable(fn)
 
 
+#: the mark ``torch.compiler.assume_constant_result`` sets (tests/test_ops/test_torch_compat.py
+#: checks it against the running torch)
+DYNAMO_CONSTANT_MARK = '_dynamo_marked_constant'
+
+
 def constant_under_compile(fn: _F) -> _F:
     """``fn`` run for real while ``torch.compile`` traces its caller, its result baked into the
-    graph as a constant (``torch.compiler.assume_constant_result``); its arguments must be
-    plain Python values. Eager calls are unaffected. Where dynamo does not trace mmdcls's
-    operators (:data:`DYNAMO_TRACES_OPS`), ``fn`` itself."""
-    if not DYNAMO_TRACES_OPS:
-        return fn
-    return torch.compiler.assume_constant_result(fn)
+    graph as a constant (what ``torch.compiler.assume_constant_result`` marks); its arguments
+    must be plain Python values. Eager calls are unaffected. The mark is set directly: calling
+    ``assume_constant_result`` at import would import dynamo, and with it triton (a second at
+    every ``import mmdcls``)."""
+    setattr(fn, DYNAMO_CONSTANT_MARK, True)
+    return fn
 
 
 def profiler_event_start_ns(event) -> int:

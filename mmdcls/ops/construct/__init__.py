@@ -45,6 +45,8 @@ import torch
 from torch import Tensor
 
 from ..kernels import cpu
+from ..kernels import triton as triton_kernels
+from ..kernels.triton.construct import construct_kernel_triton, supports_sizes
 from ..torch_compat import eager_under_old_dynamo, is_autocast_enabled, is_compiling
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
@@ -73,6 +75,15 @@ def _poison_non_finite(weight: Tensor, P: Tensor, SIG: Optional[Tensor]) -> Tens
     if SIG is not None:
         poison = poison + (SIG * 0).sum(0)
     return weight + poison
+
+
+def _triton_constructs(weight: Tensor, sizes: Sequence[int]) -> bool:
+    """Whether the Triton construction (:mod:`mmdcls.ops.kernels.triton.construct`: one launch
+    forward, one backward) builds this kernel: float32 CUDA parameters, 1-D / 2-D kernels of a
+    supported size, triton usable. Elsewhere the torch construction runs."""
+    if weight.device.type != 'cuda' or weight.dtype != torch.float32:
+        return False
+    return supports_sizes(sizes) and triton_kernels.usable_on(weight.device)[0]
 
 
 @eager_under_old_dynamo
@@ -147,7 +158,11 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
         flat_weight = weight.to(dtype).reshape(rows, kernel_count)
         flat_P = P.to(dtype).reshape(ndim, rows, kernel_count)
         flat_SIG = None if SIG is None else SIG.to(dtype).reshape(ndim, rows, kernel_count)
-        if version in ('v0', 'v1'):
+        if _triton_constructs(flat_weight, sizes):
+            kernel = construct_kernel_triton(
+                flat_weight.view(weight.shape), flat_P.view(P.shape),
+                None if SIG is None else flat_SIG.view(SIG.shape), sizes, version)
+        elif version in ('v0', 'v1'):
             kernel = _ConstructBilinear.apply(flat_weight, flat_P, sizes, version, host_reads)
         else:
             kernel = _ConstructKernel.apply(flat_weight, flat_P, flat_SIG, sizes, version)

@@ -28,22 +28,19 @@ class _Bilinear:
         # row d of every tensor below belongs to kernel axis d
         self.component_of_axis = [components.index(axis) for axis in range(ndim)]
         self.version, self.sizes = version, tuple(sizes)
-        device = P.device
-        half = torch.tensor([sizes[c] // 2 for c in self.component_of_axis],
-                            dtype=P.dtype,
-                            device=device)
-        limit = torch.tensor(sizes, dtype=torch.int32, device=device).view(ndim, 1, 1, 1)
-        stride = torch.tensor([math.prod(sizes[axis + 1:]) for axis in range(ndim)],
-                              dtype=torch.int32,
-                              device=device).view(ndim, 1, 1, 1)
-        position = P[self.component_of_axis] + half.view(ndim, 1, 1)  # (ndim, R, K)
-        lower = position.floor()
+        # (per-axis Python scalars: no small host tensors copied to the device)
+        position = torch.stack([P[c] + sizes[c] // 2 for c in self.component_of_axis])
+        lower = position.floor()  # (ndim, R, K)
         self.frac = position - lower
         taps = lower.to(torch.int32).unsqueeze(-1) + torch.arange(
-            2, dtype=torch.int32, device=device)
-        self.inside = (taps >= 0) & (taps < limit)  # (ndim, R, K, 2)
+            2, dtype=torch.int32, device=P.device)
+        self.inside = torch.stack([(taps[axis] >= 0) & (taps[axis] < size)
+                                   for axis, size in enumerate(sizes)])  # (ndim, R, K, 2)
         self.tap_weights = torch.stack((1 - self.frac, self.frac), -1) * self.inside
-        self.tap_offsets = torch.minimum(taps.clamp_min(0), limit - 1) * stride
+        self.tap_offsets = torch.stack([
+            taps[axis].clamp(0, size - 1) * math.prod(sizes[axis + 1:])
+            for axis, size in enumerate(sizes)
+        ])
         self.normaliser = None
         if version == 'v1':
             self.sums = self.tap_weights.sum(-1)  # (ndim, R, K)

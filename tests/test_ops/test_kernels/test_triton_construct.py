@@ -251,7 +251,7 @@ def test_rejects_what_it_cannot_build():
         construct_kernel_triton(weight, P, SIG, (5, 5), 'v2')
     with pytest.raises(ValueError, match='sizes must be 1 or 2 positive ints'):
         construct_kernel_triton(weight, P, SIG, (5, 5, 5), 'gauss')
-    with pytest.raises(ValueError, match=f'more than the {triton_construct.MAX_TILE}'):
+    with pytest.raises(ValueError, match=f'at most {triton_construct.MAX_TILE} entries'):
         construct_kernel_triton(weight, P, SIG, (129, 128), 'gauss')
     with pytest.raises(ValueError, match='needs SIG'):
         construct_kernel_triton(weight, P, None, (5, 5), 'max')

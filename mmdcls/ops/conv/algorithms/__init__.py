@@ -14,12 +14,14 @@ from .channels_last import ChannelsLast
 from .direct import Direct
 from .fft import TorchFFT
 from .sparse_direct import SparseDirect
+from .triton import TritonDepthwise
 
 #: name -> algorithm. Order breaks cost ties: on CPU ``'channels_last'`` and ``'direct'`` are
 #: costed alike (the same arithmetic) and the first that applies wins.
 ALGORITHMS: Dict[str, ConvAlgorithm] = {
     algorithm.name: algorithm
-    for algorithm in (ChannelsLast(), Direct(), TorchFFT(), CFFT(), SparseDirect())
+    for algorithm in (ChannelsLast(), Direct(), TorchFFT(), CFFT(), SparseDirect(),
+                      TritonDepthwise())
 }
 
 __all__ = ['ALGORITHMS', 'ConvAlgorithm']

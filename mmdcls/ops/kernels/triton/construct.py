@@ -26,7 +26,7 @@ from torch import Tensor
 from ...construct.conventions import (GAUSS_EXPONENT_FLOOR, NORMALISATION_EPS, SIGMA_FLOOR,
                                       VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes)
 
-__all__ = ['construct_kernel_triton', 'MAX_TILE', 'FORWARD_OP', 'BACKWARD_OP']
+__all__ = ['construct_kernel_triton', 'supports_sizes', 'MAX_TILE', 'FORWARD_OP', 'BACKWARD_OP']
 
 #: largest product of the kernel sizes padded to powers of two (one row tile in registers)
 MAX_TILE = 128 * 128
@@ -208,18 +208,23 @@ class _ConstructTriton(torch.autograd.Function):
 _FORWARD_OP = _register_ops()
 
 
+def supports_sizes(sizes: Sequence[int]) -> bool:
+    """Whether kernels of ``sizes`` fit the construction: 1-D or 2-D, each size at least 1 and
+    their powers of two at most :data:`MAX_TILE` entries (one row tile in registers)."""
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        return False
+    return math.prod([_next_power_of_two(s) for s in sizes]) <= MAX_TILE
+
+
 def _check_arguments(weight: Tensor, P: Tensor, SIG: Optional[Tensor], sizes: Tuple[int, ...],
                      version: str) -> None:
     """ValueError / TypeError naming the argument unless the construction takes them
     (shapes, dtypes and devices only: no value is read)."""
     check_version(version)
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
-        raise ValueError(f'sizes must be 1 or 2 positive ints (3-D kernels: the torch '
+    if not supports_sizes(sizes):
+        raise ValueError(f'sizes must be 1 or 2 positive ints whose powers of two hold at most '
+                         f'{MAX_TILE} entries (a Triton row tile; 3-D kernels: the torch '
                          f'construction), got {sizes}')
-    tile = math.prod([_next_power_of_two(s) for s in sizes])
-    if tile > MAX_TILE:
-        raise ValueError(f'sizes {sizes} padded to powers of two hold {tile} entries, more '
-                         f'than the {MAX_TILE} of a Triton row tile')
     if weight.dim() != 3:
         raise ValueError(f'weight must have shape (out, in / groups, kernel_count), got '
                          f'{tuple(weight.shape)}')
