@@ -7,11 +7,9 @@ import torch
 from mmdcls.models import ConvNeXtDCLS
 from mmdcls.utils.profiling import spread_positions
 
+NO_CUDA = 'needs a CUDA device (torch.cuda.is_available() is False)'
 #: every test module here: skipped, with the reason, where torch sees no CUDA device
-requires_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available(),
-    reason='needs a CUDA device (torch.cuda.is_available() is '
-    'False)')
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
 
 DEVICE = 'cuda'
 #: ConvNeXt-T's layout, narrow and shallow: every kind of block, a second block in stage 3 (its
@@ -20,12 +18,13 @@ SMALL_ARCH = dict(depths=[1, 1, 2, 1], channels=[16, 32, 32, 32], kernel_count=8
 
 
 def small_convnext(**kwargs) -> ConvNeXtDCLS:
-    """A small ConvNeXt-DCLS on the GPU, raw stage outputs (no output norms, whose per-pixel
-    normalisation makes simple losses flat), positions spread over the 9x9 kernels as in
-    trained checkpoints. ``kwargs``: ConvNeXtDCLS's (e.g. ``version``, ``dwconv_cfg``)."""
+    """A small ConvNeXt-DCLS on the GPU, positions spread over the 9x9 kernels as in trained
+    checkpoints; raw stage outputs (no output norms, whose per-pixel normalisation makes simple
+    losses flat) and layer scale 1 (not 1e-6), so that the depthwise layers get gradients of
+    ordinary size. ``kwargs``: ConvNeXtDCLS's (e.g. ``version``, ``dwconv_cfg``)."""
     if 'dwconv_cfg' not in kwargs:
         kwargs.setdefault('dilated_kernel_size', 9)
-    model = ConvNeXtDCLS(arch=SMALL_ARCH, out_norms=False, **kwargs)
+    model = ConvNeXtDCLS(arch=SMALL_ARCH, out_norms=False, layer_scale_init_value=1.0, **kwargs)
     spread_positions(model)
     return model.to(DEVICE)
 

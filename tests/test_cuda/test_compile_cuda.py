@@ -54,7 +54,8 @@ def call(module, x, mode):
     y = module(x)
     torch.manual_seed(1)
     outs = y if isinstance(y, tuple) else (y, )
-    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    # drawn in the logical order (randn_like would follow a channels-last output's memory)
+    sum((o * torch.randn(o.shape, dtype=o.dtype, device=o.device)).sum() for o in outs).backward()
     params = [p for p in module.parameters() if p.grad is not None]
     grads = [x.grad] + [p.grad.clone() for p in params]
     for p in params:

@@ -112,7 +112,8 @@ def forward_backward(fn, tensors, autocast_dtype=None):
             DEVICE, dtype=autocast_dtype or torch.float16, enabled=autocast_dtype is not None):
         y = fn(*leaves)
     torch.manual_seed(1)
-    y.backward(torch.randn_like(y))
+    # drawn in the logical (NCHW) order: randn_like would follow a channels-last output's memory
+    y.backward(torch.randn(y.shape, dtype=y.dtype, device=y.device))
     return y, [leaf.grad for leaf in leaves]
 
 

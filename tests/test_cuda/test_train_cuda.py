@@ -77,7 +77,7 @@ def test_bf16_autocast_train_step_follows_fp32():
         loss = stage_loss(model(x))
     loss.backward()
     assert dtypes and set(dtypes) == {torch.bfloat16}
-    assert abs(loss.item() - loss32.item()) <= 0.05 * abs(loss32.item())
+    assert abs(loss.item() - loss32.item()) <= 0.02 * abs(loss32.item())
     for name, p in model.named_parameters():
         assert p.dtype == torch.float32 and p.grad.dtype == torch.float32, name
         assert torch.isfinite(p.grad).all(), name
@@ -86,7 +86,7 @@ def test_bf16_autocast_train_step_follows_fp32():
                  if n.endswith(f'dwconv.{name}')]
         ours, reference = (torch.cat([g[i].flatten() for g in grads]) for i in (0, 1))
         assert reference.abs().max() > 0, name
-        assert F.cosine_similarity(ours, reference, dim=0) > 0.9, name
+        assert F.cosine_similarity(ours, reference, dim=0) > 0.99, name
 
 
 @pytest.mark.parametrize('dtype', [None, torch.bfloat16], ids=['fp32', 'bf16'])

@@ -60,6 +60,25 @@ def test_smoke_run_prints_one_table_and_writes_the_json(tmp_path):
     assert report['passed'] is (not report['failures'])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_smoke_run_on_cuda(tmp_path):
+    """The CUDA side of the script (synchronised timing, peak memory from the caching
+    allocator, the environment of the GPU, a compiled row) on a tiny input."""
+    out = tmp_path / 'gpu.json'
+    rows = ('train/bf16/1x64', 'infer/fp32/1x64/compiled')
+    run_tool([TOOL, '--smoke', '--device', 'cuda', '--rows', *rows, '--json', out], timeout=600)
+    report = json.loads(out.read_text())
+    env = report['environment']
+    assert env['device'] == torch.cuda.get_device_name() and env['cudnn']
+    assert env['cuda'] == torch.version.cuda and env['cudnn.benchmark'] is True
+    train, compiled = report['rows']
+    assert [train['row'], compiled['row']] == list(rows)
+    for figures in train['models'].values():
+        assert figures['ms'] > 0 and figures['peak_mib'] > 0
+    assert set(compiled['models']) == {'7x7', 'v0', 'gauss'}
+    assert all(f['compile_s'] > 0 for f in compiled['models'].values())
+
+
 def test_without_cuda_it_exits_2_with_one_line(benchmark_gpu, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     assert benchmark_gpu.main([]) == 2
@@ -176,3 +195,24 @@ def test_check_row_names_every_missed_target(benchmark_gpu):
         "train/fp32/64x224 gauss: peak memory 1.06x the twin's > 1.05x",
         'train/fp32/64x224 gauss: 1.00x the release op (not faster)',
     ]
+
+
+@pytest.mark.parametrize('time_limit,measured', [(0, 2), (1e-9, 0)])
+def test_rows_past_the_time_limit_are_named_and_count_as_missed(benchmark_gpu, monkeypatch,
+                                                                tmp_path, time_limit, measured):
+    torch.manual_seed(0)
+    models = {name: _TwoStages(3 if name == '7x7' else 5) for name in MODELS}
+    monkeypatch.setattr(benchmark_gpu, 'build_models', lambda device, arch: (models, None))
+    out = tmp_path / 'gpu.json'
+    rows = ['train/fp32/1x64', 'infer/fp32/1x64']
+    args = benchmark_gpu.parse_args([
+        '--smoke', '--device', 'cpu', '--rows', *rows, '--time-limit',
+        str(time_limit), '--json',
+        str(out)
+    ])
+    report = benchmark_gpu.run(args, torch.device('cpu'))
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert [row['row'] for row in report['rows']] == rows[:measured]
+    assert report['not_run'] == rows[measured:]
+    assert any(f.startswith('not measured (past --time-limit') for f in report['failures']) == (
+        measured < len(rows))

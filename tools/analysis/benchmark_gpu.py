@@ -15,14 +15,17 @@ and times, per row (mode / dtype / input [/ compiled]):
 * ``infer``: forward in eval mode under ``torch.inference_mode`` (unfolded: each DCLS layer
   reuses its kernel while the parameters are unchanged);
 * ``fp32``, or ``bf16`` autocast around the forward; inputs 64x3x224x224 and 2x3x800x800;
-* ``compiled``: the same with ``torch.compile``'d models (the 7x7 twin, v0 and gauss only);
-  by default the rows the compiled target needs (infer fp32 and bf16, train bf16, 64x224).
+* ``compiled``: the same with ``torch.compile``'d models (the 7x7 twin, v0 and gauss only):
+  the rows the compiled target needs (64x224: infer bf16, train bf16, infer fp32), after the
+  eager ones; each model's first call compiles (its time, graphs and graph breaks are shown).
 
 Models run in rounds (each once per round, the order reversed every other round, after
 ``--warmup`` untimed calls, :func:`mmdcls.utils.profiling.timed_rounds`; the device is
 synchronised before and after every call, so each time is the call's whole latency). The
 convolution algorithm of a DCLS layer is chosen on its first call (``auto`` times the
-candidates once per problem on CUDA), so the warm-ups come first. The table gives per model the
+candidates once per problem on CUDA), so the warm-ups come first; ``--algo`` forces one
+(``MMDCLS_CONV_ALGO``). cuDNN's autotuner (``torch.backends.cudnn.benchmark``) is on unless
+``--no-cudnn-benchmark``. The table gives per model the
 median ms, img/s, the ratio to the 7x7 twin (the median over rounds of the two calls' ratio in
 that round, :func:`~mmdcls.utils.profiling.paired_ratio`), the same against the release op, and
 for the eager train rows the peak memory of one extra step
@@ -36,8 +39,9 @@ every row where it runs (the eager rows).
     python tools/analysis/benchmark_gpu.py [--rows PATTERN ...] [--quick] [--json OUT]
     python tools/analysis/benchmark_gpu.py --smoke --device cpu   # the script, end to end
 
-The defaults are sized to finish within 5 minutes on one H200 (compiling takes a large part:
-``--quick`` or ``--rows`` for less).
+The defaults are sized to finish within 5 minutes on one H200: compiling takes a large part,
+and no row starts after ``--time-limit`` seconds (240; the rows left out are named and count as
+missed). ``--quick`` or ``--rows`` for less. The JSON report is rewritten after every row.
 """
 import argparse
 import contextlib
@@ -74,16 +78,18 @@ SMOKE_SHAPE = '1x64'
 SMOKE_ARCH = dict(depths=[1, 1, 1, 1], channels=[12, 24, 48, 96], kernel_count=34)
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 MODES = ('train', 'infer')
-#: (mode, dtype, shape) of the rows also timed compiled: what the compiled target needs
+#: (mode, dtype, shape) of the rows also timed compiled: what the compiled target needs, the
+#: most telling first (the rows run in this order after the eager ones)
 COMPILED_ROWS = (
-    ('infer', 'fp32', '64x224'),
     ('infer', 'bf16', '64x224'),
     ('train', 'bf16', '64x224'),
+    ('infer', 'fp32', '64x224'),
 )
 #: dynamo's limit of compiled variants per function during the run (:func:`recompile_limit`)
 COMPILE_VARIANTS_LIMIT = 64
 QUICK_ROWS = ('train/bf16/64x224', 'infer/bf16/64x224', 'infer/bf16/64x224/compiled')
 QUICK_ROUNDS, QUICK_WARMUP = 3, 2
+TIME_LIMIT = 240  # s: no row starts later (the run stays within 5 minutes on one H200)
 NO_CUDA = ('benchmark_gpu.py needs a CUDA device (torch.cuda.is_available() is False); '
            '--smoke --device cpu checks the script on the CPU')
 
@@ -443,7 +449,17 @@ def parse_args(argv=None):
         '--no-cudnn-benchmark',
         action='store_true',
         help='leave torch.backends.cudnn.benchmark off (default: on on CUDA)')
-    parser.add_argument('--json', metavar='OUT', help='also write every figure to this JSON file')
+    parser.add_argument(
+        '--time-limit',
+        type=float,
+        default=TIME_LIMIT,
+        metavar='SECONDS',
+        help=f'start no row after this many seconds (default {TIME_LIMIT}; 0: no limit); the rows '
+        'left out are named and count as missed targets')
+    parser.add_argument(
+        '--json',
+        metavar='OUT',
+        help='also write every figure to this JSON file (rewritten after every row)')
     parser.add_argument('--device', default='cuda', help='torch device (default cuda)')
     parser.add_argument(
         '--smoke',
@@ -517,6 +533,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def write_json(path: Optional[str], report: dict) -> None:
+    if path:
+        with open(path, 'w') as f:
+            json.dump(report, f, indent=1)
+
+
 def run(args, device: torch.device) -> dict:
     """Builds the models, measures every row of ``args.rows`` and prints the table; returns
     the report (also written to ``args.json`` after every row, so that an interrupted run
@@ -547,10 +569,19 @@ def run(args, device: torch.device) -> dict:
             positions='spread'),
         targets=dict(ratio=TARGET_RATIO, memory=TARGET_MEMORY, vs_release=TARGET_VS_RELEASE),
         rows=[],
-        failures=[release_missing] if release_missing else [])
+        not_run=[],
+        failures=[release_missing] if release_missing else [],
+        passed=False,
+        seconds=0.0)
     print(HEADER)
     print('-' * len(HEADER), flush=True)
-    for row in args.rows:
+    for index, row in enumerate(args.rows):
+        if args.time_limit and time.perf_counter() - start > args.time_limit:
+            report['not_run'] = [r.name for r in args.rows[index:]]
+            report['failures'].append(f'not measured (past --time-limit {args.time_limit:g} s): '
+                                      f'{", ".join(report["not_run"])}')
+            print(f'time limit reached: {", ".join(report["not_run"])} not run')
+            break
         result = measure_row(row, models, compiled, device, args.rounds, args.warmup)
         for name, figures in result['models'].items():
             print(format_model_line(row.name, name, figures), flush=True)
@@ -560,9 +591,9 @@ def run(args, device: torch.device) -> dict:
         report['rows'].append(result)
         report['failures'] += check_row(result)
         report.update(passed=not report['failures'], seconds=time.perf_counter() - start)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(report, f, indent=1)
+        write_json(args.json, report)
+    report.update(passed=not report['failures'], seconds=time.perf_counter() - start)
+    write_json(args.json, report)
     print('ms = median over rounds; vs 7x7 / vs release = median over rounds of time / time of '
           'the 7x7 twin / of the release op (dcls 0.1.1) in the same round (compiled rows: of '
           'the compiled twin); peak = peak memory of one train step above what was allocated '
