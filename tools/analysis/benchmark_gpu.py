@@ -465,8 +465,9 @@ def parse_args(argv=None):
         '--smoke',
         action='store_true',
         help=f'check the script end to end: every row on a {SMOKE_SHAPE} input (BATCHxSIDE) and '
-        'a narrow one-block-per-stage network, one round, no warm-up, targets reported but not '
-        'enforced; runs on the CPU (--device cpu)')
+        'a narrow one-block-per-stage network (the rows are named with it, e.g. '
+        f'train/fp32/{SMOKE_SHAPE}), one round, no warm-up, targets reported but not enforced; '
+        'runs on the CPU (--device cpu)')
     parser.add_argument('--no-check', action='store_true', help='print only, exit 0')
     args = parser.parse_args(argv)
     if args.quick and not args.rows:
