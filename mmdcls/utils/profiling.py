@@ -11,6 +11,14 @@ from torch.profiler import ProfilerActivity, profile
 from mmdcls.deploy.fold import is_dcls_layer
 from mmdcls.ops.torch_compat import profiler_event_start_ns
 
+#: the release's ConvNeXt-DCLS-T depthwise settings that the benchmarks time, as
+#: ``mmdcls.models.ConvNeXtDCLS`` keyword arguments: v0 at 17x17 with the arch's 34 positions
+#: (the backbone's defaults), gauss at 23x23 with 26
+CONVNEXT_DCLS_VARIANTS = {
+    'v0': dict(version='v0', dilated_kernel_size=17),
+    'gauss': dict(version='gauss', dilated_kernel_size=23, kernel_count=26),
+}
+
 
 def peak_cpu_bytes(fn: Callable[[], object]) -> int:
     """Peak bytes allocated on the CPU while ``fn`` runs (above what was allocated before),
@@ -29,6 +37,18 @@ def peak_cpu_bytes(fn: Callable[[], object]) -> int:
         current += event.nbytes()
         peak = max(peak, current)
     return peak
+
+
+def peak_cuda_bytes(fn: Callable[[], object], device=None) -> int:
+    """Peak bytes allocated on the CUDA ``device`` while ``fn`` runs (above what was allocated
+    before): ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, the device
+    synchronised around the call."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
 
 
 @torch.no_grad()
