@@ -38,15 +38,12 @@ import sys
 
 import torch
 
-from mmdcls.utils.profiling import paired_ratio, peak_cpu_bytes, spread_positions, timed_rounds
+from mmdcls.utils.profiling import (CONVNEXT_DCLS_VARIANTS, paired_ratio, peak_cpu_bytes,
+                                    spread_positions, timed_rounds)
 
 TARGET_TRAIN = 1.2
 TARGET_INFER = 1.1
 TARGET_UNFOLDED = 1.05
-DCLS_VARIANTS = {
-    'v0': dict(version='v0', dilated_kernel_size=17),
-    'gauss': dict(version='gauss', dilated_kernel_size=23, kernel_count=26),
-}
 
 
 def build_models(variants, positions='spread'):
@@ -65,7 +62,7 @@ def build_models(variants, positions='spread'):
     }
     infer = dict(train)
     for name in variants:
-        model = ConvNeXtDCLS(arch='tiny', **DCLS_VARIANTS[name])
+        model = ConvNeXtDCLS(arch='tiny', **CONVNEXT_DCLS_VARIANTS[name])
         if positions == 'spread':
             spread_positions(model)
         train[name] = model
@@ -116,7 +113,10 @@ def main(argv=None):
         default=[(1, 384), (2, 512)],
         help='BATCHxSIDE, e.g. 1x384 2x512')
     parser.add_argument(
-        '--variants', nargs='+', default=list(DCLS_VARIANTS), choices=list(DCLS_VARIANTS))
+        '--variants',
+        nargs='+',
+        default=list(CONVNEXT_DCLS_VARIANTS),
+        choices=list(CONVNEXT_DCLS_VARIANTS))
     parser.add_argument(
         '--modes', nargs='+', default=['train', 'infer'], choices=['train', 'infer'])
     parser.add_argument(

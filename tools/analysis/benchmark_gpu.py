@@ -412,7 +412,7 @@ def environment(device: torch.device) -> dict:
 
 # ---------------------------------------------------------------------------- main
 def parse_args(argv=None):
-    from mmdcls.ops.conv import ALGOS, ENV_VAR
+    from mmdcls.ops.conv import ENV_VAR, algo_choices
     row_names = ', '.join(row.name for row in all_rows(smoke=False))
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -438,7 +438,7 @@ def parse_args(argv=None):
         "row's first call, which compiles, comes on top")
     parser.add_argument(
         '--algo',
-        choices=ALGOS,
+        choices=algo_choices(),
         help=f'force the DCLS layers\' convolution algorithm (sets {ENV_VAR}; default: the '
         'variable as set, else auto)')
     parser.add_argument(
