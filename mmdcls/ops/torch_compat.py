@@ -73,11 +73,10 @@ def get_autocast_dtype(device_type: str) -> torch.dtype:
     return torch.get_autocast_gpu_dtype()
 
 
-#: Whether ``torch.compile`` (dynamo) traces mmdcls's operators: from torch 2.4 (checked: 2.4.1,
-#: and 2.13 in the main test lane; 2.3 was not checked). The dynamo of torch 2.1 and 2.2 does
-#: not: it fails with internal errors on ``os.environ.get`` (the algorithm override) and on
-#: guards over the C library's ctypes functions, and cannot trace autograd Functions taking
-#: tuples.
+#: Whether ``torch.compile`` (dynamo) traces mmdcls's operators: from torch 2.4 (2.4.1 and 2.13
+#: checked; 2.3 unchecked). The dynamo of torch 2.1 and 2.2 fails with internal errors on
+#: ``os.environ.get`` (the algorithm override) and on guards over the C library's ctypes
+#: functions, and cannot trace autograd Functions taking tuples.
 DYNAMO_TRACES_OPS = TORCH_VERSION >= (2, 4)
 
 

@@ -9,9 +9,9 @@ batch 2: 96x128x128, 192x64x64, 384x32x32, 768x16x16), forward + backward, and p
     on) beyond the kernel itself, in kernel sizes.
 
 Targets (exit status 1 if one is missed): speed-up >= 20x for every version, peak extra memory
-<= 2x the kernel. The share is printed, not checked: the 10% share target was retired (issue 15)
-once the convolution it is measured against became 2-4x faster (the C FFT), which raises the
-share of an unchanged construction; what counts is the whole layer (benchmark_backbone.py).
+<= 2x the kernel. The share is printed, not checked: it rises as the convolution it is measured
+against gets faster, for an unchanged construction; what counts is the whole layer
+(benchmark_backbone.py).
 
     python tools/analysis/benchmark_ops.py [--threads 2] [--repeats 9] [--positions spread|init]
 """

@@ -2,35 +2,16 @@
 
 A register-blocked direct depthwise convolution (2-D, stride 1, zero padding) over each
 kernel's non-zero taps, and its kernel gradient: the ``'sparse_direct'`` algorithm of
-:mod:`mmdcls.ops.conv.sparse_direct` (alias ``'native'``), in training and inference. Also
-:func:`depthwise_usable`, the cases both the direct and the FFT depthwise convolutions of the
-C library handle.
+:mod:`mmdcls.ops.conv.algorithms.sparse_direct`, in training and inference.
 """
 from typing import Optional, Sequence
 
-import torch
 from torch import Tensor
 
-from ...torch_compat import is_autocast_enabled, is_compiling
-from .loader import call, library, threads_for
+from .loader import call, threads_for
 from .prototypes import REAL_TYPES
 
 _NEEDED_BY = 'the sparse direct depthwise convolution'
-
-
-def depthwise_usable(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: Sequence[int],
-                     groups: int) -> bool:
-    """Whether the direct (:func:`depthwise_conv2d`, :func:`depthwise_grad_kernel`) and FFT
-    (:func:`mmdcls.ops.kernels.cpu.depthwise_fft_filter`, ...) depthwise convolutions handle this
-    convolution: 2-D, depthwise (C_out == C_in == groups), stride 1, float32 / float64 CPU
-    tensors of one dtype, outside autocast (F.conv would compute in the autocast dtype), eager
-    mode, library available."""
-    return (kernel.dim() == 4 and input.dim() == 4 and kernel.shape[1] == 1
-            and not is_autocast_enabled(input.device.type)
-            and kernel.shape[0] == input.shape[1] == groups and tuple(stride) == (1, 1)
-            and input.device.type == 'cpu' and input.dtype in REAL_TYPES
-            and kernel.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
-            and not torch.jit.is_tracing() and not is_compiling() and library() is not None)
 
 
 def _check_depthwise(input: Tensor,
@@ -60,7 +41,7 @@ def depthwise_conv2d(input: Tensor, kernel: Tensor, bias: Optional[Tensor],
     """Depthwise stride-1 correlation of input (N, C, H, W) zero-padded by ``padding`` with
     kernel (C, 1, kh, kw) over its non-zero taps, plus bias: (N, C, OH, OW), as
     ``F.conv2d(input, kernel, bias, 1, padding, 1, C)``; no autograd (the ``'sparse_direct'``
-    algorithm wraps it with its gradients; see :func:`depthwise_usable`)."""
+    algorithm wraps it with its gradients)."""
     _check_depthwise(input, kernel, bias, padding)
     # every tensor handed to C held in a local until the call returns
     input, kernel = input.contiguous(), kernel.contiguous()

@@ -2,8 +2,8 @@
 
 2-D transforms vectorised across channels: :func:`depthwise_fft_spectra` of a kernel, then
 :func:`depthwise_fft_filter` (forward, and with ``conjugate`` the input gradient) and
-:func:`depthwise_fft_grad_kernel`. The ``'fft'`` algorithm of :mod:`mmdcls.ops.conv.fft` runs
-them where :func:`mmdcls.ops.kernels.cpu.depthwise_usable` holds.
+:func:`depthwise_fft_grad_kernel`: the ``'c_fft'`` algorithm of
+:mod:`mmdcls.ops.conv.algorithms.c_fft`.
 """
 from typing import Optional, Sequence, Tuple
 
