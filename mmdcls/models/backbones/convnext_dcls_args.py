@@ -13,7 +13,7 @@ from typing import Mapping, NamedTuple, Optional, Tuple
 
 from torch import nn
 
-from mmdcls.ops import as_ntuple, same_padding
+from mmdcls.ops import as_ntuple
 from mmdcls.ops.construct import check_version
 from ..utils.dcls_params import DEFAULT_VERSION
 from ..utils.layer_scope import CONV_EXAMPLES, NORM_EXAMPLES, layer_class
@@ -146,9 +146,9 @@ def _dcls_options(args: Mapping, arch: dict) -> Tuple[Tuple[int, int], int, str]
     size = args['dilated_kernel_size']
     size = as_ntuple(DEFAULT_DILATED_KERNEL_SIZE if size is None else size, 2,
                      'dilated_kernel_size')
-    if any(s < 1 for s in size):
-        raise ValueError(f'dilated_kernel_size must be positive, got {size}')
-    same_padding(size)  # odd on both axes, so that the residual keeps its size
+    if any(s < 1 or s % 2 == 0 for s in size):
+        raise ValueError(f'dilated_kernel_size must be odd and positive (the depthwise layer '
+                         f'keeps the spatial size), got {size}')
     version = DEFAULT_VERSION if args['version'] is None else args['version']
     check_version(version)
     kernel_count = args['kernel_count']
