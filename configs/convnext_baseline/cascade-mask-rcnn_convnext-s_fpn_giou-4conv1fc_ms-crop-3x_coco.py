@@ -1,10 +1,11 @@
-# Plain ConvNeXt-S twin of
-# ../convnext_dcls/cascade-mask-rcnn_convnext-dcls-s_fpn_giou-4conv1fc_ms-crop-3x_coco.py:
-# the same ConvNeXtDCLS class with a 7x7 depthwise Conv2d instead of DCLS (no positions, so no
-# clamp hook); data, heads, schedule and optimizer recipe are identical.
+# Cascade Mask R-CNN (4conv1fc, GIoU), ConvNeXt-S, multi-scale + crop, 3x, COCO.
+# Plain-ConvNeXt twin of
+# ../convnext_dcls/cascade-mask-rcnn_convnext-dcls-s_fpn_giou-4conv1fc_ms-crop-3x_coco.py.
 # Published (ConvNeXt, in the release's table): box AP 51.9, mask AP 45.0.
-# Starts from ConvNeXt's convnext_small_1k_224.pth (see README.md, Model zoo).
-_base_ = '../convnext_dcls/cascade-mask-rcnn_convnext-dcls-s_fpn_giou-4conv1fc_ms-crop-3x_coco.py'
+# The recipe it shares with the DCLS config (_base_) with ConvNeXt's 7x7 depthwise Conv2d, its
+# ImageNet checkpoint convnext_small_1k_224.pth (README.md, Model zoo) and no clamp hook (no
+# positions).
+_base_ = '../_base_/recipes/cascade-mask-rcnn_convnext-s_fpn_giou-4conv1fc_ms-crop-3x_coco.py'
 
 checkpoint_file = 'checkpoints/convnext_small_1k_224.pth'
 model = dict(

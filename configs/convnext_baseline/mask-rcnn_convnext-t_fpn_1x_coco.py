@@ -1,10 +1,11 @@
-# Plain ConvNeXt-T twin of
-# ../convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_1x_coco.py:
-# the same ConvNeXtDCLS class with a 7x7 depthwise Conv2d instead of DCLS (no positions, so no
-# clamp hook); data, heads, schedule and optimizer recipe are identical.
-# Not in the release (see the DCLS twin).
-# Starts from ConvNeXt's convnext_tiny_1k_224.pth (see README.md, Model zoo).
-_base_ = '../convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_1x_coco.py'
+# Mask R-CNN, ConvNeXt-T, single scale, 1x, COCO.
+# Plain-ConvNeXt twin of
+# ../convnext_dcls/mask-rcnn_convnext-dcls-t_fpn_1x_coco.py.
+# Not in the release's tables (no published figure).
+# The recipe it shares with the DCLS config (_base_) with ConvNeXt's 7x7 depthwise Conv2d, its
+# ImageNet checkpoint convnext_tiny_1k_224.pth (README.md, Model zoo) and no clamp hook (no
+# positions).
+_base_ = '../_base_/recipes/mask-rcnn_convnext-t_fpn_1x_coco.py'
 
 checkpoint_file = 'checkpoints/convnext_tiny_1k_224.pth'
 model = dict(

@@ -1,10 +1,11 @@
-# Plain ConvNeXt-B twin of
-# ../convnext_dcls/upernet_convnext-dcls-b_8xb2-160k_ade20k-512x512.py:
-# the same ConvNeXtDCLS class with a 7x7 depthwise Conv2d instead of DCLS (no positions, so no
-# clamp hook); data, heads, schedule and optimizer recipe are identical.
+# UperNet, ConvNeXt-B, 512x512, 160k, ADE20K.
+# Plain-ConvNeXt twin of
+# ../convnext_dcls/upernet_convnext-dcls-b_8xb2-160k_ade20k-512x512.py.
 # Published (ConvNeXt, in the release's table): mIoU 49.1 (ms+flip 49.9).
-# Starts from ConvNeXt's convnext_base_1k_224.pth (see README.md, Model zoo).
-_base_ = '../convnext_dcls/upernet_convnext-dcls-b_8xb2-160k_ade20k-512x512.py'
+# The recipe it shares with the DCLS config (_base_) with ConvNeXt's 7x7 depthwise Conv2d, its
+# ImageNet checkpoint convnext_base_1k_224.pth (README.md, Model zoo) and no clamp hook (no
+# positions).
+_base_ = '../_base_/recipes/upernet_convnext-b_8xb2-160k_ade20k-512x512.py'
 
 checkpoint_file = 'checkpoints/convnext_base_1k_224.pth'
 model = dict(

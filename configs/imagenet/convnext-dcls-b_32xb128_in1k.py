@@ -1,13 +1,14 @@
 # ConvNeXt-DCLS-B on ImageNet-1k in mmpretrain 1.2 with the release's recipe (published
-# top-1 84.1 (ConvNeXt-B 83.8), EMA weights): the recipe of convnext-dcls-t_32xb128_in1k.py
-# (every value, and where it differs from the release, is stated there) with the base arch
-# and its drop path rate 0.5 (the release's --drop_path for ConvNeXt-B). mmpretrain's
-# ConvNeXt-B config differs from its ConvNeXt-T config in the model alone, which the T config
-# replaces whole.
-_base_ = './convnext-dcls-t_32xb128_in1k.py'
+# top-1 84.1 (ConvNeXt-B 83.8), EMA weights): the recipe it shares with its
+# plain twin convnext-b_32xb128_in1k.py (_base_; every value, and where it differs from the
+# release, is stated in ../_base_/recipes/convnext-t_32xb128_in1k.py) with the release's DCLS
+# depthwise layer (Dcls2d kernel_count 40: the parameter count of ConvNeXt-B) and the
+# position clamp hook.
+_base_ = '../_base_/recipes/convnext-b_32xb128_in1k.py'
 
-model = dict(
-    backbone=dict(
-        arch='base',  # Dcls2d kernel_count 40: the parameter count of ConvNeXt-B
-        drop_path_rate=0.5),
-    head=dict(in_channels=1024))
+model = dict(backbone=dict(dilated_kernel_size=17, version='v0', share_positions=True))
+# The clamp first: both hooks run at ABOVE_NORMAL, and the EMA must average clamped positions.
+custom_hooks = [
+    dict(type='mmdcls.DCLSClampHook'),
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')
+]

@@ -3,8 +3,10 @@
 Models are built at their real size (tiny to base) but never run; pretrained ``init_cfg`` entries
 are removed (the checkpoints are not on the test machine) after checking where they point.
 Each DCLS config has a plain-ConvNeXt twin that differs only in the depthwise layer, the
-ImageNet checkpoint and the clamp hook.
+ImageNet checkpoint and the clamp hook; both inherit the recipe they share from
+``configs/_base_/``, never one another.
 """
+import ast
 import copy
 import glob
 import os.path as osp
@@ -24,9 +26,12 @@ CONFIG_DIR = osp.join(ROOT, 'configs')
 # mmdet / mmseg configs only: the mmpretrain ones (configs/imagenet, the demo's classification
 # stage) are built by tests/test_configs/test_imagenet_configs.py and tests/test_cls, in the lane
 # that has mmpretrain.
-CONFIGS = sorted(
+BASE_DIR = osp.join(CONFIG_DIR, '_base_')
+# the configs themselves, not the _base_ pieces they inherit
+ALL_CONFIGS = sorted(
     c for c in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
-    if detect_scope(c) in ('mmdet', 'mmseg'))
+    if not c.startswith(BASE_DIR + osp.sep))
+CONFIGS = [c for c in ALL_CONFIGS if detect_scope(c) in ('mmdet', 'mmseg')]
 DCLS_CONFIGS = [c for c in CONFIGS if osp.basename(osp.dirname(c)) == 'convnext_dcls']
 
 # Parameter counts published in the release's tables (detector / segmentor, in millions,
@@ -164,3 +169,41 @@ def test_baseline_twin_differs_only_in_the_depthwise_layer(path):
     plain_model = plain['model'].get('module', plain['model'])
     assert plain_model['backbone'].pop('dwconv_cfg') == dict(type='Conv2d', kernel_size=7)
     assert dcls == plain
+
+
+def _local_bases(path):
+    """The local files ``path`` names in ``_base_``, as absolute paths (toolkit bases left out)."""
+    tree = ast.parse(open(path).read(), path)
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            value = ast.literal_eval(node.value)
+            names += [value] if isinstance(value, str) else list(value)
+    return [osp.normpath(osp.join(osp.dirname(path), n)) for n in names if '::' not in n]
+
+
+@pytest.mark.parametrize(
+    'path', [c for c in ALL_CONFIGS if osp.basename(osp.dirname(c)) != '_demo_'], ids=_rel)
+def test_twins_inherit_a_shared_recipe_not_one_another(path):
+    """A DCLS config and its plain twin inherit the same recipe under configs/_base_/ (the
+    test-time variants their own single-scale config), so editing one never changes the
+    other."""
+    bases = _local_bases(path)
+    assert len(bases) == 1, bases
+    if path.endswith('_ms-test.py'):
+        assert bases == [path.replace('_ms-test.py', '.py')]
+        return
+    assert bases[0].startswith(BASE_DIR + osp.sep) and osp.isfile(bases[0]), bases
+    name = osp.basename(path)
+    twin_name = name.replace('convnext-dcls-', 'convnext-')
+    assert osp.basename(bases[0]) == twin_name  # the recipe is named after the plain model
+    folder = osp.dirname(path)
+    twin_folder = {
+        'convnext_dcls': 'convnext_baseline',
+        'convnext_baseline': 'convnext_dcls',
+        'imagenet': 'imagenet'
+    }[osp.basename(folder)]
+    twin = osp.join(CONFIG_DIR, twin_folder,
+                    name.replace('convnext-', 'convnext-dcls-') if name == twin_name else twin_name)
+    assert osp.isfile(twin) and _local_bases(twin) == bases

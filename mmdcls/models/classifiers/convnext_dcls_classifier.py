@@ -8,44 +8,43 @@ strictly, and a checkpoint trained with this class loads downstream with
 (:class:`~mmdcls.models.backbones.ConvNeXtDCLSTrunk`).
 """
 import importlib.util
-from typing import Union
 
 from torch import Tensor, nn
 
 from mmdcls.registry import MODELS
+from ..backbones.convnext_dcls_args import check_classifier_args, check_refused
 from ..backbones.convnext_dcls_trunk import ConvNeXtDCLSTrunk
+from ..utils import LN_EPS
 
 
 @MODELS.register_module()
 class ConvNeXtDCLSClassifier(ConvNeXtDCLSTrunk):
     """Trunk + global average pool + LayerNorm + Linear: (N, 3, H, W) -> (N, num_classes).
 
-    Takes the trunk's arguments (:class:`ConvNeXtDCLS`'s except ``out_indices``,
-    ``frozen_stages`` and ``init_cfg``; ``norm_cfg`` is that of the downsample layers) plus
-    ``num_classes`` and ``head_init_scale`` (the release's scaling of the head's initial weights
-    and bias). For frozen stages or ``init_cfg``, use :class:`ConvNeXtDCLS` as the backbone of
-    an mmpretrain ``ImageClassifier``.
+    Takes the trunk's arguments (:class:`ConvNeXtDCLSTrunk`; ``arch`` may be positional,
+    ``norm_cfg`` is that of the downsample layers) except those of
+    :attr:`refused_arguments`, plus ``num_classes`` (default 1000) and ``head_init_scale`` (the
+    release's scaling of the head's initial weights and bias, default 1). For frozen stages or
+    ``init_cfg``, use :class:`ConvNeXtDCLS` as the backbone of an mmpretrain
+    ``ImageClassifier``.
     """
-    #: backbone arguments this form refuses, and why
-    _REFUSED = dict(
+    #: arguments of the backbone form this one refuses, and why
+    refused_arguments = dict(
         out_indices='it has no per-stage outputs',
         frozen_stages='it is the release\'s model; freeze with ConvNeXtDCLS as the '
         'backbone of an mmpretrain ImageClassifier',
         init_cfg='load weights with load_state_dict or load_pretrained')
 
     def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
+                 *args,
                  num_classes: int = 1000,
                  head_init_scale: float = 1.,
                  **kwargs) -> None:
-        for key, reason in self._REFUSED.items():
-            if key in kwargs:
-                raise ValueError(f'{type(self).__name__} does not take {key!r} ({reason})')
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
-        super().__init__(arch, **kwargs)
+        check_refused(type(self), kwargs)
+        check_classifier_args(dict(num_classes=num_classes))
+        super().__init__(*args, **kwargs)
         self.num_classes = num_classes
-        self.norm = nn.LayerNorm(self.channels[-1], eps=1e-6)
+        self.norm = nn.LayerNorm(self.channels[-1], eps=LN_EPS)
         self.head = nn.Linear(self.channels[-1], num_classes)
         self._release_init(self.head)
         self.head.weight.data.mul_(head_init_scale)

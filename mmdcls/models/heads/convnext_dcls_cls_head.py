@@ -15,6 +15,7 @@ from mmpretrain.models.heads import ClsHead
 from torch import Tensor, nn
 
 from mmdcls.registry import MODELS
+from ..utils import LN_EPS
 
 
 @MODELS.register_module()
@@ -37,7 +38,7 @@ class ConvNeXtDCLSClsHead(ClsHead):
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
-                 norm_eps: float = 1e-6,
+                 norm_eps: float = LN_EPS,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         for name, value in (('num_classes', num_classes), ('in_channels', in_channels)):

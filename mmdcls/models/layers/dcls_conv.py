@@ -1,9 +1,10 @@
 """DCLS conv layers for any OpenMMLab conv slot.
 
-Registered in mmengine's root ``MODELS`` (where mmcv's ``build_conv_layer`` looks) as ``DCLS1d``,
-``DCLS2d``, ``DCLS3d``. They take the call mmcv and mmdet make for a conv,
-``(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)``, and
-replace it by a DCLS layer whose ``dilated_kernel_size`` comes from the config:
+Registered as ``DCLS1d``, ``DCLS2d``, ``DCLS3d`` in mmengine's root ``MODELS``, where mmcv's
+``build_conv_layer`` finds them under any default scope, and in mmdcls's, where the scoped names
+(``'mmdcls.DCLS2d'``) resolve, also inside mmdcls's own scope. They take the call mmcv and mmdet
+make for a conv, ``(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+bias)``, and replace it by a DCLS layer whose ``dilated_kernel_size`` comes from the config:
 
 * ``kernel_count`` defaults to the replaced conv's number of taps (kernel_size ** ndim), so the
   parameter count stays the same (plus the positions);
@@ -32,6 +33,18 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import Tensor
 
 from mmdcls.ops import Dcls1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d, as_ntuple
+from mmdcls.registry import MODELS
+from ..utils.dcls_params import DEFAULT_VERSION
+
+
+def _register(name: str):
+    """Registers a conv-slot layer under ``name`` in mmengine's root ``MODELS`` and mmdcls's."""
+
+    def register(cls):
+        MODELS.register_module(name, module=cls)
+        return MMENGINE_MODELS.register_module(name, module=cls)
+
+    return register
 
 
 def _same_size_padding(registered_name: str, sizes: Sequence[int], kernel_size, dilation,
@@ -111,7 +124,7 @@ def _conv_compatible(dcls_cls, registered_name: str):
                      *,
                      dilated_kernel_size=None,
                      kernel_count: Optional[int] = None,
-                     version: str = 'v0',
+                     version: str = DEFAULT_VERSION,
                      padding_mode: str = 'zeros',
                      conv_algo: Optional[str] = None) -> None:
             sizes = _checked_dilated_sizes(registered_name, dilated_kernel_size, ndim)
@@ -133,7 +146,7 @@ def _conv_compatible(dcls_cls, registered_name: str):
                 conv_algo=conv_algo)
 
     DCLSConv.__name__ = DCLSConv.__qualname__ = f'DCLSConv{ndim}d'
-    return MMENGINE_MODELS.register_module(registered_name)(DCLSConv)
+    return _register(registered_name)(DCLSConv)
 
 
 DCLSConv1d = _conv_compatible(Dcls1d, 'DCLS1d')
@@ -141,7 +154,7 @@ DCLSConv2d = _conv_compatible(Dcls2d, 'DCLS2d')
 DCLSConv3d = _conv_compatible(Dcls3d, 'DCLS3d')
 
 
-@MMENGINE_MODELS.register_module('DCLS2dK1d')
+@_register('DCLS2dK1d')
 class DCLSConv2dK1d(_KeepsInputLayout, Dcls2dK1d):
     """``DCLS2dK1d``: a :class:`~mmdcls.ops.Dcls2dK1d` built from a 2-D conv layer call (see
     the module docstring). Config: ``dilated_kernel_size`` (int, required), ``flat_dim``
@@ -161,7 +174,7 @@ class DCLSConv2dK1d(_KeepsInputLayout, Dcls2dK1d):
                  dilated_kernel_size=None,
                  flat_dim: int = 0,
                  kernel_count: Optional[int] = None,
-                 version: str = 'v0',
+                 version: str = DEFAULT_VERSION,
                  padding_mode: str = 'zeros',
                  conv_algo: Optional[str] = None) -> None:
         _checked_dilated_sizes('DCLS2dK1d', dilated_kernel_size, 1, 'learned axis')
@@ -189,7 +202,7 @@ class DCLSConv2dK1d(_KeepsInputLayout, Dcls2dK1d):
             conv_algo=conv_algo)
 
 
-@MMENGINE_MODELS.register_module('DCLS3_1d')
+@_register('DCLS3_1d')
 class DCLSConv3_1d(_KeepsInputLayout, Dcls3_1d):
     """``DCLS3_1d``: a :class:`~mmdcls.ops.Dcls3_1d` built from a 3-D conv layer call (see
     the module docstring). Config: ``dilated_kernel_size`` (int, required),

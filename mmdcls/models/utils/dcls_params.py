@@ -1,4 +1,4 @@
-"""Names and default learning rates of the DCLS parameters, defined once.
+"""Names and default learning rates of the DCLS parameters, and the default version, defined once.
 
 ``mmdcls.ops.Dcls2d`` (like the ``dcls`` package and the ConvNeXt-dcls release) stores the
 kernel positions as the parameter ``P`` and, for the ``gauss`` / ``max`` versions, their widths
@@ -21,3 +21,7 @@ SHARED_PARAM_NAMES = (POSITION_PARAM, SIGMA_PARAM)
 DEFAULT_POSITION_LR_MULT = 5.0
 #: default learning-rate multiplier of the widths ``SIG``: the base lr (the release's)
 DEFAULT_SIGMA_LR_MULT = 1.0
+
+#: DCLS interpolation of the ConvNeXt-dcls release's checkpoints: the default ``version`` of
+#: the backbone and of the conv-slot layers ``DCLS1d/2d/3d``, ``DCLS2dK1d``
+DEFAULT_VERSION = 'v0'

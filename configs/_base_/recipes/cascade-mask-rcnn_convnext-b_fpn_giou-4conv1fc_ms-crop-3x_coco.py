@@ -1,0 +1,8 @@
+# Recipe of Cascade Mask R-CNN (4conv1fc, GIoU), ConvNeXt-B size, multi-scale + crop, 3x, COCO,
+# shared by the DCLS config and its plain twin: the tiny recipe with the release's base drop
+# path rate and layer decay (0.8 over base's 12 layer ids).
+_base_ = './cascade-mask-rcnn_convnext-t_fpn_giou-4conv1fc_ms-crop-3x_coco.py'
+
+model = dict(
+    backbone=dict(arch='base', drop_path_rate=0.7), neck=dict(in_channels=[128, 256, 512, 1024]))
+optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.8, num_layers=12))

@@ -1,0 +1,8 @@
+# Recipe of Mask R-CNN, ConvNeXt-B size, multi-scale + crop, 3x, COCO (not in the release, which
+# publishes Mask R-CNN for tiny only): the tiny recipe with the drop path rate of the release's
+# base Cascade config and layer decay over base's 12 layer ids.
+_base_ = './mask-rcnn_convnext-t_fpn_ms-crop-3x_coco.py'
+
+model = dict(
+    backbone=dict(arch='base', drop_path_rate=0.7), neck=dict(in_channels=[128, 256, 512, 1024]))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))
