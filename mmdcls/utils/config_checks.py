@@ -244,28 +244,6 @@ def _backbone_class(type_name):
     return cls if isinstance(cls, type) and issubclass(cls, ConvNeXtDCLSTrunk) else None
 
 
-def _check_dcls_layer_arguments(backbone: dict) -> None:
-    """The values a ConvNeXt-DCLS backbone hands on to its depthwise DCLS layers
-    (``kernel_count``, also as ``arch.kernel_count``, and ``dilated_kernel_size``), checked by
-    the layer's own constructor: one single-channel ``Dcls2d`` on the meta device, so nothing is
-    allocated. Without ``dwconv_cfg`` only (another layer type is checked when built)."""
-    if backbone.get('dwconv_cfg') is not None:
-        return
-    arch = backbone.get('arch')
-    kernel_count = backbone.get('kernel_count')
-    if kernel_count is None and isinstance(arch, dict):
-        kernel_count = arch.get('kernel_count')
-    size = backbone.get('dilated_kernel_size')
-    if kernel_count is None and size is None:
-        return  # the arch's and the class's defaults
-    import torch
-
-    from mmdcls.ops import Dcls2d
-    kernel_count = 1 if kernel_count is None else kernel_count
-    with torch.device('meta'):
-        Dcls2d(1, 1, kernel_count, dilated_kernel_size=1 if size is None else size)
-
-
 def _check_backbone(cfg) -> None:
     backbone = dict((cfg.get('model') or {}).get('backbone') or {})
     cls = _backbone_class(backbone.pop('type', None))
@@ -273,7 +251,6 @@ def _check_backbone(cfg) -> None:
         return
     try:
         cls.check_config(backbone)  # the class's own argument checks, nothing built
-        _check_dcls_layer_arguments(backbone)
     except (TypeError, ValueError) as err:
         raise ConfigCheckError(f'{cfg.filename}: model.backbone ({cls.__name__}): {err}') from err
     init_cfg = backbone.get('init_cfg') or {}

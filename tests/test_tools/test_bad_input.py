@@ -51,12 +51,11 @@ def test_unknown_scope(det_cfg):
         ('out_indices', (4, ), r'model.backbone \(ConvNeXtDCLS\): out_indices entries must be'),
         ('depth', 3, r"model.backbone \(ConvNeXtDCLS\): ConvNeXtDCLS takes no argument\(s\) "
          r"\['depth'\]"),
-        # handed on to the DCLS layers, whose own checks judge them
         ('kernel_count', -3,
          r'model.backbone \(ConvNeXtDCLS\): kernel_count must be a positive int, '
          'got -3'),
         ('dilated_kernel_size', 0, r'model.backbone \(ConvNeXtDCLS\): dilated_kernel_size must be '
-         r'positive, got \(0, 0\)'),
+         r'odd and positive'),
         ('dilated_kernel_size',
          (9, 9, 9), r'dilated_kernel_size must be an int or a tuple of 2 ints'),
         ('arch', dict(depths=[1, 1, 3, 1], channels=[32, 64, 128, 256],

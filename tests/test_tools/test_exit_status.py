@@ -44,11 +44,13 @@ def test_test_tool_exit_status_when_the_run_cannot_start(tmp_path):
     ('train', 'model.backbone.kernel_count=-3', 'kernel_count must be a positive int, got -3'),
     ('test', 'model.backbone.kernel_count=-3', 'kernel_count must be a positive int, got -3'),
     ('train', 'model.backbone.dilated_kernel_size=0',
-     'dilated_kernel_size must be positive, got (0, 0)'),
+     'dilated_kernel_size must be odd and positive (the depthwise layer keeps the spatial size), '
+     'got (0, 0)'),
     ('test', 'model.backbone.version=v9', "version must be one of ('v0', 'v1', 'gauss', 'max'), "
-     "got 'v9'"),
+     "but got 'v9'"),
     ('analysis/get_flops', 'model.backbone.dilated_kernel_size=0',
-     'dilated_kernel_size must be positive, got (0, 0)'),
+     'dilated_kernel_size must be odd and positive (the depthwise layer keeps the spatial size), '
+     'got (0, 0)'),
 ])
 def test_cfg_options_values_are_checked_before_building(tmp_path, tool, option, message):
     """The config the tools check is the one they run: --cfg-options merged in."""
