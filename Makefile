@@ -62,7 +62,10 @@ lint: env
 demo: env env-compat
 	$(PY) tools/misc/demo.py
 
+# Wall-clock checks: the tests marked `benchmark` (deselected by `make test`, see setup.cfg),
+# then the CPU benchmark scripts. tools/analysis/benchmark_gpu.py needs a CUDA device.
 bench: env
+	$(PY) -m pytest -m benchmark tests
 	$(PY) tools/analysis/benchmark_ops.py
 	$(PY) tools/analysis/benchmark_backbone.py
 

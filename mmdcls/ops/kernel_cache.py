@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .conv.problem import ConstantKernel
+from .conv.constant_kernel import ConstantKernel
 from .torch_compat import is_compiling
 
 #: a kernel and, when it is cached, what is kept about it

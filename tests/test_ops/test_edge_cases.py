@@ -109,8 +109,10 @@ def test_non_finite_parameters_under_no_grad_and_after_recovery():
         assert torch.isfinite(layer(x)).all()
 
 
+# ('triton' runs here only in Triton's slow interpreter; its NaN kernel taps are checked by
+# tests/test_ops/test_conv/test_non_finite_inputs.py)
 @pytest.mark.usefixtures('construction_backend')
-@pytest.mark.parametrize('algo', list(ALGORITHMS))
+@pytest.mark.parametrize('algo', [name for name in ALGORITHMS if name != 'triton'])
 @pytest.mark.parametrize('version', ['v0', 'gauss'])
 def test_nan_position_reaches_the_output_through_every_conv_algorithm(algo, version):
     """A depthwise ConvNeXt-like layer (the C FFT / sparse direct convs apply) with one NaN

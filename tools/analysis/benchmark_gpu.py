@@ -165,11 +165,12 @@ def build_release(model, release_cls, arch):
     from mmdcls.models import ConvNeXtDCLS
 
     size = model.dilated_kernel_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
     cfg = dict(
         type=release_cls,
         kernel_count=model.kernel_count,
         dilated_kernel_size=size,
-        padding=size // 2,
+        padding=tuple(s // 2 for s in size),
         version=model.version)
     if 'use_implicit_gemm' in inspect.signature(release_cls).parameters:
         cfg['use_implicit_gemm'] = False  # its CUDA extension is a separate, optional build

@@ -13,11 +13,12 @@ constants of ``'auto'``.
 """
 from .algorithm import ConvAlgorithm
 from .algorithms import ALGORITHMS
-from .algorithms.fft import fft_lengths
+from .algorithms.fft_sizes import fft_lengths
+from .constant_kernel import ConstantKernel
 from .dispatch import conv_nd
 from .large_kernel import (LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d,
                            LargeKernelDepthwiseConv2d)
-from .problem import ConstantKernel, ConvProblem
+from .problem import ConvProblem
 from .selection import (AUTO, BENCHMARK, ENV_VAR, algo_choices, check_algo, clear_benchmark_cache,
                         resolve_algo, select_algorithm)
 

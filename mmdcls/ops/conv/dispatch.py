@@ -8,8 +8,9 @@ from torch import Tensor
 
 from ..torch_compat import eager_under_old_dynamo
 from .algorithms.direct import CONV_FNS
+from .constant_kernel import ConstantKernel
 from .execute import execute
-from .problem import ConstantKernel, ConvProblem
+from .problem import ConvProblem
 from .selection import select_algorithm
 
 

@@ -12,7 +12,7 @@ from ...kernels import cpu
 from ..algorithm import ConvAlgorithm
 from ..problem import ConvProblem
 from .c_library import why_c_depthwise_not
-from .fft import fft_cost, fft_lengths
+from .fft_sizes import fft_cost, fft_lengths
 
 #: cost of one transform per point and log2(points), by needs_grad; fitted on CPU to the
 #: per-layer fastest of ConvNeXt-DCLS-T (docs/cost_model.md, "C FFT")

@@ -7,8 +7,8 @@ complex contraction otherwise), ``irfftn``; stride is a subsampling of the strid
 Computed in float32 (float64 for float64 inputs) with autocast off, so bf16 / fp16 never reach
 the transforms; the output has the dtype ``F.conv`` would give. Depthwise stride-1 convs that
 need gradients use the hand-written backward of :class:`_DepthwiseFFT`; without gradients the
-product and the bias are applied in place on the spectrum. The transform lengths
-(:func:`fft_lengths`) and the cost model (:func:`fft_cost`) serve the C FFT too.
+product and the bias are applied in place on the spectrum. Transform lengths and the cost
+model: :mod:`.fft_sizes` (shared with the C FFT).
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple
@@ -17,71 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...kernels.cpu.constants import FFT_RADICES
 from ..algorithm import ConvAlgorithm
 from ..problem import ConvProblem
-from .direct import SMALL_KERNEL_TAPS
+from .fft_sizes import fft_cost, fft_lengths
 
 #: cost of one real transform per point and log2(points), by needs_grad; fitted on CPU to
 #: the per-layer fastest of ConvNeXt-DCLS-T (docs/cost_model.md, "torch FFT")
 _CPU_PER_POINT: Dict[bool, float] = {True: 3.5, False: 6.0}
-
-
-def _smooth_lengths(limit: int) -> Tuple[int, ...]:
-    """Sorted 1 and the even integers <= ``limit`` with no prime factor outside ``FFT_RADICES``
-    (the C FFT's radices; pocketfft, MKL and cuFFT are fast on them too)."""
-    found = {1}
-    frontier = [1]
-    while frontier:
-        value = frontier.pop()
-        for p in FFT_RADICES:
-            if value * p <= limit and value * p not in found:
-                found.add(value * p)
-                frontier.append(value * p)
-    return tuple(sorted(v for v in found if v == 1 or v % 2 == 0))
-
-
-_FAST_LENGTHS = _smooth_lengths(1 << 24)
-
-
-def _fast_len(n: int) -> int:
-    """Smallest integer >= n with no prime factor outside ``FFT_RADICES``, even when > 1."""
-    if n > _FAST_LENGTHS[-1]:
-        raise ValueError(f'FFT length {n} exceeds {_FAST_LENGTHS[-1]}')
-    low, high = 0, len(_FAST_LENGTHS) - 1  # a binary search in Python: torch.compile traces it
-    while low < high:
-        middle = (low + high) // 2
-        if _FAST_LENGTHS[middle] < n:
-            low = middle + 1
-        else:
-            high = middle
-    return _FAST_LENGTHS[low]
-
-
-def fft_lengths(spatial: Sequence[int], kernel_size: Sequence[int],
-                padding: Sequence[int]) -> Tuple[int, ...]:
-    """Transform length per axis for which the circular correlation has no wrap-around on the
-    needed outputs: >= size + padding (the left padding wraps onto the zero tail), >= the
-    stride-1 output size and >= the kernel size; rounded up to a fast length."""
-    return tuple(
-        _fast_len(max(s + p, s + 2 * p - k + 1, k))
-        for s, k, p in zip(spatial, kernel_size, padding))
-
-
-def fft_cost(problem: ConvProblem, per_point: float) -> float:
-    """The cost model of an FFT convolution on CPU, with ``S`` the input size and ``P`` the
-    points of a transform: ``per_point * P * log2(P) / prod(S) * (C_in / C_out + 1 +
-    (C_in / groups) / N)`` for the input, output and kernel transforms (the kernel's dropped
-    for a constant kernel, whose spectrum is prepared once), plus ``2 * (C_in / groups) * P /
-    prod(S)`` for the per-frequency products; infinite for small kernels (always dense)."""
-    if problem.taps <= SMALL_KERNEL_TAPS:
-        return math.inf
-    points = math.prod(fft_lengths(problem.spatial, problem.kernel_size, problem.padding))
-    size = math.prod(problem.spatial)
-    kernel_transforms = 0 if problem.constant is not None else problem.in_per_group / problem.batch
-    transforms = problem.in_channels / problem.out_channels + 1 + kernel_transforms
-    return (per_point * points * math.log2(max(points, 2)) / size * transforms +
-            2 * problem.in_per_group * points / size)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -1,6 +1,6 @@
 /* Sparse direct depthwise 2-D convolution (stride 1, zero padding) over the kernel's non-zero
  * taps, and its kernel gradient, for training and inference: the 'sparse_direct' algorithm
- * (alias 'native') of mmdcls/ops/conv/sparse_direct.py; bindings in
+ * of mmdcls/ops/conv/algorithms/sparse_direct.py; bindings in
  * mmdcls/ops/kernels/cpu/depthwise.py.
  *
  * Per (sample, channel) map: the input is copied once into a zero-padded plane, the kernel's

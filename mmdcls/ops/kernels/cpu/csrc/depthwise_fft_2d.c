@@ -1,5 +1,6 @@
 /* Depthwise 2-D convolution through FFTs vectorised across channels (bindings:
- * mmdcls/ops/kernels/cpu/depthwise_fft.py; the 'fft' algorithm of mmdcls/ops/conv/fft.py).
+ * mmdcls/ops/kernels/cpu/depthwise_fft.py; the 'c_fft' algorithm of
+ * mmdcls/ops/conv/algorithms/c_fft.py).
  *
  * A depthwise conv transforms every (sample, channel) map separately: many small 2-D FFTs,
  * which a general FFT library runs one at a time at a fraction of the CPU's vector width. Here
@@ -12,7 +13,7 @@
  * and one inverse complex transform returns y_A + i y_B. P and M are Hermitian (spectra of
  * real kernels), so only columns 0 .. L1 / 2 are stored ("spectra" below).
  *
- * Conventions (the same as the torch FFT path of mmdcls/ops/conv/fft.py): transforms of
+ * Conventions (the same as the torch FFT of mmdcls/ops/conv/algorithms/fft.py): transforms of
  * length (L0, L1); correlation y[o] = sum_t k[t] x_p[o + t], x_p = x placed at (pad0, pad1)
  * in a zero plane, so F(y) = conj(F(k)) F(x_p); the input gradient is F(g) F(k) (no
  * conjugate) read at the padding offset, the kernel gradient conj(F(g)) F(x_p) read at rows /
