@@ -14,7 +14,7 @@ import torch
 __all__ = [
     'is_compiling', 'is_autocast_enabled', 'get_autocast_dtype', 'TORCH_VERSION',
     'DYNAMO_TRACES_OPS', 'eager_under_old_dynamo', 'DYNAMO_CONSTANT_MARK', 'constant_under_compile',
-    'profiler_event_start_ns'
+    'cpu_conv_computes', 'profiler_event_start_ns'
 ]
 
 _F = TypeVar('_F', bound=Callable)
@@ -107,6 +107,30 @@ def constant_under_compile(fn: _F) -> _F:
     every ``import mmdcls``)."""
     setattr(fn, DYNAMO_CONSTANT_MARK, True)
     return fn
+
+
+@constant_under_compile
+def _cpu_conv_computes(dtype_name: str) -> bool:
+    try:
+        weight = torch.zeros(1, 1, 1, 1, dtype=getattr(torch, dtype_name))
+        torch.nn.functional.conv2d(torch.zeros(1, 1, 2, 2, dtype=weight.dtype), weight)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CPU_CONV_DTYPES = {}
+
+
+def cpu_conv_computes(dtype: torch.dtype) -> bool:
+    """Whether ``F.conv`` computes ``dtype`` on the CPU: float16 has no CPU convolution before
+    torch 2.2 ("slow_conv2d_cpu" not implemented for 'Half'). Asked of torch once per dtype."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return True
+    name = str(dtype).split('.')[-1]
+    if name not in _CPU_CONV_DTYPES:
+        _CPU_CONV_DTYPES[name] = _cpu_conv_computes(name)
+    return _CPU_CONV_DTYPES[name]
 
 
 def profiler_event_start_ns(event) -> int:

@@ -191,7 +191,7 @@ def test_imagenet_config_trains_a_few_iterations(trained):
     assert {g['lr_scale'] for g in position_groups} == {5.0}
     assert {g['lr_scale'] for g in decay} == {1.0}
     backbone = runner.model.backbone
-    limit = backbone.dilated_kernel_size // 2
+    limit = backbone.dilated_kernel_size[0] // 2
     for i in range(4):
         assert backbone.stages[i][0].dwconv.P.abs().max() <= limit
     hooks = [type(h).__name__ for h in runner.hooks]

@@ -42,25 +42,21 @@ def test_unknown_scope(det_cfg):
         select_toolkit(det_cfg)
 
 
-@pytest.mark.parametrize(
-    'key,value,match',
-    [
-        ('arch', 'tiniest', r"model.backbone \(ConvNeXtDCLS\): arch must be one of \['tiny'.*"
-         "'tiniest'"),
-        ('version', 'v9', r"model.backbone \(ConvNeXtDCLS\): version must be one of .*'v9'"),
-        ('out_indices', (4, ), r'model.backbone \(ConvNeXtDCLS\): out_indices entries must be'),
-        ('depth', 3, r"model.backbone \(ConvNeXtDCLS\): ConvNeXtDCLS takes no argument\(s\) "
-         r"\['depth'\]"),
-        ('kernel_count', -3,
-         r'model.backbone \(ConvNeXtDCLS\): kernel_count must be a positive int, '
-         'got -3'),
-        ('dilated_kernel_size', 0, r'model.backbone \(ConvNeXtDCLS\): dilated_kernel_size must be '
-         r'odd and positive'),
-        ('dilated_kernel_size',
-         (9, 9, 9), r'dilated_kernel_size must be an int or a tuple of 2 ints'),
-        ('arch', dict(depths=[1, 1, 3, 1], channels=[32, 64, 128, 256],
-                      kernel_count=0), 'kernel_count must be a positive int, got 0'),
-    ])
+@pytest.mark.parametrize('key,value,match', [
+    ('arch', 'tiniest', r"model.backbone \(ConvNeXtDCLS\): arch must be one of \['tiny'.*"
+     "'tiniest'"),
+    ('version', 'v9', r"model.backbone \(ConvNeXtDCLS\): version must be one of .*'v9'"),
+    ('out_indices', (4, ), r'model.backbone \(ConvNeXtDCLS\): out_indices entries must be'),
+    ('depth', 3, r"model.backbone \(ConvNeXtDCLS\): ConvNeXtDCLS takes no argument\(s\) "
+     r"\['depth'\]"),
+    ('kernel_count', -3, r'model.backbone \(ConvNeXtDCLS\): kernel_count must be a positive int, '
+     'got -3'),
+    ('dilated_kernel_size', 0, r'model.backbone \(ConvNeXtDCLS\): dilated_kernel_size must be '
+     r'odd and positive'),
+    ('dilated_kernel_size', (9, 9, 9), r'dilated_kernel_size must be an int or a tuple of 2 ints'),
+    ('arch', dict(depths=[1, 1, 3, 1], channels=[32, 64, 128, 256],
+                  kernel_count=0), 'kernel_count must be a positive int, got 0'),
+])
 def test_backbone_arguments_checked_by_the_class(seg_cfg, key, value, match):
     seg_cfg.model.backbone[key] = value
     with pytest.raises(ConfigCheckError, match=match):

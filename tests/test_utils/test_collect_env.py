@@ -33,8 +33,8 @@ def test_collect_env_reports_the_installed_stack():
         assert env[key] == installed.__version__, key
     assert env['MMCV compiled ops'] == 'ok'
     from mmdcls.ops.kernels import cpu
-    expected = ('disabled' if cpu.mode() == '0' else
-                'ok' if cpu.library() is not None else 'unavailable')
+    expected = ('disabled'
+                if cpu.mode() == '0' else 'ok' if cpu.library() is not None else 'unavailable')
     assert env['mmdcls native (C)'].startswith(expected)
 
 

@@ -4,39 +4,27 @@ and every gradient, for every version, square and rectangular 2-D kernels and 1-
 positions inside the kernel, on grid points (the last one included) and outside it,
 non-finite parameters, and ``torch.compile``. Without a GPU the kernels run on CPU tensors in
 Triton's interpreter."""
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from DCLS.construct import modules as official
 
-# Triton decides whether a kernel is interpreted when the kernel is defined (here: on first
-# use), from TRITON_INTERPRET. Without a GPU the kernels can only run interpreted, so this
-# module asks for it, but only if triton is not imported yet: a run that imported it already
-# keeps its own setting (and is skipped below when that cannot run the kernels).
-if 'triton' not in sys.modules and not torch.cuda.is_available():
-    os.environ.setdefault('TRITON_INTERPRET', '1')
+from mmdcls.ops.construct import _poison_non_finite, construct_kernel
+from mmdcls.ops.construct.conventions import position_axes
+from mmdcls.ops.kernels import cpu
+from mmdcls.ops.kernels import triton as triton_kernels
+from mmdcls.ops.kernels.triton import construct as triton_construct
+from mmdcls.ops.kernels.triton.construct import construct_kernel_triton
+from mmdcls.ops.torch_compat import TORCH_VERSION
 
-from DCLS.construct import modules as official  # noqa: E402
-
-from mmdcls.ops.construct import _poison_non_finite, construct_kernel  # noqa: E402
-from mmdcls.ops.construct.conventions import position_axes  # noqa: E402
-from mmdcls.ops.kernels import cpu  # noqa: E402
-from mmdcls.ops.kernels.triton import construct as triton_construct  # noqa: E402
-from mmdcls.ops.kernels.triton.construct import construct_kernel_triton  # noqa: E402
-from mmdcls.ops.torch_compat import TORCH_VERSION  # noqa: E402
-
-INTERPRETED = os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
-DEVICE = 'cuda' if torch.cuda.is_available() and not INTERPRETED else 'cpu'
-if importlib.util.find_spec('triton') is None:
-    pytestmark = pytest.mark.skip(reason='triton is not installed')
-elif DEVICE == 'cpu' and not INTERPRETED:
-    pytestmark = pytest.mark.skip(
-        reason='no GPU, and triton was imported before this module could ask for its '
-        'interpreter (TRITON_INTERPRET=1)')
+# (tests/conftest.py turns Triton's interpreter on before triton is imported, where there is
+# no GPU: then the kernels run on CPU tensors)
+DEVICE = 'cpu' if triton_kernels.interpreter_enabled() else 'cuda'
+AVAILABLE, REASON = triton_kernels.usable_on(torch.device(DEVICE))
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f'the Triton kernels cannot run: {REASON}')
 
 VERSIONS = ['v0', 'v1', 'gauss', 'max']
 OUT, IN, COUNT = 3, 2, 8

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..algorithm import ConvAlgorithm, cast_as_autocast
 from ..problem import CHANNELS_LAST_FORMATS, ConvProblem
-from .direct import CONV_FNS, conv_direct, dense_cpu_cost
+from .direct import CONV_FNS, conv_direct, dense_cpu_cost, why_f_conv_not
 
 
 class _DepthwiseChannelsLast(torch.autograd.Function):
@@ -67,7 +67,7 @@ class ChannelsLast(ConvAlgorithm):
     def why_not(self, problem: ConvProblem) -> Optional[str]:
         if problem.ndim not in CHANNELS_LAST_FORMATS:
             return '1-D tensors have no channels-last layout'
-        return super().why_not(problem)
+        return super().why_not(problem) or why_f_conv_not(problem)
 
     def cost(self, problem: ConvProblem) -> Optional[float]:
         return dense_cpu_cost(problem) if problem.device_type == 'cpu' else None

@@ -6,6 +6,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...torch_compat import cpu_conv_computes
 from ..algorithm import ConvAlgorithm
 from ..problem import ConvProblem
 
@@ -28,6 +29,14 @@ def dense_cpu_cost(problem: ConvProblem) -> float:
     return problem.taps * problem.in_per_group * out / size
 
 
+def why_f_conv_not(problem: ConvProblem) -> Optional[str]:
+    """None when ``F.conv`` computes ``problem``'s dtype on its device, else why not (the one
+    gap: float16 on the CPU before torch 2.2)."""
+    if problem.device_type == 'cpu' and not cpu_conv_computes(problem.compute_dtype):
+        return f'this torch has no {problem.compute_dtype} convolution on the CPU'
+    return None
+
+
 def conv_direct(input: Tensor, kernel: Tensor, bias: Optional[Tensor], problem: ConvProblem):
     """``F.conv{1,2,3}d(input, kernel, bias, stride, padding, 1, groups)``."""
     return CONV_FNS[problem.ndim](input, kernel, bias, problem.stride, problem.padding, 1,
@@ -37,6 +46,9 @@ def conv_direct(input: Tensor, kernel: Tensor, bias: Optional[Tensor], problem: 
 class Direct(ConvAlgorithm):
     name = 'direct'
     devices = ('cpu', 'cuda')
+
+    def why_not(self, problem: ConvProblem) -> Optional[str]:
+        return super().why_not(problem) or why_f_conv_not(problem)
 
     def cost(self, problem: ConvProblem) -> Optional[float]:
         # CPU: the dense arithmetic; 2-D / 3-D ties with 'channels_last' (listed first in the

@@ -55,15 +55,13 @@ def _kernels():
 
 def _interpreted(weight: Tensor) -> bool:
     """Whether the kernels run in Triton's interpreter (serially, program by program);
-    RuntimeError unless Triton can run on ``weight``'s device: CUDA, or the CPU when the
-    kernels were defined for the interpreter."""
-    interpreted = type(_kernels().construct_forward_kernel).__name__ == 'InterpretedFunction'
-    if weight.device.type != 'cuda' and not interpreted:
-        raise RuntimeError(
-            f'the Triton construction runs on CUDA tensors (or on CPU tensors under Triton\'s '
-            f'interpreter, TRITON_INTERPRET=1 set before its first use), got a tensor on '
-            f'{weight.device}')
-    return interpreted
+    RuntimeError naming why unless Triton can run on ``weight``'s device."""
+    from . import interpreter_enabled, usable_on
+    usable, reason = usable_on(weight.device)
+    if not usable:
+        raise RuntimeError(f'the Triton construction cannot run on {weight.device}: {reason}')
+    _kernels()
+    return interpreter_enabled()
 
 
 def _block_rows(rows: int, tile: int, interpreted: bool) -> int:
