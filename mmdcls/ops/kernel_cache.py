@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .conv.constant_kernel import ConstantKernel
-from .torch_compat import is_compiling
+from .graph_state import needs_grad, records_graph
 
 #: a kernel and, when it is cached, what is kept about it
 KernelAndFacts = Tuple[Tensor, Optional[ConstantKernel]]
@@ -64,12 +64,9 @@ class KernelCache:
     def applies(params: Sequence[Optional[Tensor]]) -> bool:
         """Whether a forward pass with these parameters may use the cache: no gradient
         needed, CPU parameters, eager mode."""
-        present = [p for p in params if p is not None]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in present):
+        if needs_grad(*params) or records_graph():
             return False
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or is_compiling():
-            return False
-        return all(p.device.type == 'cpu' for p in present)
+        return all(p.device.type == 'cpu' for p in params if p is not None)
 
     def _unchanged(self, params: Sequence[Optional[Tensor]], extra) -> bool:
         if self._kernel is None or extra != self._extra or len(params) != len(self._values):
@@ -125,7 +122,7 @@ class CachedKernelMixin:
         :meth:`KernelCache.applies`, else ``(build(), None)``."""
         if KernelCache.applies(params):
             return self._kernel_cache().get(params, build, extra)
-        if not (torch.jit.is_tracing() or is_compiling()):
+        if not records_graph():
             self._drop_kernel_cache()  # frees the kernel while training
         return build(), None
 

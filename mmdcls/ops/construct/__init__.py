@@ -44,10 +44,11 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..graph_state import needs_grad, records_graph
 from ..kernels import cpu
 from ..kernels import triton as triton_kernels
 from ..kernels.triton.construct import construct_kernel_triton, supports_sizes
-from ..torch_compat import eager_under_old_dynamo, is_autocast_enabled, is_compiling
+from ..torch_compat import eager_under_old_dynamo, is_autocast_enabled
 from .bilinear import _ConstructBilinear
 from .conventions import VERSIONS, VERSIONS_WITH_SIGMA, check_version, position_axes
 from .fused_c import _ConstructNative2d
@@ -142,13 +143,12 @@ def construct_kernel(weight: Tensor, P: Tensor, SIG: Optional[Tensor],
                          f'must be < 2**31)')
     # host reads (a finiteness check, the bilinear path's inside test) only in eager CPU calls:
     # elsewhere they would synchronise the device or break a traced graph
-    host_reads = (weight.device.type == 'cpu' and not torch.jit.is_tracing() and not is_compiling())
+    host_reads = weight.device.type == 'cpu' and not records_graph()
     finite = _all_finite(weight, P, SIG) if host_reads else False
     if (finite and P.dtype == weight.dtype and (SIG is None or SIG.dtype == weight.dtype)
             and cpu.usable(weight, sizes)):
         # C code: autocast does not apply; float32 / float64 parameters as they are
-        grad_needed = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (weight, P, SIG))
+        grad_needed = needs_grad(weight, P, SIG)
         return _ConstructNative2d.apply(weight, P, SIG, sizes, version, grad_needed)
     if not finite:
         weight = _poison_non_finite(weight, P, SIG)

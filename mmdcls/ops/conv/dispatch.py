@@ -3,7 +3,6 @@ describes the call once (:class:`~.problem.ConvProblem`), selects an algorithm
 (:mod:`.selection`) and runs it (:mod:`.execute`)."""
 from typing import Optional, Sequence
 
-import torch
 from torch import Tensor
 
 from ..torch_compat import eager_under_old_dynamo
@@ -62,9 +61,9 @@ def conv_nd(input: Tensor,
     """
     stride, padding = tuple(stride), tuple(padding)
     _check_arguments(input, kernel, bias, stride, padding, groups)
-    if input.numel() == 0 or torch.jit.is_tracing():
-        return CONV_FNS[kernel.dim() - 2](input, kernel, bias, stride, padding, 1, groups)
     problem = ConvProblem.describe(input, kernel, bias, stride, padding, groups, constant)
+    if problem.empty or problem.tracing:
+        return CONV_FNS[problem.ndim](input, kernel, bias, stride, padding, 1, groups)
     if problem.autocast_dtype is None and not problem.same_dtypes:
         raise TypeError(f'input ({input.dtype}), kernel ({kernel.dtype}) and bias '
                         f'({problem.bias_dtype}) must have the same dtype outside autocast')

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..graph_state import records_graph
 from ..kernel_cache import CachedKernelMixin
-from ..torch_compat import is_compiling
 from .dispatch import conv_nd
 from .selection import check_algo
 
@@ -27,8 +27,7 @@ class _LargeKernelConvMixin(CachedKernelMixin):
                              f'{self.dilation}')
 
     def forward(self, input: Tensor) -> Tensor:
-        if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-                or is_compiling()):
+        if records_graph() or torch.onnx.is_in_onnx_export():
             return self._conv_forward(input, self.weight, self.bias)
         padding = self.padding
         if isinstance(padding, str) or self.padding_mode != 'zeros':

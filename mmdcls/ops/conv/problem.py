@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..graph_state import needs_grad
 from ..torch_compat import get_autocast_dtype, is_autocast_enabled, is_compiling
 from .constant_kernel import ConstantKernel
 
@@ -61,8 +62,7 @@ class ConvProblem:
         ndim = kernel.dim() - 2
         device_type = input.device.type
         autocast = is_autocast_enabled(device_type) and input.is_floating_point()
-        needs_grad = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (input, kernel, bias))
+        grad = needs_grad(input, kernel, bias)
         fmt = CHANNELS_LAST_FORMATS.get(ndim)
         channels_last = (
             fmt is not None and not input.is_contiguous()
@@ -84,12 +84,12 @@ class ConvProblem:
             bias_dtype=None if bias is None else bias.dtype,
             device=input.device,
             autocast_dtype=get_autocast_dtype(device_type) if autocast else None,
-            needs_grad=needs_grad,
+            needs_grad=grad,
             depthwise=c_in_per_group == 1 and c_out == c_in == groups,
             channels_last=channels_last,
             tracing=torch.jit.is_tracing(),
             compiling=is_compiling(),
-            constant=None if needs_grad else constant,
+            constant=None if grad else constant,
             _kernel=kernel)
 
     # ------------------------------------------------------------------ derived shapes
@@ -137,6 +137,11 @@ class ConvProblem:
         for k in self.kernel_size:
             taps *= k
         return taps
+
+    @property
+    def empty(self) -> bool:
+        """No element in the input (an empty batch or empty maps): nothing to compute."""
+        return any(s == 0 for s in self.input_shape)
 
     @property
     def stride_one(self) -> bool:

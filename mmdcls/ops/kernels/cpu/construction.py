@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ...torch_compat import is_compiling
+from ...graph_state import records_graph
 from .constants import BILINEAR_VERSIONS, PROFILE_VERSIONS, VECTOR_BYTES, lanes
 from .loader import call, library, threads_for
 from .prototypes import REAL_TYPES
@@ -38,7 +38,7 @@ def usable(weight: Tensor, sizes: Tuple[int, ...]) -> bool:
     handles these parameters: a 2-D kernel, float32 / float64 CPU tensors, eager mode (not JIT
     tracing or ``torch.compile``), library available."""
     return (len(sizes) == 2 and weight.device.type == 'cpu' and weight.dtype in REAL_TYPES
-            and not torch.jit.is_tracing() and not is_compiling() and library() is not None)
+            and not records_graph() and library() is not None)
 
 
 def _for_c(dtype: torch.dtype, *tensors: Optional[Tensor]):
