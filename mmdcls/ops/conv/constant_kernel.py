@@ -11,7 +11,7 @@ class ConstantKernel:
     key. The owner (:class:`~mmdcls.ops.kernel_cache.KernelCache`) drops it when the kernel
     changes. At most ``max_entries`` values are kept (the oldest goes first)."""
 
-    def __init__(self, max_entries: int = 8) -> None:
+    def __init__(self, max_entries: int = 16) -> None:
         self._values: Dict[tuple, Any] = {}
         self._max_entries = max_entries
 

@@ -10,7 +10,7 @@ from .algorithms.direct import CONV_FNS
 from .constant_kernel import ConstantKernel
 from .execute import execute
 from .problem import ConvProblem
-from .selection import select_algorithm
+from .selection import resolve_algo, select_algorithm
 
 
 def _check_arguments(input: Tensor, kernel: Tensor, bias: Optional[Tensor], stride: tuple,
@@ -67,5 +67,11 @@ def conv_nd(input: Tensor,
     if problem.autocast_dtype is None and not problem.same_dtypes:
         raise TypeError(f'input ({input.dtype}), kernel ({kernel.dtype}) and bias '
                         f'({problem.bias_dtype}) must have the same dtype outside autocast')
-    algorithm = select_algorithm(problem, algo, kernel)
+    if problem.constant is not None:
+        # the choice for a constant kernel is made once per problem and request
+        request = resolve_algo(algo)
+        algorithm = problem.constant.memo(('algorithm', problem.key(), request),
+                                          lambda: select_algorithm(problem, request, kernel))
+    else:
+        algorithm = select_algorithm(problem, algo, kernel)
     return execute(algorithm, input, kernel, bias, problem)

@@ -99,3 +99,17 @@ def test_half_precision_module():
         with torch.no_grad():
             y = half(x.to(dtype))
         assert y.dtype == dtype and rel_err(y, ref) < 2e-2
+
+
+def test_a_new_weight_in_a_reused_storage_is_seen():
+    """A weight freed and replaced by another one, whose storage may take the same address,
+    with other values: each inference answers with the weight it has."""
+    torch.manual_seed(8)
+    conv = LargeKernelDepthwiseConv2d(4, 9, conv_algo='fft').eval()
+    x = torch.randn(1, 4, 12, 12)
+    for _ in range(10):
+        with torch.no_grad():
+            conv(x)
+            conv.weight = torch.nn.Parameter(torch.randn_like(conv.weight))
+            expected = F.conv2d(x, conv.weight, conv.bias, 1, 4, 1, 4)
+            assert rel_err(conv(x), expected) < 1e-4

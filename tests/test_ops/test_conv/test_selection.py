@@ -173,3 +173,26 @@ def test_fitted_constants_decide(monkeypatch):
     for module in (fft, c_fft):
         monkeypatch.setattr(module, '_CPU_PER_POINT', {True: 1e6, False: 1e6})
     assert select_algorithm(problem, 'auto').name in ('channels_last', 'sparse_direct')
+
+
+def test_a_constant_kernel_keeps_its_choice_per_request(monkeypatch):
+    """In inference a constant kernel remembers the algorithm chosen for a problem and a
+    request; another request (the environment variable changed) is chosen afresh."""
+    layer = LargeKernelConv2d(2, 2, 9, padding=4, groups=2).eval()
+    x = torch.randn(1, 2, 12, 12)
+    chosen = []
+    original = selection.select_algorithm
+
+    def counting(problem, algo=None, kernel=None):
+        algorithm = original(problem, algo, kernel)
+        chosen.append(algorithm.name)
+        return algorithm
+
+    monkeypatch.setattr('mmdcls.ops.conv.dispatch.select_algorithm', counting)
+    with torch.no_grad():
+        monkeypatch.setenv(ENV_VAR, 'fft')
+        layer(x), layer(x)
+        monkeypatch.setenv(ENV_VAR, 'direct')
+        y = layer(x)
+    assert chosen == ['fft', 'direct']
+    torch.testing.assert_close(y, F.conv2d(x, layer.weight, layer.bias, 1, 4, 1, 2))
