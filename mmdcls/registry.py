@@ -5,9 +5,9 @@ after ``custom_imports=dict(imports=['mmdcls'], allow_failed_imports=False)``. `
 mmengine import the modules that register into each registry on first lookup, so a lookup never
 depends on which mmdcls submodule happened to be imported before.
 
-Conv layers (``DCLS1d/2d/3d``) are registered in mmengine's *root* ``MODELS`` instead, because
-mmcv's ``build_conv_layer`` (used by every mmdet/mmseg ``conv_cfg`` slot and ResNet's ``dcn``)
-looks types up there.
+Conv layers (``DCLS1d/2d/3d``, ``DCLS2dK1d``, ``DCLS3_1d``) are registered in mmengine's *root*
+``MODELS`` as well, because mmcv's ``build_conv_layer`` (used by every mmdet/mmseg ``conv_cfg``
+slot and ResNet's ``dcn``) looks unscoped types up there.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS

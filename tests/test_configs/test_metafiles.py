@@ -102,3 +102,11 @@ def test_published_figures_of_the_release():
                        f'upernet_convnext-dcls-{size}_8xb2-160k_ade20k-512x512') == {
                            'mIoU': miou
                        }
+
+
+def test_model_index_imports_every_metafile():
+    """model-index.yml at the root (what mim and OpenMMLab's tooling read) imports each
+    folder's metafile."""
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        imports = yaml.safe_load(f)['Import']
+    assert sorted(imports) == sorted(f'configs/{folder}/metafile.yml' for folder in FOLDERS)

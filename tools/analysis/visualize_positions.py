@@ -31,13 +31,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import mmdcls  # noqa: F401,E402  registers mmdcls's types before any config is read
-from mmdcls.models.utils import load_checkpoint_file  # noqa: E402
+from mmdcls.models.backbones.convnext_dcls_args import DEFAULT_DILATED_KERNEL_SIZE  # noqa: E402
+from mmdcls.models.utils import DEFAULT_VERSION, load_checkpoint_file  # noqa: E402
 from mmdcls.ops import construct_kernel, position_axes  # noqa: E402
 from mmdcls.utils.safe_output import check_outputs, safe_output  # noqa: E402
 from mmdcls.utils.tool_errors import INPUT_ERRORS, report_tool_error  # noqa: E402
 
 _P_KEY = re.compile(r'^(?P<layer>(?P<stage>.*?stages\.(?P<i>\d+))\.(?P<j>\d+)\.dwconv)\.P$')
-DEFAULTS = dict(dilated_kernel_size=17, version='v0')
+#: the backbone's defaults, for checkpoints whose config does not say
+DEFAULTS = dict(dilated_kernel_size=DEFAULT_DILATED_KERNEL_SIZE, version=DEFAULT_VERSION)
 
 
 def load_state_dict(path):
