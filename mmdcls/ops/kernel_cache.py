@@ -18,6 +18,7 @@ would need the host to wait for the device (a synchronisation every forward), so
 kernel is built on every call (on CUDA a few fused launches). JIT traces and
 ``torch.compile`` graphs bypass it.
 """
+import ctypes
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
@@ -29,16 +30,35 @@ from .graph_state import needs_grad, records_graph
 #: a kernel and, when it is cached, what is kept about it
 KernelAndFacts = Tuple[Tensor, Optional[ConstantKernel]]
 
-# integer dtype of the same width, to compare floating-point values bit for bit (NaN == NaN,
-# -0.0 != 0.0: a cached kernel is reused only for identical parameters)
+
+def _libc_memcmp():
+    """The C library's ``memcmp`` (one pass over both buffers, no temporaries: the fastest
+    exact comparison), or None where it cannot be found."""
+    for name in (None, 'msvcrt'):
+        try:
+            memcmp = getattr(ctypes.CDLL(name), 'memcmp')
+        except (OSError, AttributeError):
+            continue
+        memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+        memcmp.restype = ctypes.c_int
+        return memcmp
+    return None
+
+
+_MEMCMP = _libc_memcmp()
+# integer dtype of the same width, for the comparison without memcmp
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def _same_bits(a: Tensor, b: Tensor) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+def _same_bytes(param: Tensor, copy: Tensor) -> bool:
+    """Whether the CPU tensor ``param`` holds exactly the bytes of ``copy`` (a contiguous
+    tensor of its dtype and shape): bit for bit, so NaN == NaN and -0.0 != 0.0."""
+    if param.dtype != copy.dtype or param.shape != copy.shape or param.device.type != 'cpu':
         return False
-    bits = _BITS[a.element_size()]
-    return torch.equal(a.view(bits), b.view(bits))
+    if _MEMCMP is not None and param.is_contiguous():
+        return _MEMCMP(param.data_ptr(), copy.data_ptr(), copy.numel() * copy.element_size()) == 0
+    bits = _BITS[copy.element_size()]
+    return torch.equal(param.detach().view(bits), copy.view(bits))
 
 
 class KernelCache:
@@ -72,9 +92,11 @@ class KernelCache:
         if self._kernel is None or extra != self._extra or len(params) != len(self._values):
             return False
         for param, value in zip(params, self._values):
-            if (param is None) != (value is None):
-                return False
-            if param is not None and not _same_bits(param.detach(), value):
+            if param is None or value is None:
+                if param is not value:
+                    return False
+                continue
+            if not _same_bytes(param, value):
                 return False
         return True
 
@@ -89,7 +111,8 @@ class KernelCache:
             # built as a normal tensor even under inference_mode, so that it serves later
             # no_grad calls too
             with torch.inference_mode(False), torch.no_grad():
-                values = tuple(None if p is None else p.detach().clone() for p in params)
+                values = tuple(None if p is None else p.detach().contiguous().clone()
+                               for p in params)
                 kernel = build()
             self._extra, self._values, self._kernel = extra, values, kernel
             self._constant = ConstantKernel()

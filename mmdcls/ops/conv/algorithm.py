@@ -24,6 +24,10 @@ class ConvAlgorithm:
     #: ``F.conv`` (algorithms that skip zero taps or mix a whole plane, like an FFT, do not;
     #: ``conv_nd`` then restores ``F.conv``'s semantics around them)
     propagates_non_finite: bool = True
+    #: where it does not: whether a non-finite input makes every output of its (sample,
+    #: channel) plane non-finite instead (an FFT mixes the whole plane), so that one output per
+    #: plane tells whether the input was finite
+    non_finite_fills_planes: bool = False
 
     def why_not(self, problem: ConvProblem) -> Optional[str]:
         """None when the algorithm computes ``problem``, else why not (one phrase). The base

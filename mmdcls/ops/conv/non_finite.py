@@ -32,20 +32,27 @@ def _window_any(bad: Tensor, problem: ConvProblem) -> Tensor:
     return reach.repeat_interleave(problem.out_channels // g, dim=1)
 
 
-def _input_finite(input: Tensor) -> bool:
-    """Whether every element of ``input`` is finite, by one sum (a finite sum that overflows
+def _all_finite(tensor: Tensor) -> bool:
+    """Whether every element of ``tensor`` is finite, by one sum (a finite sum that overflows
     reads as non-finite: the exact path then runs, which is correct too)."""
-    return math.isfinite(float(input.detach().sum()))
+    return math.isfinite(float(tensor.detach().sum()))
 
 
 def run_with_conv_semantics(algorithm: ConvAlgorithm, input: Tensor, kernel: Tensor,
                             bias: Optional[Tensor], problem: ConvProblem, prepared: Any) -> Tensor:
     """``algorithm.run(...)`` with ``F.conv``'s non-finite semantics. On the CPU in eager mode
-    a finite input (checked by one sum) runs as it is; otherwise, and always on other devices
-    and in traced graphs (no host read), the algorithm convolves the input with its
-    non-finite elements zeroed and the outputs their windows reach are set to NaN."""
-    if problem.eager and problem.device_type == 'cpu' and _input_finite(input):
-        return algorithm.run(input, kernel, bias, problem, prepared)
+    a finite input runs as it is: for an algorithm whose non-finite inputs fill their output
+    planes (the FFTs), the first output of every plane tells, read after the run; otherwise one
+    sum of the input. Elsewhere, and always on other devices and in traced graphs (no host
+    read), the algorithm convolves the input with its non-finite elements zeroed and the outputs
+    their windows reach are set to NaN."""
+    if problem.eager and problem.device_type == 'cpu':
+        if algorithm.non_finite_fills_planes:
+            output = algorithm.run(input, kernel, bias, problem, prepared)
+            if _all_finite(output[(slice(None), slice(None)) + (0, ) * problem.ndim]):
+                return output
+        elif _all_finite(input):
+            return algorithm.run(input, kernel, bias, problem, prepared)
     bad = ~torch.isfinite(input.detach())
     output = algorithm.run(input.masked_fill(bad, 0), kernel, bias, problem, prepared)
     return output.masked_fill(_window_any(bad, problem), math.nan)

@@ -54,6 +54,7 @@ class CFFT(ConvAlgorithm):
     devices = ('cpu', )
     # a non-finite input spreads over its whole (sample, channel) plane
     propagates_non_finite = False
+    non_finite_fills_planes = True
 
     def why_not(self, problem: ConvProblem) -> Optional[str]:
         return super().why_not(problem) or why_c_depthwise_not(problem)

@@ -180,6 +180,7 @@ class TorchFFT(ConvAlgorithm):
     devices = ('cpu', 'cuda')
     # a non-finite input spreads over its whole (sample, channel) plane
     propagates_non_finite = False
+    non_finite_fills_planes = True
 
     def why_not(self, problem: ConvProblem) -> Optional[str]:
         if problem.compute_dtype not in (torch.float16, torch.bfloat16, torch.float32,

@@ -2,9 +2,10 @@
 wrap-around on the needed outputs, no prime factor outside the C FFT's radices, on which
 pocketfft, MKL and cuFFT are fast too) and the cost model of an FFT convolution on CPU."""
 import math
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 from ...kernels.cpu.constants import FFT_RADICES
+from ...torch_compat import is_compiling
 from ..problem import ConvProblem
 from .direct import SMALL_KERNEL_TAPS
 
@@ -24,6 +25,9 @@ def _smooth_lengths(limit: int) -> Tuple[int, ...]:
 
 
 _FAST_LENGTHS = _smooth_lengths(1 << 24)
+# (spatial, kernel size, padding) -> lengths, asked several times per call in eager mode
+_LENGTHS: Dict[tuple, Tuple[int, ...]] = {}
+_MAX_REMEMBERED = 4096
 
 
 def _fast_len(n: int) -> int:
@@ -45,9 +49,18 @@ def fft_lengths(spatial: Sequence[int], kernel_size: Sequence[int],
     """Transform length per axis for which the circular correlation has no wrap-around on the
     needed outputs: >= size + padding (the left padding wraps onto the zero tail), >= the
     stride-1 output size and >= the kernel size; rounded up to a fast length."""
-    return tuple(
+    key = (tuple(spatial), tuple(kernel_size), tuple(padding))
+    eager = not is_compiling()  # (a graph being traced computes them as constants)
+    if eager and key in _LENGTHS:
+        return _LENGTHS[key]
+    lengths = tuple(
         _fast_len(max(s + p, s + 2 * p - k + 1, k))
         for s, k, p in zip(spatial, kernel_size, padding))
+    if eager:
+        if len(_LENGTHS) >= _MAX_REMEMBERED:
+            _LENGTHS.clear()
+        _LENGTHS[key] = lengths
+    return lengths
 
 
 def fft_cost(problem: ConvProblem, per_point: float) -> float:
