@@ -259,3 +259,20 @@ def test_cache_is_not_copied_or_pickled():
     with torch.no_grad():
         assert torch.equal(copied(x), y) and torch.equal(loaded(x), y)
     assert layer._kernel_cache().kernel is not None  # the original keeps its own
+
+
+@pytest.mark.parametrize('memcmp', [True, False], ids=['memcmp', 'torch'])
+def test_parameter_comparison_is_bitwise(monkeypatch, memcmp):
+    """Equal bits only: NaN equals NaN, -0.0 differs from 0.0, a non-contiguous view with the
+    same values is the same; both comparison paths."""
+    from mmdcls.ops import kernel_cache
+    if not memcmp:
+        monkeypatch.setattr(kernel_cache, '_MEMCMP', None)
+    elif kernel_cache._MEMCMP is None:
+        pytest.skip('no memcmp found in the C library')
+    value = torch.tensor([[1.0, float('nan')], [0.0, 2.0]])
+    copy = value.clone()
+    assert kernel_cache._same_bytes(value, copy)
+    assert not kernel_cache._same_bytes(value.masked_fill(value == 0, -0.0), copy)
+    assert kernel_cache._same_bytes(value.t().contiguous().t(), copy)
+    assert not kernel_cache._same_bytes(value.double(), copy)
