@@ -1,8 +1,9 @@
 """``ConvAlgorithm``: what every convolution algorithm of :data:`mmdcls.ops.conv.ALGORITHMS`
 declares. Adding an algorithm is one module defining a subclass and one entry in
 :mod:`.algorithms`."""
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from .problem import ConvProblem
@@ -69,10 +70,24 @@ class ConvAlgorithm:
         return f'{type(self).__name__}(name={self.name!r}, devices={self.devices})'
 
 
-def cast_as_autocast(problem: ConvProblem, input: Tensor, kernel: Tensor,
-                     bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """input, kernel and bias in the dtype ``F.conv`` computes in (``problem.compute_dtype``):
-    autocast does not cast what reaches a custom autograd Function or kernel, so algorithms
-    running one under autocast cast as ``F.conv`` would (and then run with autocast off)."""
+def why_not_depthwise_2d_stride_one(problem: ConvProblem) -> Optional[str]:
+    """None for a 2-D depthwise stride-1 convolution (what the hand-written depthwise kernels
+    compute), else why not."""
+    if problem.ndim != 2 or not problem.depthwise:
+        return 'it computes 2-D depthwise convolutions only (C_out == C_in == groups)'
+    if not problem.stride_one:
+        return f'it computes stride 1 only, got stride {problem.stride}'
+    return None
+
+
+def run_as_f_conv(problem: ConvProblem, fn: Callable[..., Tensor], input: Tensor, kernel: Tensor,
+                  bias: Optional[Tensor], *args) -> Tensor:
+    """``fn(input, kernel, bias, *args)`` in the dtype ``F.conv`` computes in: autocast does not
+    cast what reaches a custom autograd Function or kernel, so under autocast the tensors are
+    cast to ``problem.compute_dtype`` as ``F.conv`` would and ``fn`` runs with autocast off."""
+    if problem.autocast_dtype is None:
+        return fn(input, kernel, bias, *args)
     dtype = problem.compute_dtype
-    return (input.to(dtype), kernel.to(dtype), None if bias is None else bias.to(dtype))
+    with torch.autocast(problem.device_type, enabled=False):
+        return fn(
+            input.to(dtype), kernel.to(dtype), None if bias is None else bias.to(dtype), *args)

@@ -35,9 +35,7 @@ class _LargeKernelConvMixin(CachedKernelMixin):
             mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
             padding = (0, ) * len(self.kernel_size)
-        weight, constant = self._forward_kernel((self.weight, ), self.weight.detach)
-        if constant is None:
-            weight = self.weight
+        weight, constant = self._forward_kernel((self.weight, ), lambda: self.weight)
         return conv_nd(
             input,
             weight,

@@ -1,6 +1,7 @@
 """``ConvProblem``: what :func:`~mmdcls.ops.conv.conv_nd` knows about one call, built once and
 handed to every algorithm (whether it applies, what it costs, how it runs)."""
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -133,10 +134,7 @@ class ConvProblem:
     @property
     def taps(self) -> int:
         """Entries of one kernel plane (prod(kernel_size))."""
-        taps = 1
-        for k in self.kernel_size:
-            taps *= k
-        return taps
+        return math.prod(self.kernel_size)
 
     @property
     def empty(self) -> bool:

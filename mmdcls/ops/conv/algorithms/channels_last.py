@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..algorithm import ConvAlgorithm, cast_as_autocast
+from ..algorithm import ConvAlgorithm, run_as_f_conv
 from ..problem import CHANNELS_LAST_FORMATS, ConvProblem
 from .direct import CONV_FNS, conv_direct, dense_cpu_cost, why_f_conv_not
 
@@ -75,13 +75,8 @@ class ChannelsLast(ConvAlgorithm):
     def run(self, input, kernel, bias, problem, prepared=None):
         fmt = CHANNELS_LAST_FORMATS[problem.ndim]
         if problem.depthwise and problem.needs_grad:
-            if problem.autocast_dtype is not None:
-                input, kernel, bias = cast_as_autocast(problem, input, kernel, bias)
-                with torch.autocast(problem.device_type, enabled=False):
-                    return _DepthwiseChannelsLast.apply(input, kernel, bias, problem.stride,
-                                                        problem.padding)
-            return _DepthwiseChannelsLast.apply(input, kernel, bias, problem.stride,
-                                                problem.padding)
+            return run_as_f_conv(problem, _DepthwiseChannelsLast.apply, input, kernel, bias,
+                                 problem.stride, problem.padding)
         return conv_direct(
             input.contiguous(memory_format=fmt), kernel.contiguous(memory_format=fmt), bias,
             problem)

@@ -8,11 +8,9 @@ tensors, never chosen by ``'auto'`` there."""
 import math
 from typing import Optional, Tuple
 
-import torch
-
 from ...kernels import triton as triton_kernels
 from ...kernels.triton.depthwise_args import MAX_CHANNELS, MAX_IMAGE_ELEMENTS, SUPPORTED_DTYPES
-from ..algorithm import ConvAlgorithm, cast_as_autocast
+from ..algorithm import ConvAlgorithm, run_as_f_conv, why_not_depthwise_2d_stride_one
 from ..problem import ConvProblem
 
 
@@ -27,10 +25,9 @@ class TritonDepthwise(ConvAlgorithm):
         reason = super().why_not(problem)
         if reason is not None:
             return reason
-        if problem.ndim != 2 or not problem.depthwise:
-            return 'it computes 2-D depthwise convolutions only (C_out == C_in == groups)'
-        if not problem.stride_one:
-            return f'it computes stride 1 only, got stride {problem.stride}'
+        reason = why_not_depthwise_2d_stride_one(problem)
+        if reason is not None:
+            return reason
         if problem.compute_dtype not in SUPPORTED_DTYPES or (problem.autocast_dtype is None
                                                              and not problem.same_dtypes):
             return (f'it computes in {", ".join(str(d) for d in SUPPORTED_DTYPES)}, got '
@@ -50,8 +47,5 @@ class TritonDepthwise(ConvAlgorithm):
         return math.inf if problem.device_type == 'cpu' else None
 
     def run(self, input, kernel, bias, problem, prepared=None):
-        if problem.autocast_dtype is not None:
-            input, kernel, bias = cast_as_autocast(problem, input, kernel, bias)
-            with torch.autocast(problem.device_type, enabled=False):
-                return triton_kernels.depthwise_conv2d(input, kernel, bias, problem.padding)
-        return triton_kernels.depthwise_conv2d(input, kernel, bias, problem.padding)
+        return run_as_f_conv(problem, triton_kernels.depthwise_conv2d, input, kernel, bias,
+                             problem.padding)

@@ -19,11 +19,11 @@ from .construction import (SAVED_PROFILES_MAX_RATIO, bilinear_backward, bilinear
                            dense_backward, dense_forward, saved_profiles_size, usable)
 from .depthwise import depthwise_conv2d, depthwise_grad_kernel
 from .depthwise_fft import depthwise_fft_filter, depthwise_fft_grad_kernel, depthwise_fft_spectra
-from .loader import CACHE_ENV_VAR, ENV_VAR, MODES, failure_reason, library, mode
+from .loader import CACHE_ENV_VAR, ENV_VAR, MODES, failure_reason, library, mode, unavailable_reason
 
 __all__ = [
-    'ENV_VAR', 'CACHE_ENV_VAR', 'MODES', 'mode', 'library', 'failure_reason', 'usable',
-    'dense_forward', 'dense_backward', 'bilinear_forward', 'bilinear_backward',
+    'ENV_VAR', 'CACHE_ENV_VAR', 'MODES', 'mode', 'library', 'failure_reason', 'unavailable_reason',
+    'usable', 'dense_forward', 'dense_backward', 'bilinear_forward', 'bilinear_backward',
     'SAVED_PROFILES_MAX_RATIO', 'saved_profiles_size', 'depthwise_conv2d', 'depthwise_grad_kernel',
     'depthwise_fft_spectra', 'depthwise_fft_filter', 'depthwise_fft_grad_kernel', 'FFT_RADICES'
 ]

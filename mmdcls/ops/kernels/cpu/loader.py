@@ -172,6 +172,12 @@ def failure_reason() -> Optional[str]:
     return _failure
 
 
+def unavailable_reason() -> str:
+    """Why :func:`library` gives None: disabled by ``MMDCLS_NATIVE=0``, or why it could not be
+    built."""
+    return f'disabled ({ENV_VAR}=0)' if mode() == '0' else str(_failure)
+
+
 def threads_for(items: int) -> int:
     """OpenMP threads for a call over ``items`` independent pieces of work: at most
     ``torch.get_num_threads()``, at least 1."""
@@ -185,7 +191,6 @@ def call(entry: str, dtype: torch.dtype, *args, threads: int, needed_by: str) ->
     MemoryError when the call could not allocate its work buffers."""
     lib = library()
     if lib is None:
-        raise RuntimeError(f'{needed_by} is unavailable: the C library is '
-                           f'{"disabled (" + ENV_VAR + "=0)" if mode() == "0" else _failure}')
+        raise RuntimeError(f'{needed_by} is unavailable: the C library is {unavailable_reason()}')
     if getattr(lib, entry + REAL_TYPES[dtype].suffix)(*args, threads):
         raise MemoryError(f'mmdcls: {entry} could not allocate its work buffer')
